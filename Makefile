@@ -1,0 +1,32 @@
+# Two commands on a bare machine with Python 3.11, pip and apt:
+#   make demo   set everything up and run the main job
+#   make test   set everything up and run the tests
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test test-slow clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; install Python 3.11 (or run make PYTHON=python3)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# CPU build of PyTorch first, so nothing else can pull a CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Main job (until the model lands): a small synthetic corpus.
+demo: setup
+	$(BIN)/mf data synth --out corpus/demo --clips 8 --seconds 4 --size 64
+
+test: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) corpus build *.egg-info .pytest_cache
