@@ -56,18 +56,26 @@ def _cmd_data_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_log_flags(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log debug messages")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="no progress bars; only warnings and errors")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mf", description="mfruntime: real-time talking characters (voice + face) from one causal model.")
     parser.add_argument("--version", action="version", version=f"mfruntime {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars; only warnings and errors")
+    _add_log_flags(parser, default=False)
+    # The same flags are accepted after a command too (mf data synth ... -q); SUPPRESS keeps the top-level value.
+    leaf = _Parser(add_help=False)
+    _add_log_flags(leaf, default=argparse.SUPPRESS)
     verbs = parser.add_subparsers(dest="verb", metavar="<command>", required=True, parser_class=_Parser)
 
     data = verbs.add_parser("data", help="make or inspect training data")
     data_verbs = data.add_subparsers(dest="action", metavar="<action>", required=True, parser_class=_Parser)
 
     synth = data_verbs.add_parser(
-        "synth", help="write a synthetic talking-character corpus (mp4 + JSON ground truth)",
+        "synth", parents=[leaf], help="write a synthetic talking-character corpus (mp4 + JSON ground truth)",
         description="Write N synthetic clips: eSpeak NG speech with random voices and a procedural face "
         "whose mouth follows the phonemes. Each clip is clip_XXXXX.mp4 (H.264 + AAC) with a JSON sidecar "
         "(text, voice, phoneme times, identity, per-frame mouth opening); corpus.json lists them.",
@@ -81,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(func=_cmd_data_synth)
 
     scan = data_verbs.add_parser(
-        "scan", help="decode a folder of clips and report usable, skipped and windowed clips",
+        "scan", parents=[leaf], help="decode a folder of clips and report usable, skipped and windowed clips",
         description="Decode every mp4/mkv/webm/mov below DIR the way training does (25 fps, 16 kHz mono, "
         "centre-crop, resize) and report usable clips, skipped files with the reason, and the train/validation split.",
     )

@@ -134,7 +134,7 @@ def mouth_track(phonemes: Sequence[Phoneme], times: np.ndarray) -> MouthTrack:
         return MouthTrack(open=zeros, spread=zeros.copy())
     centres, durations, visemes = _segments(phonemes)
     alpha = np.array([v.dominance for v in visemes])  # (N,)
-    theta = 2.5 / np.maximum(durations, 0.03)  # (N,) 1/s: the dominance falls to e^-1.25 at a segment's edge
+    theta = 4.0 / np.maximum(durations, 0.03)  # (N,) 1/s: the dominance falls to e^-2 at a segment's edge
     dist = np.abs(times[:, None] - centres[None, :])  # (T, N)
     dom = alpha[None, :] * np.exp(-theta[None, :] * dist)  # (T, N)
     dom_sum = dom.sum(axis=1) + 1e-12  # (T,)
