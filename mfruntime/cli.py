@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"mf: error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:
         print(f"mf: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -153,6 +153,8 @@ def _worker(args: tuple[SynthConfig, int]) -> int:
 def synthesize_corpus(cfg: SynthConfig, progress: bool = True) -> dict:
     """Write ``cfg.clips`` clips into ``cfg.out`` in parallel; return the manifest (also saved as corpus.json)."""
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: pass a folder to write the clips into")
     out.mkdir(parents=True, exist_ok=True)
     workers = cfg.workers or os.cpu_count() or 1
     workers = min(workers, cfg.clips)
