@@ -44,3 +44,139 @@ DEFAULT_MEDIA = MediaConfig()
 
 #: Frame sizes the renderer and loader accept (square frames).
 FRAME_SIZES = (64, 128, 256)
+
+
+# --- model -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VideoCodecConfig:
+    """Per-frame convolutional autoencoder (8× spatial downsampling)."""
+
+    size: int = 64  # frame size in pixels (square)
+    channels: tuple[int, ...] = (32, 64, 128)  # conv widths; one stride-2 stage each (3 stages = 8×)
+    latent_channels: int = 8  # channels of the latent map
+    # Derived:
+    latent_size: int = field(init=False)  # side of the latent map (size / 2**stages)
+
+    def __post_init__(self) -> None:
+        if self.size not in FRAME_SIZES:
+            raise ValueError(f"video size must be one of {FRAME_SIZES}, got {self.size}")
+        down = 2 ** len(self.channels)
+        if self.size % down:
+            raise ValueError(f"video size {self.size} is not divisible by the codec's {down}x downsampling")
+        object.__setattr__(self, "latent_size", self.size // down)
+
+
+@dataclass(frozen=True)
+class AudioCodecConfig:
+    """Learned waveform codec: 16 kHz PCM ↔ 50 Hz latent sequence (causal, streamable)."""
+
+    sample_rate: int = 16_000  # Hz
+    latent_rate: int = 50  # latent frames per second
+    hidden: int = 256  # width of the analysis/synthesis filterbank
+    latent_channels: int = 32  # channels per latent frame
+    decoder_layers: int = 3  # causal conv layers (kernel 3) on the latent sequence in the decoder
+    encoder_layers: int = 2  # causal conv layers (kernel 3) on the analysed frames in the encoder
+    # Derived:
+    hop: int = field(init=False)  # samples per latent frame
+
+    def __post_init__(self) -> None:
+        if self.sample_rate % self.latent_rate:
+            raise ValueError(f"sample_rate {self.sample_rate} must be a multiple of latent_rate {self.latent_rate}")
+        object.__setattr__(self, "hop", self.sample_rate // self.latent_rate)
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """One stream (video or audio) of the twin-stream transformer."""
+
+    dim: int = 128  # token width
+    layers: int = 4  # transformer blocks
+    heads: int = 4  # attention heads (head_dim = dim / heads, equal in both streams)
+    mlp_ratio: float = 4.0  # MLP hidden width / dim
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads:
+            raise ValueError(f"stream dim {self.dim} must be divisible by heads {self.heads}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The dual-mode causal audio-video model (DESIGN.md, "Model shape")."""
+
+    media: MediaConfig = MediaConfig()  # time base: fps, sample rate, chunk length
+    video_codec: VideoCodecConfig = VideoCodecConfig()
+    audio_codec: AudioCodecConfig = AudioCodecConfig()
+    video: StreamConfig | None = StreamConfig()  # None switches the video stream off (audio-only model)
+    audio: StreamConfig | None = StreamConfig()  # None switches the audio stream off (video-only model)
+    patch: int = 2  # video latent patch size (tokens per frame = (latent_size / patch)²)
+    window_chunks: int = 8  # W: past chunks kept in the KV ring cache (plus the sink)
+    phoneme_window: float = 0.32  # seconds of phonemes visible before a chunk starts and after it ends
+    max_phonemes: int = 32  # phoneme tokens per chunk window (static shape; more is an error)
+    audio_ref_steps: int = 16  # audio latent steps in the speaker-reference sink (0.32 s at 50 Hz)
+    rope_time_min_hz: float = 0.2  # slowest rotary frequency on the time axis
+    rope_time_max_hz: float = 25.0  # fastest rotary frequency on the time axis
+    rope_time_fraction: float = 0.5  # fraction of each head's dims rotated by time (video: the rest by row/column)
+    # Derived:
+    frames_per_chunk: int = field(init=False)  # video frames per chunk (4)
+    latent_steps_per_chunk: int = field(init=False)  # audio latent steps per chunk (8)
+    video_tokens_per_frame: int = field(init=False)
+    video_tokens_per_chunk: int = field(init=False)
+    audio_tokens_per_chunk: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.video is None and self.audio is None:
+            raise ValueError("a model needs at least one stream: video, audio or both")
+        if self.video is not None and self.audio is not None and (
+            self.video.heads != self.audio.heads or self.video.head_dim != self.audio.head_dim
+        ):
+            raise ValueError("video and audio streams must have the same heads and head_dim: "
+                             "cross-modal attention reads the other stream's keys and values")
+        if self.audio_codec.sample_rate != self.media.sample_rate:
+            raise ValueError("audio codec sample_rate must equal the media sample_rate")
+        steps = self.media.chunk_seconds * self.audio_codec.latent_rate
+        if abs(steps - round(steps)) > 1e-6:
+            raise ValueError(f"a {self.media.chunk_seconds}s chunk must hold whole audio latent steps")
+        if self.video_codec.latent_size % self.patch:
+            raise ValueError(f"patch {self.patch} must divide the latent size {self.video_codec.latent_size}")
+        if self.window_chunks < 1:
+            raise ValueError(f"window_chunks must be >= 1, got {self.window_chunks}")
+        side = self.video_codec.latent_size // self.patch
+        object.__setattr__(self, "frames_per_chunk", self.media.frames_per_chunk)
+        object.__setattr__(self, "latent_steps_per_chunk", int(round(steps)))
+        object.__setattr__(self, "video_tokens_per_frame", side * side)
+        object.__setattr__(self, "video_tokens_per_chunk", side * side * self.media.frames_per_chunk)
+        object.__setattr__(self, "audio_tokens_per_chunk", int(round(steps)))
+
+    @property
+    def head_dim(self) -> int:
+        return (self.video or self.audio).head_dim  # type: ignore[union-attr]
+
+
+def _preset(size: int, video_codec: tuple[int, ...], dim: int, layers: int, heads: int, window: int) -> ModelConfig:
+    return ModelConfig(
+        video_codec=VideoCodecConfig(size=size, channels=video_codec),
+        video=StreamConfig(dim=dim, layers=layers, heads=heads),
+        audio=StreamConfig(dim=dim, layers=layers, heads=heads),
+        window_chunks=window,
+        patch=2 if size == 64 else 4,
+    )
+
+
+#: Named model sizes. `tiny` trains on 2 CPU cores; `small` and `base` want a GPU.
+PRESETS: dict[str, ModelConfig] = {
+    "tiny": _preset(64, (32, 64, 128), dim=128, layers=4, heads=4, window=8),
+    "small": _preset(128, (48, 96, 192), dim=384, layers=8, heads=6, window=16),
+    "base": _preset(256, (64, 128, 256), dim=768, layers=12, heads=12, window=32),
+}
+
+
+def preset(name: str) -> ModelConfig:
+    """The named preset (tiny, small, base)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,12 @@
+"""The dual-mode causal audio-video model: codecs, twin-stream transformer, KV ring cache, generation."""
+from mfruntime.model.cache import RingKVCache
+from mfruntime.model.codec_audio import AudioCodec, AudioDecodeState
+from mfruntime.model.codec_video import VideoCodec
+from mfruntime.model.generate import AVModel, GeneratedChunk, GenerationOptions, Generator
+from mfruntime.model.phonemes import PhonemeTrack, PhonemeWindow
+from mfruntime.model.transformer import StreamState, TwinStreamTransformer
+
+__all__ = [
+    "AVModel", "AudioCodec", "AudioDecodeState", "GeneratedChunk", "GenerationOptions", "Generator",
+    "PhonemeTrack", "PhonemeWindow", "RingKVCache", "StreamState", "TwinStreamTransformer", "VideoCodec",
+]

@@ -1,0 +1,178 @@
+"""Chunk-by-chunk generation: the inference loop over the KV ring cache.
+
+For each 160 ms chunk: draw noise, integrate the flow with the Euler sampler
+(few-step or multi-step: only the schedule differs), commit the finished chunk
+to the cache with one extra forward at t = 0, decode video latents to frames and
+audio latents to PCM (streaming decoder), and yield the chunk.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from mfruntime.config import ModelConfig
+from mfruntime.data.speech import Phoneme
+from mfruntime.model.codec_audio import AudioCodec, AudioDecodeState
+from mfruntime.model.codec_video import VideoCodec
+from mfruntime.model.phonemes import PhonemeTrack, PhonemeWindow
+from mfruntime.model.transformer import StreamState, TwinStreamTransformer
+from mfruntime.sampling import SCHEDULES, euler_sample
+
+
+class AVModel(nn.Module):
+    """The transformer and both codecs, as one loadable unit."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.transformer = TwinStreamTransformer(cfg)
+        self.video_codec = VideoCodec(cfg.video_codec)
+        self.audio_codec = AudioCodec(cfg.audio_codec)
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    steps: int = 4  # denoising steps per chunk: 1–4 live (few-step), 8–50 quality (multi-step)
+    schedule: str = "uniform"  # t grid: "uniform" or "shifted"
+    seed: int = 0  # noise seed; the same seed gives the same output
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.steps <= 1000:
+            raise ValueError(f"steps must be between 1 and 1000, got {self.steps}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+
+
+@dataclass
+class GeneratedChunk:
+    index: int  # chunk number in the stream (0, 1, …)
+    pts: float  # presentation time of the chunk's first frame / sample, seconds from stream start
+    frames: np.ndarray | None  # (F, H, W, 3) uint8, None for an audio-only model
+    pcm: np.ndarray | None  # (S,) float32 at the model's sample rate, None for a video-only model
+    latents: dict[str, torch.Tensor]  # per stream (1, 1, ...) latents of the chunk
+    compute_seconds: float  # wall time spent on this chunk
+
+
+def check_reference_image(image, size: int) -> np.ndarray:
+    """A reference frame must be (size, size, 3) uint8 RGB; anything else is a ValueError that says so."""
+    arr = np.asarray(image) if not isinstance(image, torch.Tensor) else image.cpu().numpy()
+    if arr.dtype != np.uint8 or arr.shape != (size, size, 3):
+        raise ValueError(f"reference image must be {size}×{size}×3 uint8 RGB, got {arr.shape} {arr.dtype}: "
+                         "pass an RGB image of the model's frame size")
+    return arr
+
+
+class Generator:
+    """Streaming generation for one character (batch 1). Holds the KV cache between utterances."""
+
+    def __init__(self, model: AVModel, reference_image=None, audio_reference: np.ndarray | None = None,
+                 options: GenerationOptions = GenerationOptions()) -> None:
+        self.model, self.cfg, self.options = model, model.cfg, options
+        tr = model.transformer
+        dev = next(model.parameters()).device
+        with torch.no_grad():
+            identity = None
+            if "video" in tr.active:
+                if reference_image is None:
+                    raise ValueError("a reference image is needed for a model with a video stream")
+                ref = check_reference_image(reference_image, self.cfg.video_codec.size)
+                identity = model.video_codec.encode(ref[None])  # (1, Cv, h, w)
+            audio_ref = None
+            if audio_reference is not None and "audio" in tr.active:
+                need = self.cfg.audio_ref_steps * self.cfg.audio_codec.hop
+                pcm = torch.as_tensor(np.asarray(audio_reference, np.float32)[:need], device=dev)
+                if pcm.numel() < need:
+                    raise ValueError(f"audio reference must hold at least {need} samples "
+                                     f"({need / self.cfg.audio_codec.sample_rate:.2f} s), got {pcm.numel()}")
+                audio_ref = model.audio_codec.encode(pcm[None])  # (1, R, Ca)
+            self.sinks = tr.make_sinks(identity, audio_ref, batch=1)
+        self.state: StreamState = tr.new_state(self.sinks, batch=1)
+        self.audio_state = AudioDecodeState()
+        self.rng = torch.Generator(device="cpu").manual_seed(options.seed)
+        self.device = dev
+
+    # --- streaming state -----------------------------------------------------------------
+    def snapshot(self) -> dict:
+        return {"model": self.state.snapshot(), "rng": self.rng.get_state(),
+                "audio": None if self.audio_state.context is None else self.audio_state.context.clone()}
+
+    def restore(self, snap: dict) -> None:
+        self.state.restore(snap["model"])
+        self.rng.set_state(snap["rng"])
+        self.audio_state = AudioDecodeState(None if snap["audio"] is None else snap["audio"].clone())
+
+    # --- generation ----------------------------------------------------------------------
+    def _noise(self, stream: str) -> torch.Tensor:
+        shape = (1, *self.model.transformer.latent_shape(stream, 1))
+        return torch.randn(shape, generator=self.rng).to(self.device)
+
+    def generate(self, phonemes: Sequence[Phoneme] | None, n_chunks: int | None = None,
+                 driving_pcm: np.ndarray | None = None, steps: int | None = None) -> Iterator[GeneratedChunk]:
+        """Yield chunks of an utterance as they finish.
+
+        phonemes: the utterance's phonemes with times from its start (from eSpeak), or None in audio-driven
+        mode; driving_pcm: clean speech (float32, 16 kHz) to lip-sync instead of generating audio;
+        n_chunks: length (default: until the last phoneme / the driving audio ends); steps: overrides the
+        options' step count for this utterance.
+        """
+        cfg, tr = self.cfg, self.model.transformer
+        steps = steps if steps is not None else self.options.steps
+        GenerationOptions(steps=steps, schedule=self.options.schedule)  # validates
+        schedule = SCHEDULES[self.options.schedule](steps)
+        offset = self.state.chunk * cfg.media.chunk_seconds
+        track = PhonemeTrack.from_phonemes(phonemes, offset) if phonemes is not None else None
+        driven = None
+        if driving_pcm is not None:
+            if "audio" not in tr.active or "video" not in tr.active:
+                raise ValueError("audio-driven generation needs a joint audio-video model")
+            pcm = np.asarray(driving_pcm, dtype=np.float32)
+            if pcm.ndim != 1 or pcm.size == 0:
+                raise ValueError(f"driving audio must be mono float32 (S,) at {cfg.media.sample_rate} Hz, got shape {pcm.shape}")
+            chunks_needed = math.ceil(pcm.size / cfg.media.samples_per_chunk)
+            pcm = np.pad(pcm, (0, chunks_needed * cfg.media.samples_per_chunk - pcm.size))
+            with torch.no_grad():
+                driven = self.model.audio_codec.encode(torch.from_numpy(pcm).to(self.device)[None])  # (1, N, Ca)
+            n_chunks = n_chunks or chunks_needed
+        elif track is None:
+            raise ValueError("pass phonemes to speak, or driving_pcm for audio-driven lip-sync")
+        if n_chunks is None:
+            n_chunks = math.ceil(float(track.end.max() - offset) / cfg.media.chunk_seconds - 1e-9)
+        if n_chunks < 1:
+            raise ValueError(f"n_chunks must be >= 1, got {n_chunks}")
+        generated = [s for s in tr.active if not (s == "audio" and driven is not None)]
+
+        for i in range(n_chunks):
+            start = time.perf_counter()
+            k = self.state.chunk
+            ph = None
+            if track is not None:
+                t0 = k * cfg.media.chunk_seconds
+                ph = PhonemeWindow.stack([track.window(t0, t0 + cfg.media.chunk_seconds, cfg.phoneme_window, cfg.max_phonemes)])
+            x = {s: self._noise(s) for s in tr.active}
+            if driven is not None:
+                s_per = cfg.latent_steps_per_chunk
+                x["audio"] = driven[:, i * s_per:(i + 1) * s_per][:, None]  # (1, 1, S, Ca) clean
+
+            def step_fn(xs, t, d, _cond):
+                tt = {s: (t if s in generated else 0.0) for s in tr.active}
+                dd = {s: (d if s in generated else 0.0) for s in tr.active}
+                v = tr.chunk_step(self.state, xs, tt, dd, ph)
+                return {s: v[s] for s in generated}
+
+            with torch.no_grad():
+                x = euler_sample(step_fn, x, schedule)
+                tr.commit(self.state, x, ph)
+                frames = pcm_out = None
+                if "video" in x:
+                    frames = self.model.video_codec.decode(x["video"][0, 0]).cpu().numpy()  # (F, H, W, 3)
+                if "audio" in x:
+                    pcm_out = self.model.audio_codec.decode_stream(x["audio"][:, 0], self.audio_state)[0].cpu().numpy()
+            yield GeneratedChunk(index=k, pts=k * cfg.media.chunk_seconds, frames=frames, pcm=pcm_out,
+                                 latents={s: v.detach() for s, v in x.items()},
+                                 compute_seconds=time.perf_counter() - start)

@@ -1,0 +1,425 @@
+"""The twin-stream block-causal transformer (DESIGN.md, "Model shape").
+
+A video stream and an audio stream of :class:`StreamBlock`s run in lockstep,
+layer by layer: each stream's self-attention covers its sink, its cached chunks
+and the current chunk; then each stream attends to the other stream's keys and
+values of the same layer; then to the phoneme tokens of the chunk window. The
+network predicts the flow-matching velocity of every latent token given its
+chunk's noise level ``t`` and step size ``d`` (it knows nothing about step
+counts: see sampling.py).
+
+Two entry points share one layer loop (:meth:`TwinStreamTransformer._run`):
+``forward_sequence`` (many chunks at once, block-causal mask, optional clean
+context for teacher forcing) and ``chunk_step`` (one chunk against the KV ring
+cache, as at inference). Setting ``ModelConfig.video`` or ``.audio`` to None
+gives a uni-modal model from the same code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mfruntime.config import ModelConfig, StreamConfig
+from mfruntime.model.block import StreamBlock
+from mfruntime.model.cache import RingKVCache
+from mfruntime.model.layers import ScalarEmbedding, modulate
+from mfruntime.model.phonemes import VOCAB, PhonemeWindow
+from mfruntime.model.rope import Rotary
+from mfruntime.model.tokens import (CONTEXT, INPUT, SINK, attention_mask, audio_positions, chunk_start_time, grid,
+                                    patchify, unpatchify, video_positions)
+
+STREAMS = ("video", "audio")
+
+
+class Stream(nn.Module):
+    """Embeddings, blocks and output head of one stream."""
+
+    def __init__(self, name: str, cfg: StreamConfig, model: ModelConfig, cross_modal: bool) -> None:
+        super().__init__()
+        self.name, dim = name, cfg.dim
+        if name == "video":
+            in_dim = model.video_codec.latent_channels * model.patch**2
+            sink_tokens = (model.video_codec.latent_size // model.patch) ** 2
+        else:
+            in_dim = model.audio_codec.latent_channels
+            sink_tokens = model.audio_ref_steps
+        self.in_dim, self.sink_tokens = in_dim, sink_tokens
+        self.token_in = nn.Linear(in_dim, dim)
+        self.sink_in = nn.Linear(in_dim, dim)
+        self.sink_null = nn.Parameter(torch.randn(sink_tokens, dim) * 0.02)  # used when no reference is given
+        self.t_embed = ScalarEmbedding(dim)
+        self.d_embed = ScalarEmbedding(dim)
+        self.ph_embed = nn.Embedding(len(VOCAB), dim)
+        self.ph_stress = nn.Embedding(2, dim)
+        self.ph_dur = nn.Linear(2, dim)
+        self.ph_null = nn.Parameter(torch.randn(1, dim) * 0.02)  # always-present phoneme key ("nothing to say")
+        self.blocks = nn.ModuleList(StreamBlock(cfg, cross_modal) for _ in range(cfg.layers))
+        self.final_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.final_ada = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, in_dim)
+        for lin in (self.final_ada, self.out):
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def condition(self, t: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """(B, C) noise levels and step sizes → (B, C, dim)."""
+        return self.t_embed(t) + self.d_embed(d)
+
+    def phoneme_tokens(self, ph: PhonemeWindow | None, batch: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Phoneme tokens (B, 1 + C·P, dim), their centre times (B, 1 + C·P) and validity (B, 1 + C·P)."""
+        null = self.ph_null.expand(batch, 1, -1)
+        if ph is None:
+            return null, torch.zeros(batch, 1, dtype=torch.float64, device=device), torch.ones(batch, 1, dtype=torch.bool, device=device)
+        b = ph.ids.shape[0]
+        ids, stressed = ph.ids.reshape(b, -1).to(device), ph.stressed.reshape(b, -1).to(device)  # (B, C·P)
+        start, end = ph.start.reshape(b, -1).to(device), ph.end.reshape(b, -1).to(device)
+        dur = (end - start).float().clamp(min=0.0)
+        feats = torch.stack([dur, torch.log(dur + 1e-3)], dim=-1)  # (B, C·P, 2)
+        tok = self.ph_embed(ids) + self.ph_stress(stressed) + self.ph_dur(feats)
+        times = torch.cat([torch.zeros(b, 1, dtype=torch.float64, device=device), (start + end) / 2], dim=1)
+        valid = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=device), ph.mask.reshape(b, -1).to(device)], dim=1)
+        return torch.cat([null, tok], dim=1), times, valid
+
+    def head(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.final_ada(F.silu(c)).chunk(2, dim=-1)
+        return self.out(modulate(self.final_norm(h), shift, scale))
+
+
+@dataclass
+class _Pass:
+    """Everything one stream needs for one run of the layer loop."""
+
+    h: torch.Tensor  # (B, N, dim) tokens
+    c: torch.Tensor  # (B, N, dim) conditioning per token
+    rope: tuple[torch.Tensor, torch.Tensor]  # self-attention angles (1 or B, N, Dh/2)
+    rope_t: tuple[torch.Tensor, torch.Tensor]  # time-only angles for cross-modal and phoneme queries
+    prefix_k: list[torch.Tensor]  # per layer (B, H, P, Dh): sink (+ cache) keys, already rotated
+    prefix_v: list[torch.Tensor]
+    self_mask: torch.Tensor  # (1 or B, 1, N, P + N)
+    cross_mask: torch.Tensor | None  # (1 or B, 1, N, P_other + N_other)
+    ph: torch.Tensor  # (B, M, dim) phoneme tokens
+    ph_rope: tuple[torch.Tensor, torch.Tensor]
+    ph_mask: torch.Tensor  # (B, 1, N, M)
+    write: list = field(default_factory=list)  # filled with (k, v) per layer when committing
+
+
+@dataclass
+class StreamState:
+    """Streaming state of a generation: one ring cache per stream and the next chunk index."""
+
+    caches: dict[str, RingKVCache]
+    chunk: int = 0
+
+    def snapshot(self) -> dict:
+        return {"chunk": self.chunk, "caches": {k: c.snapshot() for k, c in self.caches.items()}}
+
+    def restore(self, snap: dict) -> None:
+        self.chunk = snap["chunk"]
+        for k, c in self.caches.items():
+            c.restore(snap["caches"][k])
+
+
+class TwinStreamTransformer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        joint = cfg.video is not None and cfg.audio is not None
+        self.streams = nn.ModuleDict({
+            name: Stream(name, scfg, cfg, cross_modal=joint)
+            for name, scfg in (("video", cfg.video), ("audio", cfg.audio)) if scfg is not None
+        })
+        self.heads = (cfg.video or cfg.audio).heads  # type: ignore[union-attr]
+        self.rotary = Rotary(cfg.head_dim, cfg.rope_time_fraction, cfg.rope_time_min_hz, cfg.rope_time_max_hz)
+
+    @property
+    def active(self) -> tuple[str, ...]:
+        return tuple(s for s in STREAMS if s in self.streams)
+
+    # --- input checks ------------------------------------------------------------------
+    def latent_shape(self, stream: str, chunks: int) -> tuple[int, ...]:
+        """Expected latent shape per batch element: video (C, F, Cv, h, w), audio (C, S, Ca)."""
+        cfg = self.cfg
+        if stream == "video":
+            side = cfg.video_codec.latent_size
+            return (chunks, cfg.frames_per_chunk, cfg.video_codec.latent_channels, side, side)
+        return (chunks, cfg.latent_steps_per_chunk, cfg.audio_codec.latent_channels)
+
+    def _check(self, x: dict[str, torch.Tensor], t: dict, d: dict, name: str = "x") -> tuple[int, int]:
+        if set(x) != set(self.active):
+            raise ValueError(f"{name} must have exactly the streams {list(self.active)}, got {sorted(x)}")
+        batch = chunks = None
+        for s, v in x.items():
+            if not isinstance(v, torch.Tensor) or not v.is_floating_point():
+                raise ValueError(f"{name}[{s!r}] must be a float tensor, got {type(v).__name__} {getattr(v, 'dtype', '')}")
+            c = v.shape[1] if v.dim() > 1 else -1
+            want = self.latent_shape(s, c)
+            if v.dim() != len(want) + 1 or tuple(v.shape[1:]) != want:
+                raise ValueError(f"{name}[{s!r}] must be (B, {', '.join(map(str, self.latent_shape(s, 'C')))}), got {tuple(v.shape)}")  # type: ignore[arg-type]
+            if batch is not None and (v.shape[0], c) != (batch, chunks):
+                raise ValueError(f"all streams need the same batch and chunk count, got {tuple(v.shape[:2])} vs {(batch, chunks)}")
+            batch, chunks = v.shape[0], c
+        for label, vals in (("t", t), ("d", d)):
+            if set(vals) != set(self.active):
+                raise ValueError(f"{label} must have exactly the streams {list(self.active)}, got {sorted(vals)}")
+        return batch, chunks  # type: ignore[return-value]
+
+    def _per_chunk(self, v, batch: int, chunks: int, device) -> torch.Tensor:
+        v = torch.as_tensor(v, dtype=torch.float32, device=device)
+        if v.dim() == 0:
+            v = v.expand(batch, chunks)
+        elif v.dim() == 1:
+            v = v[:, None].expand(batch, chunks)
+        if tuple(v.shape) != (batch, chunks):
+            raise ValueError(f"t and d must be a number, (B,) or (B, C) = ({batch}, {chunks}), got {tuple(v.shape)}")
+        return v
+
+    # --- tokens ------------------------------------------------------------------------
+    def _tokens(self, s: str, x: torch.Tensor) -> torch.Tensor:
+        if s == "video":
+            return self.streams[s].token_in(patchify(x, self.cfg.patch))
+        b, c, n, ch = x.shape
+        return self.streams[s].token_in(x.reshape(b, c * n, ch))  # (B, C·S, dim)
+
+    def _untokens(self, s: str, y: torch.Tensor, chunks: int) -> torch.Tensor:
+        if s == "video":
+            vc = self.cfg.video_codec
+            return unpatchify(y, chunks, self.cfg.frames_per_chunk, vc.latent_channels, vc.latent_size, vc.latent_size, self.cfg.patch)
+        return y.reshape(y.shape[0], chunks, self.cfg.latent_steps_per_chunk, -1)
+
+    def _positions(self, s: str, first: int, chunks: int):
+        if s == "video":
+            t, r, c = video_positions(self.cfg, first, chunks)
+            return t, r, c
+        t = audio_positions(self.cfg, first, chunks)
+        return t, None, None
+
+    def tokens_per_chunk(self, s: str) -> int:
+        return self.cfg.video_tokens_per_chunk if s == "video" else self.cfg.audio_tokens_per_chunk
+
+    # --- sinks -------------------------------------------------------------------------
+    def make_sinks(self, identity: torch.Tensor | None = None, audio_ref: torch.Tensor | None = None,
+                   batch: int | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per-layer sink keys (time-unrotated) and values, (L, B, H, S, Dh) each, per stream.
+
+        identity: video latent of the reference frame (B, Cv, h, w); audio_ref: speaker reference latents
+        (B, R, Ca). Missing references use the stream's learned null sink. Sink tokens attend only to
+        each other, at noise level 0.
+        """
+        batch = batch or (identity.shape[0] if identity is not None else audio_ref.shape[0] if audio_ref is not None else 1)
+        out = {}
+        for s in self.active:
+            st = self.streams[s]
+            ref = identity if s == "video" else audio_ref
+            dev = st.sink_null.device
+            if ref is None:
+                h = st.sink_null.expand(batch, -1, -1)
+            else:
+                ref = self._check_ref(s, ref, batch)
+                tok = patchify(ref[:, None, None], self.cfg.patch) if s == "video" else ref
+                h = st.sink_in(tok)
+            if s == "video":
+                row, col = grid(self.cfg.video_codec.latent_size // self.cfg.patch)
+            else:
+                row = col = None
+            zeros = torch.zeros(h.shape[1], dtype=torch.float64, device=dev)
+            cos, sin = self.rotary.angles(zeros, row, col)
+            c = st.condition(torch.zeros(batch, 1, device=dev), torch.zeros(batch, 1, device=dev))
+            ks, vs = [], []
+            mask = torch.ones(1, 1, 1, h.shape[1], dtype=torch.bool, device=dev)
+            for blk in st.blocks:
+                sh1, sc1, g1, sh2, sc2, g2 = blk.modulation(c)
+                q, k, v = blk.project(h, sh1, sc1)
+                q, k = Rotary.rotate(q, cos[None], sin[None]), Rotary.rotate(k, cos[None], sin[None])
+                ks.append(k)
+                vs.append(v)
+                h = blk.self_attention(h, q, k, v, mask, g1)
+                h = blk.feed_forward(h, sh2, sc2, g2)
+            out[s] = (torch.stack(ks), torch.stack(vs))
+        return out
+
+    def _check_ref(self, s: str, ref: torch.Tensor, batch: int) -> torch.Tensor:
+        cfg = self.cfg
+        if s == "video":
+            want = (cfg.video_codec.latent_channels, cfg.video_codec.latent_size, cfg.video_codec.latent_size)
+        else:
+            want = (cfg.audio_ref_steps, cfg.audio_codec.latent_channels)
+        if not isinstance(ref, torch.Tensor) or not ref.is_floating_point() or tuple(ref.shape[1:]) != want or ref.shape[0] != batch:
+            raise ValueError(f"{'identity latent' if s == 'video' else 'audio reference'} must be a float tensor "
+                             f"({batch}, {', '.join(map(str, want))}), got {tuple(getattr(ref, 'shape', ()))}")
+        return ref
+
+    def _rotated_sink(self, sink_k: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
+        """Rotate sink keys (L, B, H, S, Dh) to the start time of each chunk in ``chunk`` (C,) → (L, B, H, C·S, Dh)."""
+        cfg = self.cfg
+        times = chunk_start_time(cfg, chunk.cpu()).to(sink_k.device)  # (C,)
+        cos, sin = self.rotary.angles(times)  # (C, Dh/2) time-only
+        s = sink_k.shape[-2]
+        cos, sin = cos.repeat_interleave(s, 0), sin.repeat_interleave(s, 0)  # (C·S, Dh/2)
+        rep = sink_k.repeat(1, 1, 1, len(chunk), 1)  # (L, B, H, C·S, Dh)
+        return Rotary.rotate(rep, cos, sin)
+
+    # --- the layer loop ----------------------------------------------------------------
+    def _run(self, passes: dict[str, _Pass], commit: bool) -> dict[str, torch.Tensor]:
+        names = list(passes)
+        for layer in range(len(self.streams[names[0]].blocks)):
+            keys, values, q_self, mods = {}, {}, {}, {}
+            for s, p in passes.items():
+                blk = self.streams[s].blocks[layer]
+                mods[s] = blk.modulation(p.c)
+                q, k, v = blk.project(p.h, mods[s][0], mods[s][1])
+                q, k = Rotary.rotate(q, *p.rope), Rotary.rotate(k, *p.rope)
+                if commit:
+                    p.write.append((k, v))
+                keys[s] = torch.cat([p.prefix_k[layer], k], dim=2)  # (B, H, P + N, Dh)
+                values[s] = torch.cat([p.prefix_v[layer], v], dim=2)
+                q_self[s] = q
+            for s, p in passes.items():
+                p.h = self.streams[s].blocks[layer].self_attention(p.h, q_self[s], keys[s], values[s], p.self_mask, mods[s][2])
+            if len(names) == 2:
+                for s, p in passes.items():
+                    other = names[1 - names.index(s)]
+                    blk = self.streams[s].blocks[layer]
+                    qx = Rotary.rotate(blk.cross_query(p.h), *p.rope_t)
+                    p.h = blk.cross_modal_out(p.h, qx, keys[other], values[other], p.cross_mask)
+            for s, p in passes.items():
+                blk = self.streams[s].blocks[layer]
+                qp = Rotary.rotate(blk.phoneme_query(p.h), *p.rope_t)
+                kp, vp = blk.phoneme_kv(p.ph)
+                kp = Rotary.rotate(kp, *p.ph_rope)
+                p.h = blk.phoneme_out(p.h, qp, kp, vp, p.ph_mask)
+                p.h = blk.feed_forward(p.h, mods[s][3], mods[s][4], mods[s][5])
+        return {s: self.streams[s].head(p.h, p.c) for s, p in passes.items()}
+
+    def _phonemes(self, s: str, ph: PhonemeWindow | None, batch: int, q_chunk: torch.Tensor, first: int, device):
+        """Phoneme tokens, their angles and the (B, 1, N, M) mask letting each query see its chunk's window."""
+        tok, times, valid = self.streams[s].phoneme_tokens(ph, batch, device)
+        per_chunk = ph.ids.shape[-1] if ph is not None else 0
+        if ph is not None and ph.ids.dim() == 2:
+            chunks_in_ph = 1
+        else:
+            chunks_in_ph = ph.ids.shape[1] if ph is not None else 0
+        k_chunk = torch.cat([torch.full((1,), -1, device=device),
+                             first + torch.arange(chunks_in_ph, device=device).repeat_interleave(per_chunk)])
+        allowed = (k_chunk[None, :] == q_chunk[:, None]) | (k_chunk[None, :] == -1)  # (N, M)
+        mask = allowed[None] & valid[:, None, :]  # (B, N, M)
+        cos, sin = self.rotary.angles(times)  # (B, M, Dh/2)
+        return tok, (cos, sin), mask[:, None]
+
+    def _build(self, x: dict[str, torch.Tensor], t: dict, d: dict, ph: PhonemeWindow | None, first: int,
+               context: dict[str, torch.Tensor] | None, sinks, cache: StreamState | None) -> dict[str, _Pass]:
+        batch, chunks = self._check(x, t, d)
+        if context is not None:
+            cb, cc = self._check(context, t, d, name="context")
+            if (cb, cc) != (batch, chunks):
+                raise ValueError(f"context must match x in batch and chunks, got {(cb, cc)} vs {(batch, chunks)}")
+        dev = next(self.parameters()).device
+        chunk_ids = first + torch.arange(chunks, device=dev)
+        entries: dict[str, tuple] = {}
+        passes: dict[str, _Pass] = {}
+        for s in self.active:
+            st, tpc = self.streams[s], self.tokens_per_chunk(s)
+            tok_chunk = chunk_ids.repeat_interleave(tpc)
+            h = self._tokens(s, x[s])
+            c = st.condition(self._per_chunk(t[s], batch, chunks, dev), self._per_chunk(d[s], batch, chunks, dev))
+            c = c.repeat_interleave(tpc, dim=1)  # (B, N, dim)
+            q_kind = torch.full_like(tok_chunk, INPUT)
+            tt, rr, cc_ = self._positions(s, first, chunks)
+            cos, sin = self.rotary.angles(tt.to(dev), None if rr is None else rr.to(dev), None if cc_ is None else cc_.to(dev))
+            cos_t, sin_t = self.rotary.angles(tt.to(dev))
+            if context is not None:  # teacher forcing: [clean context | input], context at t = 0
+                h = torch.cat([self._tokens(s, context[s]), h], dim=1)
+                c = torch.cat([st.condition(torch.zeros(batch, chunks, device=dev), torch.zeros(batch, chunks, device=dev)).repeat_interleave(tpc, dim=1), c], dim=1)
+                q_kind = torch.cat([torch.full_like(tok_chunk, CONTEXT), q_kind])
+                tok_chunk = tok_chunk.repeat(2)
+                cos, sin, cos_t, sin_t = (a.repeat(2, 1) for a in (cos, sin, cos_t, sin_t))
+            sink_k, sink_v = sinks[s] if cache is None else (cache.caches[s].sink_k, cache.caches[s].sink_v)
+            if cache is None:  # one sink copy per chunk, rotated to that chunk's start time
+                pk = self._rotated_sink(sink_k, chunk_ids)
+                pv = sink_v.repeat(1, 1, 1, chunks, 1)
+                k_chunk = torch.cat([chunk_ids.repeat_interleave(sink_k.shape[-2]), tok_chunk])
+                k_kind = torch.cat([torch.full((pk.shape[-2],), SINK, device=dev), q_kind])
+                valid = None
+            else:  # sink at this chunk's time + the ring cache
+                ring = cache.caches[s]
+                pk = torch.cat([self._rotated_sink(sink_k, chunk_ids), ring.k], dim=3)
+                pv = torch.cat([sink_v, ring.v], dim=3)
+                k_chunk = torch.cat([chunk_ids.repeat_interleave(sink_k.shape[-2]),
+                                     ring.slot_chunk.repeat_interleave(tpc).to(dev), tok_chunk])
+                k_kind = torch.cat([torch.full((sink_k.shape[-2],), SINK, device=dev),
+                                    torch.full((ring.k.shape[-2],), CONTEXT, device=dev), q_kind])
+                valid = torch.cat([torch.ones(sink_k.shape[-2], dtype=torch.bool, device=dev), ring.valid().to(dev),
+                                   torch.ones(len(tok_chunk), dtype=torch.bool, device=dev)])
+            entries[s] = (tok_chunk, q_kind, k_chunk, k_kind, valid)
+            ph_tok, ph_rope, ph_mask = self._phonemes(s, ph, batch, tok_chunk, first, dev)
+            passes[s] = _Pass(h=h, c=c, rope=(cos[None], sin[None]), rope_t=(cos_t[None], sin_t[None]),
+                              prefix_k=list(pk), prefix_v=list(pv), self_mask=None, cross_mask=None,  # type: ignore[arg-type]
+                              ph=ph_tok, ph_rope=ph_rope, ph_mask=ph_mask)
+        w = self.cfg.window_chunks
+        for s, p in passes.items():
+            q_chunk, q_kind, k_chunk, k_kind, valid = entries[s]
+            p.self_mask = self._mask(q_chunk, q_kind, k_chunk, k_kind, valid, w)
+            if len(passes) == 2:
+                other = [o for o in passes if o != s][0]
+                _, _, ok_chunk, ok_kind, ovalid = entries[other]
+                p.cross_mask = self._mask(q_chunk, q_kind, ok_chunk, ok_kind, ovalid, w)
+        return passes
+
+    @staticmethod
+    def _mask(q_chunk, q_kind, k_chunk, k_kind, valid, window) -> torch.Tensor:
+        m = attention_mask(q_chunk, q_kind, k_chunk, k_kind, window)
+        if valid is not None:
+            m = m & valid[None, :]
+        return m[None, None]  # (1, 1, Nq, Nk)
+
+    # --- public entry points -----------------------------------------------------------
+    def forward_sequence(self, x: dict[str, torch.Tensor], t: dict, d: dict, phonemes: PhonemeWindow | None,
+                         sinks: dict, context: dict[str, torch.Tensor] | None = None, first_chunk: int = 0) -> dict[str, torch.Tensor]:
+        """Velocity for C chunks at once under the block-causal mask.
+
+        x: per stream latents (B, C, ...); t, d: per stream noise level / step size (number, (B,) or (B, C));
+        phonemes: windows (B, C, P) for each chunk or None; sinks: from :meth:`make_sinks`;
+        context: clean latents of the same chunks for teacher forcing (input chunk c then sees clean chunks
+        < c, exactly like the cache at inference) or None (plain block-causal over x).
+        """
+        passes = self._build(x, t, d, phonemes, first_chunk, context, sinks, cache=None)
+        chunks = next(iter(x.values())).shape[1]
+        out = self._run(passes, commit=False)
+        n_in = {s: self.tokens_per_chunk(s) * chunks for s in out}
+        return {s: self._untokens(s, y[:, -n_in[s]:], chunks) for s, y in out.items()}
+
+    def new_state(self, sinks: dict, batch: int) -> StreamState:
+        """A fresh streaming state (set up separately from __init__, as the cache size depends on the batch)."""
+        dev = next(self.parameters()).device
+        caches = {}
+        for s in self.active:
+            cfg = self.cfg.video if s == "video" else self.cfg.audio
+            sink_k, sink_v = sinks[s]
+            caches[s] = RingKVCache(cfg.layers, batch, cfg.heads, cfg.head_dim, self.cfg.window_chunks,  # type: ignore[union-attr]
+                                    self.tokens_per_chunk(s), sink_k, sink_v, device=dev)
+        return StreamState(caches=caches)
+
+    def chunk_step(self, state: StreamState, x: dict[str, torch.Tensor], t: dict, d: dict,
+                   phonemes: PhonemeWindow | None) -> dict[str, torch.Tensor]:
+        """Velocity for the current chunk (state.chunk) against the ring cache; the cache is not changed.
+
+        The one chunk-step function: inference samplers and training rollouts both call it.
+        x: per stream latents (B, 1, ...); t, d: per stream numbers or (B,); phonemes: (B, P) window or None.
+        """
+        passes = self._build(x, t, d, phonemes, state.chunk, None, None, cache=state)
+        out = self._run(passes, commit=False)
+        return {s: self._untokens(s, y, 1) for s, y in out.items()}
+
+    def commit(self, state: StreamState, x: dict[str, torch.Tensor], phonemes: PhonemeWindow | None) -> None:
+        """The extra forward at t = 0 that writes the finished chunk's keys/values, then advances the state."""
+        zeros = {s: 0.0 for s in self.active}
+        passes = self._build(x, zeros, zeros, phonemes, state.chunk, None, None, cache=state)
+        self._run(passes, commit=True)
+        for s, p in passes.items():
+            ring = state.caches[s]
+            for layer, (k, v) in enumerate(p.write):
+                ring.write(layer, state.chunk, k, v)
+            ring.mark_written(state.chunk)
+        state.chunk += 1
