@@ -1,12 +1,17 @@
 """The KV ring cache of one stream: a fixed sink plus the last W chunks, preallocated.
 
-Keys are stored already rotated by their absolute time (rotary position), so the
-order of slots never matters: chunk k lives in slot k mod W and attention only
-needs to know which slots are filled. Shapes never change after ``__init__``,
-which keeps torch.compile/export happy, and per-chunk cost is constant in stream
-length. Sink keys are stored without their time rotation; the model rotates them
-to the current chunk's start time, so the sink sits at the same relative time
-for every chunk (no drift over long streams).
+Layout of the key/value buffers per layer, (B, H, S + W·Tc + Tc, Dh):
+
+    [ sink (S) | ring: W slots of Tc tokens | scratch: the chunk being denoised (Tc) ]
+
+Keys are stored already rotated by their absolute time (rotary position), so
+slot order never matters: chunk k lives in slot k mod W, and attention only needs
+to know which slots are filled. The sink's keys are kept time-unrotated in
+``sink_k`` and re-rotated into the buffer at each chunk's start time, so the sink
+sits at the same relative time for every chunk (no drift on long streams).
+Shapes never change after ``__init__`` (friendly to torch.compile/export), and the
+per-chunk cost is constant in stream length. Attention reads the whole buffer in
+place: no concatenation per step.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ class CacheSnapshot:
     k: torch.Tensor
     v: torch.Tensor
     slot_chunk: torch.Tensor
+    sink_chunk: int
 
 
 class RingKVCache:
@@ -27,38 +33,65 @@ class RingKVCache:
                  sink_k: torch.Tensor, sink_v: torch.Tensor, dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu") -> None:
         """sink_k/sink_v: (L, B, H, S, Dh) keys (time-unrotated) and values of the sink tokens."""
-        if sink_k.shape[:3] != (layers, batch, heads) or sink_k.shape[-1] != head_dim:
-            raise ValueError(f"sink keys must be (L={layers}, B={batch}, H={heads}, S, Dh={head_dim}), got {tuple(sink_k.shape)}")
+        if sink_k.shape[:3] != (layers, batch, heads) or sink_k.shape[-1] != head_dim or sink_v.shape != sink_k.shape:
+            raise ValueError(f"sink keys/values must be (L={layers}, B={batch}, H={heads}, S, Dh={head_dim}), "
+                             f"got {tuple(sink_k.shape)} and {tuple(sink_v.shape)}")
         self.window, self.tokens_per_chunk = window, tokens_per_chunk
-        self.k = torch.zeros(layers, batch, heads, window * tokens_per_chunk, head_dim, dtype=dtype, device=device)
+        self.sink_tokens = sink_k.shape[-2]
+        total = self.sink_tokens + window * tokens_per_chunk + tokens_per_chunk
+        self.k = torch.zeros(layers, batch, heads, total, head_dim, dtype=dtype, device=device)
         self.v = torch.zeros_like(self.k)
-        self.sink_k, self.sink_v = sink_k.to(dtype), sink_v.to(dtype)
+        self.sink_k = sink_k.detach().to(device=device, dtype=dtype)
+        self.v[:, :, :, : self.sink_tokens] = sink_v.detach().to(device=device, dtype=dtype)
         self.slot_chunk = torch.full((window,), -1, dtype=torch.long, device=device)  # chunk held by each slot
+        self.sink_chunk = -1  # chunk whose start time the sink keys in the buffer are rotated to
 
     @property
-    def sink_tokens(self) -> int:
-        return self.sink_k.shape[-2]
+    def ring_start(self) -> int:
+        return self.sink_tokens
 
-    def slot(self, chunk: int) -> int:
-        return chunk % self.window
+    @property
+    def scratch_start(self) -> int:
+        return self.sink_tokens + self.window * self.tokens_per_chunk
+
+    def set_sink_keys(self, rotated: torch.Tensor, chunk: int) -> None:
+        """Put the sink keys rotated to ``chunk``'s start time (L, B, H, S, Dh) into the buffer."""
+        self.k[:, :, :, : self.sink_tokens] = rotated
+        self.sink_chunk = chunk
 
     def write(self, layer: int, chunk: int, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Store chunk ``chunk``'s keys/values (B, H, Tc, Dh) of one layer (detached: the cache is context)."""
-        s = self.slot(chunk) * self.tokens_per_chunk
+        """Store chunk ``chunk``'s keys/values (B, H, Tc, Dh) of one layer in its ring slot (detached: context)."""
+        s = self.ring_start + (chunk % self.window) * self.tokens_per_chunk
         self.k[layer, :, :, s : s + self.tokens_per_chunk] = k.detach()
         self.v[layer, :, :, s : s + self.tokens_per_chunk] = v.detach()
 
     def mark_written(self, chunk: int) -> None:
-        self.slot_chunk[self.slot(chunk)] = chunk
+        self.slot_chunk[chunk % self.window] = chunk
+
+    def with_current(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys/values [sink | ring | current chunk] of one layer, (B, H, S + W·Tc + Tc, Dh).
+
+        Without autograd the current chunk is written into the scratch region in place; with autograd
+        (training rollouts) a concatenation keeps the graph valid.
+        """
+        s = self.scratch_start
+        if torch.is_grad_enabled() and (k.requires_grad or v.requires_grad):
+            return torch.cat([self.k[layer, :, :, :s], k], dim=2), torch.cat([self.v[layer, :, :, :s], v], dim=2)
+        self.k[layer, :, :, s:] = k
+        self.v[layer, :, :, s:] = v
+        return self.k[layer], self.v[layer]
 
     def valid(self) -> torch.Tensor:
-        """(W·Tc,) bool: which cached key positions hold a chunk."""
-        return (self.slot_chunk >= 0).repeat_interleave(self.tokens_per_chunk)
+        """(S + W·Tc + Tc,) bool: which key positions hold something (sink and current chunk always do)."""
+        ring = (self.slot_chunk >= 0).repeat_interleave(self.tokens_per_chunk)
+        ones = torch.ones(self.sink_tokens, dtype=torch.bool, device=ring.device)
+        return torch.cat([ones, ring, torch.ones(self.tokens_per_chunk, dtype=torch.bool, device=ring.device)])
 
     def snapshot(self) -> CacheSnapshot:
-        return CacheSnapshot(self.k.clone(), self.v.clone(), self.slot_chunk.clone())
+        return CacheSnapshot(self.k.clone(), self.v.clone(), self.slot_chunk.clone(), self.sink_chunk)
 
     def restore(self, snap: CacheSnapshot) -> None:
         self.k.copy_(snap.k)
         self.v.copy_(snap.v)
         self.slot_chunk.copy_(snap.slot_chunk)
+        self.sink_chunk = snap.sink_chunk

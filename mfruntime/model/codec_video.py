@@ -37,11 +37,12 @@ class VideoCodec(nn.Module):
             enc += [ResBlock(c), nn.Conv2d(c, nxt, 4, stride=2, padding=1)]
         enc += [ResBlock(ch[-1]), nn.GroupNorm(8, ch[-1]), nn.SiLU(), nn.Conv2d(ch[-1], cfg.latent_channels, 1)]
         self.encoder = nn.Sequential(*enc)
+        # Decoder: upsample + conv + residual block per stage, except the last ×2, which is a sub-pixel conv
+        # (PixelShuffle) from half resolution: full-resolution convs would dominate the cost per frame.
         dec: list[nn.Module] = [nn.Conv2d(cfg.latent_channels, ch[-1], 3, padding=1), ResBlock(ch[-1])]
-        for i in reversed(range(len(ch))):
-            prev = ch[max(i - 1, 0)]
-            dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch[i], prev, 3, padding=1), ResBlock(prev)]
-        dec += [nn.GroupNorm(8, ch[0]), nn.SiLU(), nn.Conv2d(ch[0], 3, 3, padding=1)]
+        for i in reversed(range(1, len(ch))):
+            dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch[i], ch[i - 1], 3, padding=1), ResBlock(ch[i - 1])]
+        dec += [nn.GroupNorm(8, ch[0]), nn.SiLU(), nn.Conv2d(ch[0], 3 * 4, 3, padding=1), nn.PixelShuffle(2)]
         self.decoder = nn.Sequential(*dec)
         self.register_buffer("latent_mean", torch.zeros(cfg.latent_channels))
         self.register_buffer("latent_std", torch.ones(cfg.latent_channels))

@@ -41,8 +41,15 @@ class MLP(nn.Module):
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Masked attention. q (B, H, Nq, D), k/v (B, H, Nk, D), mask (B or 1, 1, Nq, Nk) bool (True = attend)."""
+    """Masked attention. q (B, H, Nq, D), k/v (B, H, Nk, D), mask (B or 1, 1, Nq, Nk): additive float bias
+    (0 = attend, −inf = blocked; see :func:`additive_mask`) or bool (True = attend)."""
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def additive_mask(allowed: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Bool mask (True = attend) → additive bias, built once per pass instead of once per attention call."""
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return bias.masked_fill_(~allowed, float("-inf"))
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:

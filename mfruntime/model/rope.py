@@ -1,8 +1,8 @@
 """Rotary position embedding on absolute time in seconds (+ row/column for video tokens).
 
-Each head's dims are split in two halves (x1, x2) that are rotated as pairs
-(x1_j, x2_j) by an angle θ_j (RoFormer, Su et al. 2021, eq. 34):
-    x1' = x1 cos θ − x2 sin θ,  x2' = x1 sin θ + x2 cos θ.
+Each head's dims form pairs (x_{2j}, x_{2j+1}), treated as one complex number
+and rotated by an angle θ_j (RoFormer, Su et al. 2021, eq. 34):
+    x_{2j} + i·x_{2j+1}  ←  (x_{2j} + i·x_{2j+1}) · e^{iθ_j}.
 The first ``time_pairs`` pairs use θ_j = 2π f_j · t with t in seconds and
 f_j geometric in [min_hz, max_hz]; the remaining pairs are split between the
 video token's row and column (integer positions in the patch grid). Audio and
@@ -39,20 +39,18 @@ class Rotary(torch.nn.Module):
             return torch.zeros(0, dtype=torch.float64)
         return 1.0 / (16.0 ** (torch.arange(n, dtype=torch.float64) / n))  # rad per grid step, 1 … 1/16
 
-    def angles(self, t: torch.Tensor, row: torch.Tensor | None = None, col: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cos, sin), each (..., N, head_dim/2) float32, for positions of shape (..., N)."""
+    def angles(self, t: torch.Tensor, row: torch.Tensor | None = None, col: torch.Tensor | None = None) -> torch.Tensor:
+        """Unit complex rotations e^{iθ} (..., N, head_dim/2) complex64 for positions of shape (..., N)."""
         t = t.to(torch.float64)
         parts = [t[..., None] * self.time_freq]
         zeros = torch.zeros_like(t)
         parts.append((row if row is not None else zeros).to(torch.float64)[..., None] * self.row_freq)
         parts.append((col if col is not None else zeros).to(torch.float64)[..., None] * self.col_freq)
-        theta = torch.remainder(torch.cat(parts, dim=-1), 2 * math.pi)
-        return torch.cos(theta).float(), torch.sin(theta).float()
+        theta = torch.remainder(torch.cat(parts, dim=-1), 2 * math.pi).float()
+        return torch.polar(torch.ones_like(theta), theta)
 
     @staticmethod
-    def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """Rotate x (B, H, N, D) by angles (B or 1, N, D/2) (broadcast over heads)."""
-        half = x.shape[-1] // 2
-        x1, x2 = x[..., :half], x[..., half:]
-        cos, sin = cos.unsqueeze(-3), sin.unsqueeze(-3)  # (B, 1, N, D/2)
-        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    def rotate(x: torch.Tensor, cis: torch.Tensor) -> torch.Tensor:
+        """Rotate x (B, H, N, D) float32 by cis (B or 1, N, D/2) complex64 (broadcast over heads)."""
+        xc = torch.view_as_complex(x.reshape(*x.shape[:-1], -1, 2))  # (B, H, N, D/2)
+        return torch.view_as_real(xc * cis.unsqueeze(-3)).flatten(-2)

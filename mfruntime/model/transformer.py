@@ -17,6 +17,7 @@ gives a uni-modal model from the same code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -25,13 +26,25 @@ from torch import nn
 from mfruntime.config import ModelConfig, StreamConfig
 from mfruntime.model.block import StreamBlock
 from mfruntime.model.cache import RingKVCache
-from mfruntime.model.layers import ScalarEmbedding, modulate
+from mfruntime.model.layers import ScalarEmbedding, additive_mask, modulate
 from mfruntime.model.phonemes import VOCAB, PhonemeWindow
 from mfruntime.model.rope import Rotary
 from mfruntime.model.tokens import (CONTEXT, INPUT, SINK, attention_mask, audio_positions, chunk_start_time, grid,
                                     patchify, unpatchify, video_positions)
 
 STREAMS = ("video", "audio")
+
+
+def _per_token(m: torch.Tensor, group: int) -> torch.Tensor:
+    """Per-group modulation (B, G, dim) → per token: broadcast when G = 1, else repeat each group."""
+    return m if m.shape[1] == 1 else m.repeat_interleave(group, dim=1)
+
+
+def _concat_kv(prefix_k: torch.Tensor, prefix_v: torch.Tensor):
+    """kv function for full-sequence passes: per-layer prefix (L, B, H, P, Dh) + the tokens' own keys."""
+    def kv(layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cat([prefix_k[layer], k], dim=2), torch.cat([prefix_v[layer], v], dim=2)
+    return kv
 
 
 class Stream(nn.Module):
@@ -93,17 +106,18 @@ class _Pass:
     """Everything one stream needs for one run of the layer loop."""
 
     h: torch.Tensor  # (B, N, dim) tokens
-    c: torch.Tensor  # (B, N, dim) conditioning per token
-    rope: tuple[torch.Tensor, torch.Tensor]  # self-attention angles (1 or B, N, Dh/2)
-    rope_t: tuple[torch.Tensor, torch.Tensor]  # time-only angles for cross-modal and phoneme queries
-    prefix_k: list[torch.Tensor]  # per layer (B, H, P, Dh): sink (+ cache) keys, already rotated
-    prefix_v: list[torch.Tensor]
+    c: torch.Tensor  # (B, G, dim) conditioning per group of `group` tokens (a chunk)
+    group: int  # tokens per conditioning group
+    rope: torch.Tensor  # self-attention rotations (1 or B, N, Dh/2) complex
+    rope_t: torch.Tensor  # time-only rotations for cross-modal and phoneme queries
+    kv: Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # (layer, k, v) → all keys/values
     self_mask: torch.Tensor  # (1 or B, 1, N, P + N)
     cross_mask: torch.Tensor | None  # (1 or B, 1, N, P_other + N_other)
     ph: torch.Tensor  # (B, M, dim) phoneme tokens
-    ph_rope: tuple[torch.Tensor, torch.Tensor]
+    ph_rope: torch.Tensor
     ph_mask: torch.Tensor  # (B, 1, N, M)
     write: list = field(default_factory=list)  # filled with (k, v) per layer when committing
+    ph_kv: list = field(default_factory=list)  # per layer rotated phoneme keys and values (memoised per chunk)
 
 
 @dataclass
@@ -112,12 +126,16 @@ class StreamState:
 
     caches: dict[str, RingKVCache]
     chunk: int = 0
+    # Phoneme keys/values of the current chunk, reused by all its denoising steps and the commit
+    # (only without autograd): (chunk, phoneme window object, {stream: per-layer list}).
+    phoneme_memo: tuple | None = None
 
     def snapshot(self) -> dict:
         return {"chunk": self.chunk, "caches": {k: c.snapshot() for k, c in self.caches.items()}}
 
     def restore(self, snap: dict) -> None:
         self.chunk = snap["chunk"]
+        self.phoneme_memo = None
         for k, c in self.caches.items():
             c.restore(snap["caches"][k])
 
@@ -225,14 +243,14 @@ class TwinStreamTransformer(nn.Module):
             else:
                 row = col = None
             zeros = torch.zeros(h.shape[1], dtype=torch.float64, device=dev)
-            cos, sin = self.rotary.angles(zeros, row, col)
+            cis = self.rotary.angles(zeros, row, col)[None]  # (1, S, Dh/2)
             c = st.condition(torch.zeros(batch, 1, device=dev), torch.zeros(batch, 1, device=dev))
             ks, vs = [], []
             mask = torch.ones(1, 1, 1, h.shape[1], dtype=torch.bool, device=dev)
             for blk in st.blocks:
                 sh1, sc1, g1, sh2, sc2, g2 = blk.modulation(c)
                 q, k, v = blk.project(h, sh1, sc1)
-                q, k = Rotary.rotate(q, cos[None], sin[None]), Rotary.rotate(k, cos[None], sin[None])
+                q, k = Rotary.rotate(q, cis), Rotary.rotate(k, cis)
                 ks.append(k)
                 vs.append(v)
                 h = blk.self_attention(h, q, k, v, mask, g1)
@@ -255,11 +273,9 @@ class TwinStreamTransformer(nn.Module):
         """Rotate sink keys (L, B, H, S, Dh) to the start time of each chunk in ``chunk`` (C,) → (L, B, H, C·S, Dh)."""
         cfg = self.cfg
         times = chunk_start_time(cfg, chunk.cpu()).to(sink_k.device)  # (C,)
-        cos, sin = self.rotary.angles(times)  # (C, Dh/2) time-only
-        s = sink_k.shape[-2]
-        cos, sin = cos.repeat_interleave(s, 0), sin.repeat_interleave(s, 0)  # (C·S, Dh/2)
+        cis = self.rotary.angles(times).repeat_interleave(sink_k.shape[-2], 0)  # (C·S, Dh/2) time-only
         rep = sink_k.repeat(1, 1, 1, len(chunk), 1)  # (L, B, H, C·S, Dh)
-        return Rotary.rotate(rep, cos, sin)
+        return Rotary.rotate(rep, cis)
 
     # --- the layer loop ----------------------------------------------------------------
     def _run(self, passes: dict[str, _Pass], commit: bool) -> dict[str, torch.Tensor]:
@@ -268,13 +284,12 @@ class TwinStreamTransformer(nn.Module):
             keys, values, q_self, mods = {}, {}, {}, {}
             for s, p in passes.items():
                 blk = self.streams[s].blocks[layer]
-                mods[s] = blk.modulation(p.c)
+                mods[s] = tuple(_per_token(m, p.group) for m in blk.modulation(p.c))
                 q, k, v = blk.project(p.h, mods[s][0], mods[s][1])
-                q, k = Rotary.rotate(q, *p.rope), Rotary.rotate(k, *p.rope)
+                q, k = Rotary.rotate(q, p.rope), Rotary.rotate(k, p.rope)
                 if commit:
                     p.write.append((k, v))
-                keys[s] = torch.cat([p.prefix_k[layer], k], dim=2)  # (B, H, P + N, Dh)
-                values[s] = torch.cat([p.prefix_v[layer], v], dim=2)
+                keys[s], values[s] = p.kv(layer, k, v)  # (B, H, P + N, Dh)
                 q_self[s] = q
             for s, p in passes.items():
                 p.h = self.streams[s].blocks[layer].self_attention(p.h, q_self[s], keys[s], values[s], p.self_mask, mods[s][2])
@@ -282,16 +297,17 @@ class TwinStreamTransformer(nn.Module):
                 for s, p in passes.items():
                     other = names[1 - names.index(s)]
                     blk = self.streams[s].blocks[layer]
-                    qx = Rotary.rotate(blk.cross_query(p.h), *p.rope_t)
+                    qx = Rotary.rotate(blk.cross_query(p.h), p.rope_t)
                     p.h = blk.cross_modal_out(p.h, qx, keys[other], values[other], p.cross_mask)
             for s, p in passes.items():
                 blk = self.streams[s].blocks[layer]
-                qp = Rotary.rotate(blk.phoneme_query(p.h), *p.rope_t)
-                kp, vp = blk.phoneme_kv(p.ph)
-                kp = Rotary.rotate(kp, *p.ph_rope)
-                p.h = blk.phoneme_out(p.h, qp, kp, vp, p.ph_mask)
+                qp = Rotary.rotate(blk.phoneme_query(p.h), p.rope_t)
+                if len(p.ph_kv) <= layer:
+                    kp, vp = blk.phoneme_kv(p.ph)
+                    p.ph_kv.append((Rotary.rotate(kp, p.ph_rope), vp))
+                p.h = blk.phoneme_out(p.h, qp, *p.ph_kv[layer], p.ph_mask)
                 p.h = blk.feed_forward(p.h, mods[s][3], mods[s][4], mods[s][5])
-        return {s: self.streams[s].head(p.h, p.c) for s, p in passes.items()}
+        return {s: self.streams[s].head(p.h, _per_token(p.c, p.group)) for s, p in passes.items()}
 
     def _phonemes(self, s: str, ph: PhonemeWindow | None, batch: int, q_chunk: torch.Tensor, first: int, device):
         """Phoneme tokens, their angles and the (B, 1, N, M) mask letting each query see its chunk's window."""
@@ -305,8 +321,7 @@ class TwinStreamTransformer(nn.Module):
                              first + torch.arange(chunks_in_ph, device=device).repeat_interleave(per_chunk)])
         allowed = (k_chunk[None, :] == q_chunk[:, None]) | (k_chunk[None, :] == -1)  # (N, M)
         mask = allowed[None] & valid[:, None, :]  # (B, N, M)
-        cos, sin = self.rotary.angles(times)  # (B, M, Dh/2)
-        return tok, (cos, sin), mask[:, None]
+        return tok, self.rotary.angles(times), additive_mask(mask[:, None])  # rotations (B, M, Dh/2)
 
     def _build(self, x: dict[str, torch.Tensor], t: dict, d: dict, ph: PhonemeWindow | None, first: int,
                context: dict[str, torch.Tensor] | None, sinks, cache: StreamState | None) -> dict[str, _Pass]:
@@ -323,40 +338,47 @@ class TwinStreamTransformer(nn.Module):
             st, tpc = self.streams[s], self.tokens_per_chunk(s)
             tok_chunk = chunk_ids.repeat_interleave(tpc)
             h = self._tokens(s, x[s])
-            c = st.condition(self._per_chunk(t[s], batch, chunks, dev), self._per_chunk(d[s], batch, chunks, dev))
-            c = c.repeat_interleave(tpc, dim=1)  # (B, N, dim)
+            c = st.condition(self._per_chunk(t[s], batch, chunks, dev), self._per_chunk(d[s], batch, chunks, dev))  # (B, C, dim)
             q_kind = torch.full_like(tok_chunk, INPUT)
             tt, rr, cc_ = self._positions(s, first, chunks)
-            cos, sin = self.rotary.angles(tt.to(dev), None if rr is None else rr.to(dev), None if cc_ is None else cc_.to(dev))
-            cos_t, sin_t = self.rotary.angles(tt.to(dev))
+            cis = self.rotary.angles(tt.to(dev), None if rr is None else rr.to(dev), None if cc_ is None else cc_.to(dev))
+            cis_t = self.rotary.angles(tt.to(dev))
             if context is not None:  # teacher forcing: [clean context | input], context at t = 0
                 h = torch.cat([self._tokens(s, context[s]), h], dim=1)
-                c = torch.cat([st.condition(torch.zeros(batch, chunks, device=dev), torch.zeros(batch, chunks, device=dev)).repeat_interleave(tpc, dim=1), c], dim=1)
+                zero = torch.zeros(batch, chunks, device=dev)
+                c = torch.cat([st.condition(zero, zero), c], dim=1)  # (B, 2C, dim)
                 q_kind = torch.cat([torch.full_like(tok_chunk, CONTEXT), q_kind])
                 tok_chunk = tok_chunk.repeat(2)
-                cos, sin, cos_t, sin_t = (a.repeat(2, 1) for a in (cos, sin, cos_t, sin_t))
-            sink_k, sink_v = sinks[s] if cache is None else (cache.caches[s].sink_k, cache.caches[s].sink_v)
+                cis, cis_t = cis.repeat(2, 1), cis_t.repeat(2, 1)
             if cache is None:  # one sink copy per chunk, rotated to that chunk's start time
-                pk = self._rotated_sink(sink_k, chunk_ids)
+                sink_k, sink_v = sinks[s]
+                pk = self._rotated_sink(sink_k, chunk_ids)  # (L, B, H, C·S, Dh)
                 pv = sink_v.repeat(1, 1, 1, chunks, 1)
+                kv = _concat_kv(pk, pv)
                 k_chunk = torch.cat([chunk_ids.repeat_interleave(sink_k.shape[-2]), tok_chunk])
                 k_kind = torch.cat([torch.full((pk.shape[-2],), SINK, device=dev), q_kind])
                 valid = None
-            else:  # sink at this chunk's time + the ring cache
+            else:  # [sink at this chunk's time | ring cache | current chunk], read in place
                 ring = cache.caches[s]
-                pk = torch.cat([self._rotated_sink(sink_k, chunk_ids), ring.k], dim=3)
-                pv = torch.cat([sink_v, ring.v], dim=3)
-                k_chunk = torch.cat([chunk_ids.repeat_interleave(sink_k.shape[-2]),
+                if ring.sink_chunk != first:
+                    ring.set_sink_keys(self._rotated_sink(ring.sink_k, chunk_ids), first)
+                kv = ring.with_current
+                k_chunk = torch.cat([chunk_ids.repeat_interleave(ring.sink_tokens),
                                      ring.slot_chunk.repeat_interleave(tpc).to(dev), tok_chunk])
-                k_kind = torch.cat([torch.full((sink_k.shape[-2],), SINK, device=dev),
-                                    torch.full((ring.k.shape[-2],), CONTEXT, device=dev), q_kind])
-                valid = torch.cat([torch.ones(sink_k.shape[-2], dtype=torch.bool, device=dev), ring.valid().to(dev),
-                                   torch.ones(len(tok_chunk), dtype=torch.bool, device=dev)])
+                k_kind = torch.cat([torch.full((ring.sink_tokens,), SINK, device=dev),
+                                    torch.full((ring.window * tpc,), CONTEXT, device=dev), q_kind])
+                valid = ring.valid().to(dev)
             entries[s] = (tok_chunk, q_kind, k_chunk, k_kind, valid)
             ph_tok, ph_rope, ph_mask = self._phonemes(s, ph, batch, tok_chunk, first, dev)
-            passes[s] = _Pass(h=h, c=c, rope=(cos[None], sin[None]), rope_t=(cos_t[None], sin_t[None]),
-                              prefix_k=list(pk), prefix_v=list(pv), self_mask=None, cross_mask=None,  # type: ignore[arg-type]
+            passes[s] = _Pass(h=h, c=c, group=tpc, rope=cis[None], rope_t=cis_t[None],
+                              kv=kv, self_mask=None, cross_mask=None,  # type: ignore[arg-type]
                               ph=ph_tok, ph_rope=ph_rope, ph_mask=ph_mask)
+        if cache is not None and not torch.is_grad_enabled():
+            memo = cache.phoneme_memo
+            if memo is None or memo[0] != first or memo[1] is not ph:
+                memo = cache.phoneme_memo = (first, ph, {s: [] for s in passes})
+            for s, p in passes.items():
+                p.ph_kv = memo[2][s]
         w = self.cfg.window_chunks
         for s, p in passes.items():
             q_chunk, q_kind, k_chunk, k_kind, valid = entries[s]
@@ -372,7 +394,7 @@ class TwinStreamTransformer(nn.Module):
         m = attention_mask(q_chunk, q_kind, k_chunk, k_kind, window)
         if valid is not None:
             m = m & valid[None, :]
-        return m[None, None]  # (1, 1, Nq, Nk)
+        return additive_mask(m[None, None])  # (1, 1, Nq, Nk)
 
     # --- public entry points -----------------------------------------------------------
     def forward_sequence(self, x: dict[str, torch.Tensor], t: dict, d: dict, phonemes: PhonemeWindow | None,
