@@ -188,7 +188,7 @@ class TwinStreamTransformer(nn.Module):
         v = torch.as_tensor(v, dtype=torch.float32, device=device)
         if v.dim() == 0:
             v = v.expand(batch, chunks)
-        elif v.dim() == 1:
+        elif v.dim() == 1 and v.shape[0] == batch:
             v = v[:, None].expand(batch, chunks)
         if tuple(v.shape) != (batch, chunks):
             raise ValueError(f"t and d must be a number, (B,) or (B, C) = ({batch}, {chunks}), got {tuple(v.shape)}")
@@ -339,7 +339,9 @@ class TwinStreamTransformer(nn.Module):
             tok_chunk = chunk_ids.repeat_interleave(tpc)
             h = self._tokens(s, x[s])
             c = st.condition(self._per_chunk(t[s], batch, chunks, dev), self._per_chunk(d[s], batch, chunks, dev))  # (B, C, dim)
-            q_kind = torch.full_like(tok_chunk, INPUT)
+            # With a clean context (teacher forcing) the inputs are INPUT tokens that see CONTEXT chunks; without
+            # one (plain block-causal pass, or a chunk step over the cache) each chunk is context for the next.
+            q_kind = torch.full_like(tok_chunk, INPUT if context is not None else CONTEXT)
             tt, rr, cc_ = self._positions(s, first, chunks)
             cis = self.rotary.angles(tt.to(dev), None if rr is None else rr.to(dev), None if cc_ is None else cc_.to(dev))
             cis_t = self.rotary.angles(tt.to(dev))
