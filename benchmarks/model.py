@@ -1,0 +1,103 @@
+"""Speed of the model on this machine: `python -m benchmarks.model [--preset tiny]`.
+
+Untrained weights (cost does not depend on the values). A chunk is 160 ms of
+output: the denoising steps, the commit forward at t = 0 and decoding to frames
+and PCM. Everything is measured in one run so the ratios are side by side.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from mfruntime.config import preset
+from mfruntime.data.render import FaceRenderer, FaceState, Identity
+from mfruntime.data.speech import Phoneme, synthesize
+from mfruntime.model.generate import AVModel, GenerationOptions, Generator
+
+
+def long_phonemes(seconds: float) -> list[Phoneme]:
+    """Real eSpeak phonemes of one sentence, repeated back to back for ``seconds``."""
+    one = synthesize("The quick brown fox jumps over the lazy dog, and then it rests for a while.").phonemes
+    period = one[-1].end
+    out: list[Phoneme] = []
+    k = 0
+    while k * period < seconds:
+        out += [Phoneme(p.symbol, p.start + k * period, p.end + k * period, p.stressed) for p in one]
+        k += 1
+    return out
+
+
+def chunk_times(gen: Generator, phonemes, n: int, steps: int) -> list[float]:
+    return [c.compute_seconds for c in gen.generate(phonemes, n_chunks=n, steps=steps)]
+
+
+def matmul_peak(n: int = 1024, reps: int = 20) -> float:
+    """Measured fp32 matmul throughput on this machine, FLOP/s."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - start)
+
+
+def main(args: argparse.Namespace) -> None:
+    torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = preset(args.preset)
+    model = AVModel(cfg).eval()
+    face = FaceRenderer(Identity.from_seed(0), cfg.video_codec.size).render(FaceState())
+    chunk_s = cfg.media.chunk_seconds
+    phonemes = long_phonemes((args.long_chunks + 20) * chunk_s)
+    print(f"preset {args.preset}: {sum(p.numel() for p in model.transformer.parameters()) / 1e6:.2f} M transformer params, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+    rows = []
+    for steps in (1, 4, 8, 50):
+        gen = Generator(model, face, options=GenerationOptions(steps=steps))
+        n = 6 if steps == 50 else 16
+        times = chunk_times(gen, phonemes, n, steps)[2:]  # skip warm-up chunks
+        ms = 1000 * float(np.median(times))
+        rows.append((steps, ms, ms / 1000 / chunk_s))
+    print("\n| steps | ms per chunk (median) | real-time factor (s compute / s output) |")
+    print("|---:|---:|---:|")
+    for steps, ms, rtf in rows:
+        print(f"| {steps} | {ms:.1f} | {rtf:.3f} |")
+
+    gen = Generator(model, face, options=GenerationOptions(steps=4))
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        chunk_times(gen, phonemes, 1, 4)
+    flops = counter.get_total_flops()
+    peak = matmul_peak()
+    ms4 = next(ms for s, ms, _ in rows if s == 4)
+    achieved = flops / (ms4 / 1000)
+    print(f"\nFLOPs per chunk at 4 steps (incl. commit and decode): {flops / 1e9:.3f} GFLOP")
+    print(f"measured matmul peak: {peak / 1e9:.1f} GFLOP/s; achieved at 4 steps: {achieved / 1e9:.1f} GFLOP/s "
+          f"= {100 * achieved / peak:.1f}% of peak")
+
+    gen = Generator(model, face, options=GenerationOptions(steps=args.long_steps))
+    times = chunk_times(gen, phonemes, args.long_chunks + 6, args.long_steps)
+    early = float(np.median(times[5:16]))
+    late = float(np.median(times[args.long_chunks - 5: args.long_chunks + 6]))
+    print(f"\nper-chunk time over a {len(times) * chunk_s:.0f} s stream at {args.long_steps} steps: "
+          f"chunk ~10: {early * 1000:.1f} ms, chunk ~{args.long_chunks}: {late * 1000:.1f} ms, "
+          f"ratio {late / early:.3f}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="tiny", help="model preset (default: tiny)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
+    p.add_argument("--long-chunks", type=int, default=500, help="stream length for the chunk-10 vs chunk-N test")
+    p.add_argument("--long-steps", type=int, default=4, help="steps per chunk in the long stream")
+    return p
+
+
+if __name__ == "__main__":
+    main(build_parser().parse_args())
