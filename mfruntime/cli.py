@@ -2,12 +2,14 @@
 
 ``mf data synth``  make the synthetic talking-character corpus
 ``mf data scan``   check a folder of clips and show how the loader sees it
+``mf train``       train one stage of the model from a recipe
 
 Bad arguments end with one line on stderr (exit code 2), not a traceback.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -62,6 +64,18 @@ def _add_log_flags(parser: argparse.ArgumentParser, default) -> None:
                         help="no progress bars; only warnings and errors")
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mfruntime.training.loop import TrainOptions, train
+    from mfruntime.training.recipe import load_recipe
+
+    recipe = load_recipe(args.config)
+    result = train(TrainOptions(stage=args.stage, recipe=recipe, runs=Path(args.runs), resume=args.resume,
+                                fresh=args.fresh, progress=not args.quiet))
+    if result:
+        print(json.dumps(result, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mf", description="mfruntime: real-time talking characters (voice + face) from one causal model.")
     parser.add_argument("--version", action="version", version=f"mfruntime {__version__}")
@@ -98,6 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--window", type=float, default=1.92, help="window length in seconds (default: 1.92)")
     scan.add_argument("--val-fraction", type=float, default=0.1, help="fraction of clips held out for validation (default: 0.1)")
     scan.set_defaults(func=_cmd_data_scan)
+
+    from mfruntime.training.recipe import STAGE_NAMES
+
+    train = verbs.add_parser(
+        "train", parents=[leaf], help="train one stage of the model from a recipe",
+        description="Train one stage (codec-video, codec-audio, audio, video, joint, mutual) with the settings "
+        "of a recipe file. Output goes to RUNS/<preset>/<stage>/: metrics.jsonl, loss.png, checkpoints and "
+        "final.safetensors. Under torchrun the same command trains with DistributedDataParallel.",
+    )
+    train.add_argument("--stage", required=True, choices=STAGE_NAMES, help="which stage to train")
+    train.add_argument("--config", required=True, help="recipe file, e.g. recipes/tiny.toml")
+    train.add_argument("--runs", default="runs", help="root folder for run outputs (default: runs)")
+    train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of this stage")
+    train.add_argument("--fresh", action="store_true", help="delete an existing run of this stage and start over")
+    train.set_defaults(func=_cmd_train)
     return parser
 
 

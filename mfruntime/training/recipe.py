@@ -1,0 +1,112 @@
+"""Training recipes: one TOML file per preset (recipes/<preset>.toml), one table per stage.
+
+    preset = "tiny"
+    [data]              # shared by all stages
+    corpus = "corpus/train"
+    [stages.codec-video]
+    steps = 3000
+    ...
+
+Every table maps onto a frozen dataclass; an unknown field is an error that names it (a typo must
+never silently fall back to a default).
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+STAGE_NAMES = ("codec-video", "codec-audio", "audio", "video", "joint", "mutual")
+
+
+@dataclass(frozen=True)
+class DataRecipe:
+    corpus: str = "corpus/train"  # folder of clips (searched recursively)
+    window_seconds: float = 1.92  # training window (a whole number of chunks for the diffusion stages)
+    val_fraction: float = 0.05  # clips held out for validation
+    split_seed: int = 0  # which clips are held out
+    cache: str = "cache"  # where decoded clips and latents are cached (git-ignored)
+
+
+@dataclass(frozen=True)
+class StageRecipe:
+    steps: int = 1000  # optimiser steps
+    batch_size: int = 8  # windows (or frames / audio crops for codecs) per step, per process
+    lr: float = 3e-4  # peak learning rate (AdamW)
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = 50  # linear warm-up, then cosine decay to lr_min_ratio·lr
+    lr_min_ratio: float = 0.1
+    grad_clip: float = 1.0  # max gradient norm (0 = off)
+    ema_decay: float = 0.999  # exponential moving average of the weights (0 = off)
+    seed: int = 0
+    log_every: int = 10  # steps between metric log lines
+    ckpt_every: int = 200  # steps between checkpoints
+    keep_last: int = 3  # checkpoints kept
+    init_from: list[str] = field(default_factory=list)  # earlier stages whose final weights this stage starts from
+    # Stage-specific knobs (ignored by stages that do not use them):
+    crop_frames: int = 8  # codec-video: frames per window used per step
+    crop_seconds: float = 0.64  # codec-audio: audio crop per example
+    mel_weight: float = 1.0  # codec-audio: multi-resolution STFT loss weight
+    sync_weight: float = 0.1  # joint/mutual: synchronisation loss weight
+    sync_temperature: float = 0.1  # joint/mutual: InfoNCE temperature
+    few_steps: tuple[int, ...] = (1, 2, 4)  # mutual: few-step counts sampled per rollout
+    teacher_steps: int = 16  # mutual: multi-step teacher steps
+    rollout_chunks: int = 4  # mutual: chunks per self-generated rollout
+    distill_weight: float = 1.0  # mutual: few-step → multi-step distillation weight
+    fm_weight: float = 1.0  # mutual: flow-matching weight on real chunks with self-generated context
+    shortcut_weight: float = 0.0  # mutual: shortcut self-consistency weight (one 2d step = two d steps)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    preset: str
+    data: DataRecipe
+    stages: dict[str, StageRecipe]
+    path: str = ""
+
+    def stage(self, name: str) -> StageRecipe:
+        if name not in STAGE_NAMES:
+            raise ValueError(f"unknown stage {name!r}: choose one of {', '.join(STAGE_NAMES)}")
+        if name not in self.stages:
+            raise ValueError(f"recipe {self.path} has no [stages.{name}] table")
+        return self.stages[name]
+
+
+_TUPLE_FIELDS = ("betas", "few_steps")
+
+
+def _build(cls, table: dict[str, Any], where: str):
+    known = {f.name: f for f in fields(cls)}
+    for key in table:
+        if key not in known:
+            raise ValueError(f"{where}: unknown field {key!r} (known: {', '.join(sorted(known))})")
+    values = {k: tuple(v) if isinstance(v, list) and k in _TUPLE_FIELDS else v for k, v in table.items()}
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file; errors name the file and the offending field."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe {path} not found (recipes live in recipes/<preset>.toml)")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from exc
+    for key in doc:
+        if key not in ("preset", "data", "stages"):
+            raise ValueError(f"{path}: unknown field {key!r} (known: data, preset, stages)")
+    if "preset" not in doc:
+        raise ValueError(f"{path}: missing 'preset' (e.g. preset = \"tiny\")")
+    data = _build(DataRecipe, doc.get("data", {}), f"{path} [data]")
+    stages = {}
+    for name, table in doc.get("stages", {}).items():
+        if name not in STAGE_NAMES:
+            raise ValueError(f"{path}: unknown stage {name!r} (known: {', '.join(STAGE_NAMES)})")
+        stages[name] = _build(StageRecipe, table, f"{path} [stages.{name}]")
+    return Recipe(preset=str(doc["preset"]), data=data, stages=stages, path=str(path))

@@ -1,0 +1,11 @@
+"""Training stages: each overrides one step function of the shared loop."""
+from mfruntime.training.stages.base import Stage
+from mfruntime.training.stages.codecs import AudioCodecStage, VideoCodecStage
+from mfruntime.training.stages.diffusion import AudioStage, JointStage, VideoStage
+from mfruntime.training.stages.mutual import MutualStage
+
+STAGES: dict[str, type[Stage]] = {
+    cls.name: cls for cls in (VideoCodecStage, AudioCodecStage, AudioStage, VideoStage, JointStage, MutualStage)
+}
+
+__all__ = ["STAGES", "Stage"]

@@ -1,0 +1,127 @@
+"""Codec stages: train the video autoencoder and the audio codec on decoded clips."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mfruntime.model.codec_audio import AudioCodec
+from mfruntime.model.codec_video import VideoCodec
+from mfruntime.training.data import ClipBank
+from mfruntime.training.losses import stft_loss
+from mfruntime.training.stages.base import Stage
+
+
+class _CodecStage(Stage):
+    def _banks(self) -> None:
+        d = self.data_recipe
+        self.train_bank = ClipBank(d.corpus, "train", self.cfg.video_codec.size, d.val_fraction, d.split_seed, self.progress)
+
+    def _val_bank(self) -> ClipBank:
+        d = self.data_recipe
+        return ClipBank(d.corpus, "val", self.cfg.video_codec.size, d.val_fraction, d.split_seed, progress=False)
+
+    def export(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.codec.state_dict().items()}
+
+
+class VideoCodecStage(_CodecStage):
+    """L1 + MSE reconstruction of single frames, plus a small latent L2 penalty to keep latents compact."""
+
+    name = "codec-video"
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.codec = VideoCodec(self.cfg.video_codec)
+
+    def prepare(self) -> int:
+        self._banks()
+        self.items = [(ci, f) for ci, c in enumerate(self.train_bank.clips) for f in range(len(c.video))]
+        return len(self.items)
+
+    def make_batch(self, indices, g):
+        frames = np.stack([self.train_bank.clips[ci].video[f] for ci, f in (self.items[i] for i in indices)])
+        return {"frames": self.codec.frames_to_tensor(frames)}
+
+    def forward(self, batch, g):
+        x = batch["frames"]
+        z = self.codec.encode_tensor(x)
+        y = self.codec.decode_tensor(z)
+        l1, mse = F.l1_loss(y, x), F.mse_loss(y, x)
+        latent = z.pow(2).mean()
+        return {"loss": l1 + mse + 1e-4 * latent, "l1": l1, "mse": mse, "latent_l2": latent}
+
+    @torch.no_grad()
+    def finalize(self) -> None:
+        """Per-channel latent mean/std over training frames, so the diffusion model sees unit variance."""
+        self.codec.latent_mean.zero_()
+        self.codec.latent_std.fill_(1.0)
+        frames = np.concatenate([c.video[::5] for c in self.train_bank.clips[:64]])
+        z = torch.cat([self.codec.encode(frames[i:i + 256]) for i in range(0, len(frames), 256)])
+        self.codec.latent_mean.copy_(z.mean(dim=(0, 2, 3)))
+        self.codec.latent_std.copy_(z.std(dim=(0, 2, 3)).clamp_min(1e-3))
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """PSNR (dB) of the round trip on held-out clips' frames."""
+        bank = self._val_bank()
+        mses = []
+        for clip in bank.clips:
+            x = clip.video[::2]
+            y = self.codec.decode(self.codec.encode(x)).numpy()
+            mses.append(np.mean((y.astype(np.float64) - x.astype(np.float64)) ** 2))
+        mse = float(np.mean(mses))
+        return {"val_psnr_db": 10 * np.log10(255.0**2 / max(mse, 1e-10))}
+
+
+class AudioCodecStage(_CodecStage):
+    """Waveform L1 + multi-resolution STFT loss on random crops."""
+
+    name = "codec-audio"
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.codec = AudioCodec(self.cfg.audio_codec)
+
+    def prepare(self) -> int:
+        self._banks()
+        hop = self.cfg.audio_codec.hop
+        self.crop = int(round(self.recipe.crop_seconds * self.cfg.audio_codec.sample_rate / hop)) * hop
+        self.items = [(ci, s) for ci, c in enumerate(self.train_bank.clips)
+                      for s in range(0, len(c.audio) - self.crop + 1, self.crop // 2)]
+        return len(self.items)
+
+    def make_batch(self, indices, g):
+        crops = [self.train_bank.clips[ci].audio[s:s + self.crop] for ci, s in (self.items[i] for i in indices)]
+        return {"pcm": torch.from_numpy(np.stack(crops))}
+
+    def forward(self, batch, g):
+        x = batch["pcm"]
+        y = self.codec.decode(self.codec.encode(x))
+        l1 = F.l1_loss(y, x)
+        spec = stft_loss(y, x)
+        return {"loss": l1 + self.recipe.mel_weight * spec, "l1": l1, "stft": spec}
+
+    @torch.no_grad()
+    def finalize(self) -> None:
+        self.codec.latent_mean.zero_()
+        self.codec.latent_std.fill_(1.0)
+        z = torch.cat([self.codec.encode(torch.from_numpy(c.audio[None]))[0] for c in self.train_bank.clips[:64]])
+        self.codec.latent_mean.copy_(z.mean(dim=0))
+        self.codec.latent_std.copy_(z.std(dim=0).clamp_min(1e-3))
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Wideband PESQ and STOI of the round trip on held-out clips."""
+        from pesq import pesq
+        from pystoi import stoi
+
+        bank = self._val_bank()
+        sr = self.cfg.audio_codec.sample_rate
+        p, s = [], []
+        for clip in bank.clips:
+            x = clip.audio[: len(clip.audio) // self.cfg.audio_codec.hop * self.cfg.audio_codec.hop]
+            y = self.codec.decode(self.codec.encode(torch.from_numpy(x)[None]))[0].numpy()
+            p.append(pesq(sr, x, y, "wb"))
+            s.append(stoi(x, y, sr, extended=False))
+        return {"val_pesq_wb": float(np.mean(p)), "val_stoi": float(np.mean(s))}
