@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from mfruntime import __version__
+from mfruntime.errors import UserFacingError
 
 log = logging.getLogger("mfruntime")
 
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"mf: error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, UserFacingError) as exc:
         print(f"mf: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

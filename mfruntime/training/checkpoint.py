@@ -21,12 +21,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from mfruntime.errors import UserFacingError
+
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserFacingError, RuntimeError):
     """A checkpoint file is missing, corrupt or does not fit the model."""
 
 

@@ -9,6 +9,7 @@ NCCL on GPU), shards the batch order by rank and writes logs and checkpoints fro
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -84,6 +85,15 @@ def plot_metrics(metrics_file: Path, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     plt.close(fig)
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """SHA-256 over all parameters and buffers (bitwise identity check across ranks or runs)."""
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _truncate_metrics(path: Path, last_step: int) -> None:
@@ -181,6 +191,15 @@ def train(opts: TrainOptions) -> dict:
                 dist.barrier()
     bar.close()
 
+    # Every rank must end with the same weights; check it rather than assume it.
+    digest = weights_digest(stage)
+    digests = [digest]
+    if world > 1:
+        digests = [None] * world
+        dist.all_gather_object(digests, digest)
+        if len(set(digests)) != 1:
+            log.error("ranks disagree on the final weights: %s", digests)
+
     result: dict = {}
     if rank == 0:
         if ema is not None:
@@ -189,6 +208,7 @@ def train(opts: TrainOptions) -> dict:
         with torch.no_grad() if name.startswith("codec") else nullcontext():
             stage.finalize()
         result = {"stage": name, "steps": step, "wall_seconds_this_run": round(time.perf_counter() - started, 1),
+                  "world_size": world, "rank_weight_digests": digests,
                   **{k: round(v, 4) for k, v in stage.validate().items()}}
         rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
         if rows:

@@ -1,0 +1,199 @@
+"""Training: every stage learns, kill + resume is bitwise exact, DDP ranks agree, bad files and recipes fail clearly."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mfruntime.config import preset
+from mfruntime.training.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, load_weights
+from mfruntime.training.loop import TrainOptions, step_generator, train
+from mfruntime.training.recipe import load_recipe
+from mfruntime.training.stages import STAGES
+
+STAGE_TABLES = """
+[stages.codec-video]
+steps = {steps}
+batch_size = 4
+warmup_steps = 2
+log_every = 1
+ckpt_every = 3
+[stages.codec-audio]
+steps = {steps}
+batch_size = 4
+warmup_steps = 2
+log_every = 1
+ckpt_every = 3
+crop_seconds = 0.32
+[stages.audio]
+steps = 2
+batch_size = 2
+log_every = 1
+[stages.video]
+steps = 2
+batch_size = 2
+log_every = 1
+[stages.joint]
+steps = 2
+batch_size = 2
+log_every = 1
+init_from = ["audio", "video"]
+[stages.mutual]
+steps = 2
+batch_size = 2
+log_every = 1
+rollout_chunks = 2
+teacher_steps = 4
+shortcut_weight = 0.5
+init_from = ["joint"]
+"""
+
+
+def _recipe(tmp: Path, corpus: Path, steps: int = 8) -> Path:
+    path = tmp / "recipe.toml"
+    path.write_text(f'preset = "tiny"\n[data]\ncorpus = "{corpus}"\nwindow_seconds = 0.64\nval_fraction = 0.25\n'
+                    f'cache = "{tmp / "cache"}"\n' + STAGE_TABLES.format(steps=steps))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tiny_corpus, tmp_path_factory):
+    """All six stages, a couple of steps each, in order (later stages need earlier outputs)."""
+    corpus = tiny_corpus[0]
+    tmp = tmp_path_factory.mktemp("runs")
+    recipe = load_recipe(_recipe(tmp, corpus, steps=4))
+    results = {}
+    for stage in STAGES:
+        results[stage] = train(TrainOptions(stage=stage, recipe=recipe, runs=tmp / "runs", progress=False))
+    return tmp, recipe, results
+
+
+def test_every_stage_runs_and_writes_its_outputs(trained_runs):
+    tmp, recipe, results = trained_runs
+    for stage, res in results.items():
+        run = tmp / "runs" / "tiny" / stage
+        assert (run / "final.safetensors").is_file() and (run / "loss.png").is_file()
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert rows[-1]["step"] == res["steps"] and torch.isfinite(torch.tensor(rows[-1]["loss"]))
+    assert "val_psnr_db" in results["codec-video"] and "val_pesq_wb" in results["codec-audio"]
+    assert results["mutual"]["final_losses"]["distill"] >= 0 and "shortcut" in results["mutual"]["final_losses"]
+    joint = load_weights(tmp / "runs" / "tiny" / "joint" / "final.safetensors")
+    assert any("x_out" in k for k in joint)  # the joint model has cross-modal attention
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_a_few_steps_reduce_the_loss(trained_runs, stage):
+    """Each stage's loss on a fixed batch drops after a few optimiser steps on it."""
+    tmp, recipe, _ = trained_runs
+    torch.manual_seed(0)
+    st = STAGES[stage](preset("tiny"), recipe.stage(stage), recipe.data, tmp / "runs" / "tiny", progress=False)
+    for earlier in recipe.stage(stage).init_from:
+        st.load_init(earlier, load_weights(st.stage_output(earlier)))
+    st.prepare()
+    batch = st.make_batch(list(range(2)), step_generator(0, 0, 0))
+    opt = torch.optim.Adam([p for p in st.parameters() if p.requires_grad], lr=2e-3)
+
+    def loss() -> torch.Tensor:
+        return st(batch, step_generator(1, 0, 0))["loss"]
+
+    with torch.no_grad():
+        before = float(loss())
+    for _ in range(6):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(loss())
+    assert after < before, (stage, before, after)
+
+
+def _mf_train(recipe: Path, runs: Path, stage: str, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "mfruntime.cli", "-q", "train", "--stage", stage, "--config",
+                             str(recipe), "--runs", str(runs), *extra], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_then_resume_is_bitwise_identical(tiny_corpus, tmp_path):
+    recipe = _recipe(tmp_path, tiny_corpus[0], steps=10)
+    ref = _mf_train(recipe, tmp_path / "ref", "codec-audio")
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+
+    victim = _mf_train(recipe, tmp_path / "kill", "codec-audio")
+    metrics = tmp_path / "kill" / "tiny" / "codec-audio" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill after the step-3 checkpoint, while step 4+ is running
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    run = tmp_path / "kill" / "tiny" / "codec-audio"
+    assert not (run / "final.safetensors").exists() and list_checkpoints(run)
+
+    again = _mf_train(recipe, tmp_path / "kill", "codec-audio")  # without --resume: refused, nothing lost
+    assert again.wait(timeout=300) == 2 and "--resume" in again.stderr.read()
+    resumed = _mf_train(recipe, tmp_path / "kill", "codec-audio", "--resume")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+
+    ref_rows = (tmp_path / "ref" / "tiny" / "codec-audio" / "metrics.jsonl").read_text().splitlines()
+    new_rows = (run / "metrics.jsonl").read_text().splitlines()
+    strip = [lambda line: {k: v for k, v in json.loads(line).items() if k != "seconds"}][0]
+    assert [strip(line) for line in new_rows] == [strip(line) for line in ref_rows]
+    a = load_weights(tmp_path / "ref" / "tiny" / "codec-audio" / "final.safetensors")
+    b = load_weights(run / "final.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_process_torchrun_keeps_ranks_identical(tiny_corpus, tmp_path):
+    recipe = _recipe(tmp_path, tiny_corpus[0], steps=4)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+                          "-m", "mfruntime.cli", "-q", "train", "--stage", "codec-video", "--config", str(recipe),
+                          "--runs", str(tmp_path / "ddp")], env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    final = json.loads((tmp_path / "ddp" / "tiny" / "codec-video" / "final.json").read_text())
+    assert final["world_size"] == 2
+    digests = final["rank_weight_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+
+
+def test_corrupt_checkpoint_names_the_file(trained_runs, tmp_path):
+    tmp, _, _ = trained_runs
+    src = list_checkpoints(tmp / "runs" / "tiny" / "codec-video")[-1]
+    bad = tmp_path / src.name
+    import shutil
+    shutil.copytree(src, bad)
+    weights = bad / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=str(weights)):
+        load_checkpoint(bad)
+    (bad / "state.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="state.json"):
+        load_checkpoint(bad)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="junk.safetensors"):
+        load_weights(junk)
+
+
+def test_recipe_rejects_unknown_fields(tmp_path):
+    p = tmp_path / "r.toml"
+    p.write_text('preset = "tiny"\n[stages.audio]\nsteps = 3\nlearning_rate = 0.1\n')
+    with pytest.raises(ValueError, match="unknown field 'learning_rate'"):
+        load_recipe(p)
+    p.write_text('preset = "tiny"\n[data]\ncorpsu = "x"\n')
+    with pytest.raises(ValueError, match="unknown field 'corpsu'"):
+        load_recipe(p)
+    p.write_text('preset = "tiny"\n[stages.dance]\nsteps = 3\n')
+    with pytest.raises(ValueError, match="unknown stage 'dance'"):
+        load_recipe(p)
+    assert load_recipe(Path(__file__).parents[1] / "recipes" / "tiny.toml").stage("mutual").teacher_steps == 16
