@@ -3,6 +3,7 @@
 ``mf data synth``  make the synthetic talking-character corpus
 ``mf data scan``   check a folder of clips and show how the loader sees it
 ``mf train``       train one stage of the model from a recipe
+``mf export``      assemble trained stages into one model bundle
 
 Bad arguments end with one line on stderr (exit code 2), not a traceback.
 """
@@ -77,6 +78,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from mfruntime.training.export import export_bundle
+
+    path = export_bundle(Path(args.runs), args.preset, args.out, transformer_stage=args.transformer)
+    print(f"model bundle: {path.resolve()} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mf", description="mfruntime: real-time talking characters (voice + face) from one causal model.")
     parser.add_argument("--version", action="version", version=f"mfruntime {__version__}")
@@ -128,6 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of this stage")
     train.add_argument("--fresh", action="store_true", help="delete an existing run of this stage and start over")
     train.set_defaults(func=_cmd_train)
+
+    export = verbs.add_parser(
+        "export", parents=[leaf], help="assemble trained stages into one model bundle (.safetensors)",
+        description="Combine the final codecs and transformer of RUNS/<preset>/ into one bundle that "
+        "mfruntime.model.bundle.load_model() (and later Session) loads by path.",
+    )
+    export.add_argument("--runs", default="runs", help="root folder of run outputs (default: runs)")
+    export.add_argument("--preset", default="tiny", help="model preset whose runs to bundle (default: tiny)")
+    export.add_argument("--transformer", default="mutual", choices=("mutual", "joint"),
+                        help="which stage's transformer to bundle (default: mutual)")
+    export.add_argument("--out", required=True, help="output .safetensors file")
+    export.set_defaults(func=_cmd_export)
     return parser
 
 

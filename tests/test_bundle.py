@@ -1,0 +1,45 @@
+"""Model bundles: round trip, loading by name or path, clear errors for bad files."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mfruntime.model.bundle import BundleError, bundle_info, config_from_dict, config_to_dict, load_model, save_bundle
+from mfruntime.model.generate import AVModel
+from tests.model_helpers import micro_config, randomize
+
+
+def test_config_round_trip():
+    for cfg in (micro_config(), micro_config(video=False)):
+        assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def test_bundle_round_trip_in_half_precision(tmp_path):
+    model = AVModel(micro_config())
+    randomize(model, std=0.05)
+    path = save_bundle(model, tmp_path / "m.safetensors", {"note": "test"})
+    loaded = load_model(path)
+    assert loaded.cfg == model.cfg and bundle_info(path) == {"note": "test"}
+    for k, v in model.state_dict().items():
+        w = loaded.state_dict()[k]
+        assert w.dtype == v.dtype
+        assert torch.allclose(w, v.half().to(v.dtype)), k  # stored as float16
+    assert not any(p.requires_grad for p in loaded.video_codec.parameters())
+
+
+def test_bad_bundles_name_the_problem(tmp_path):
+    with pytest.raises(BundleError, match="no bundled model named 'nosuch'"):
+        load_model("nosuch")
+    with pytest.raises(BundleError, match="does not exist"):
+        load_model(tmp_path / "missing.safetensors")
+    path = save_bundle(AVModel(micro_config()), tmp_path / "m.safetensors")
+    data = path.read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BundleError, match="cut.safetensors"):
+        load_model(cut)
+    from safetensors.torch import save_file
+    other = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(2)}, str(other))
+    with pytest.raises(BundleError, match="not an mfruntime model bundle"):
+        load_model(other)
