@@ -73,8 +73,8 @@ class AudioCodecConfig:
 
     sample_rate: int = 16_000  # Hz
     latent_rate: int = 50  # latent frames per second
-    hidden: int = 256  # width of the analysis/synthesis filterbank
-    latent_channels: int = 32  # channels per latent frame
+    hidden: int = 384  # width of the analysis/synthesis filterbank
+    latent_channels: int = 64  # channels per latent frame
     decoder_layers: int = 3  # causal conv layers (kernel 3) on the latent sequence in the decoder
     encoder_layers: int = 2  # causal conv layers (kernel 3) on the analysed frames in the encoder
     # Derived:

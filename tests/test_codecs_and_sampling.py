@@ -34,7 +34,7 @@ def test_audio_codec_shapes_causality_and_seamless_streaming():
     pcm = torch.randn(2, 16_000) * 0.3
     with torch.no_grad():
         z = codec.encode(pcm)
-        assert z.shape == (2, 50, 32)  # 50 Hz latents
+        assert z.shape == (2, 50, 64)  # 50 Hz latents
         full = codec.decode(z)
         assert full.shape == (2, 16_000)
         state = AudioDecodeState()

@@ -86,6 +86,7 @@ class ClipRecord:
 class ScanResult:
     clips: list[ClipRecord] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason)
+    decoded: dict[str, DecodedClip] = field(default_factory=dict)  # relpath → clip, when scanned with keep_decoded
 
 
 def find_media(root: str | Path) -> list[Path]:
@@ -129,8 +130,12 @@ def _check_truth(path: Path, truth: dict | None, n_frames: int, cfg: LoaderConfi
     return truth
 
 
-def scan_clips(root: str | Path, cfg: LoaderConfig = LoaderConfig(), progress: bool = True) -> ScanResult:
-    """Decode every media file under ``root`` once to check it; skip bad ones with one warning each."""
+def scan_clips(root: str | Path, cfg: LoaderConfig = LoaderConfig(), progress: bool = True,
+               keep_decoded: bool = False) -> ScanResult:
+    """Decode every media file under ``root`` once to check it; skip bad ones with one warning each.
+
+    keep_decoded keeps the decoded clips in ``ScanResult.decoded`` (for corpora that fit in memory).
+    """
     root = Path(root)
     result = ScanResult()
     files = find_media(root)
@@ -143,7 +148,10 @@ def scan_clips(root: str | Path, cfg: LoaderConfig = LoaderConfig(), progress: b
             continue
         text, truth = _read_transcript(path)
         truth = _check_truth(path, truth, len(clip.video), cfg)
-        result.clips.append(ClipRecord(path, path.relative_to(root).as_posix(), len(clip.video), text, truth))
+        rec = ClipRecord(path, path.relative_to(root).as_posix(), len(clip.video), text, truth)
+        result.clips.append(rec)
+        if keep_decoded:
+            result.decoded[rec.relpath] = clip
     if result.skipped:
         log.warning("skipped %d of %d files in %s (see warnings above)", len(result.skipped), len(files), root)
     log.info("found %d usable clips in %s", len(result.clips), root)

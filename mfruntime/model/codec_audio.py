@@ -4,8 +4,11 @@ Encoder: a learned analysis filterbank (a strided conv over a 2-hop window,
 like a learned STFT) followed by causal convs and a projection to
 ``latent_channels``. Decoder: causal convs over the latent sequence and a
 learned synthesis filterbank (transposed conv, overlap-add over 2 hops).
-Everything is causal: output hop k depends only on latent frames ≤ k. That is
-what makes chunk-at-a-time decoding exact — :meth:`AudioCodec.decode_stream`
+Analysis and synthesis windows are aligned: latent frame k analyses samples
+[k·hop, (k+2)·hop) and synthesises the same span, a 50 %-overlap pair like an
+STFT and its inverse (the encoder therefore looks 20 ms ahead). The decoder is
+causal: output hop k depends only on latent frames ≤ k. That is what makes
+chunk-at-a-time decoding exact — :meth:`AudioCodec.decode_stream`
 keeps the last ``receptive_field`` latent frames as state and produces the same
 samples as decoding the whole sequence (no clicks or seams at chunk borders).
 """
@@ -54,7 +57,7 @@ class AudioCodec(nn.Module):
         super().__init__()
         self.cfg = cfg
         hop, hid = cfg.hop, cfg.hidden
-        self.analysis = nn.Conv1d(1, hid, 2 * hop, stride=hop)  # frame k sees samples [(k-1)·hop, (k+1)·hop)
+        self.analysis = nn.Conv1d(1, hid, 2 * hop, stride=hop)  # frame k sees samples [k·hop, (k+2)·hop)
         self.enc = nn.Sequential(*[CausalResidual(hid) for _ in range(cfg.encoder_layers)])
         self.to_latent = nn.Conv1d(hid, cfg.latent_channels, 1)
         self.from_latent = nn.Conv1d(cfg.latent_channels, hid, 1)
@@ -81,7 +84,7 @@ class AudioCodec(nn.Module):
         pcm = self._check_pcm(pcm)
         squeeze = pcm.dim() == 1
         x = pcm.reshape(-1, 1, pcm.shape[-1])
-        x = F.pad(x, (self.cfg.hop, 0))  # causal analysis window
+        x = F.pad(x, (0, self.cfg.hop))  # the last frame's window runs past the end: zeros
         h = self.enc(self.analysis(x))[..., : pcm.shape[-1] // self.cfg.hop]
         z = self.to_latent(h).transpose(1, 2)  # (B, N, Ca)
         z = (z - self.latent_mean) / self.latent_std

@@ -31,11 +31,14 @@ class VideoCodec(nn.Module):
         super().__init__()
         self.cfg = cfg
         ch = cfg.channels
-        enc: list[nn.Module] = [nn.Conv2d(3, ch[0], 3, padding=1)]
-        for i, c in enumerate(ch):
-            nxt = ch[min(i + 1, len(ch) - 1)]
-            enc += [ResBlock(c), nn.Conv2d(c, nxt, 4, stride=2, padding=1)]
-        enc += [ResBlock(ch[-1]), nn.GroupNorm(8, ch[-1]), nn.SiLU(), nn.Conv2d(ch[-1], cfg.latent_channels, 1)]
+        # Encoder: a stride-2 conv per stage followed by a residual block at the reduced resolution (no
+        # full-resolution residual block: it would cost more than the rest of the encoder together).
+        enc: list[nn.Module] = []
+        prev = 3
+        for c in ch:
+            enc += [nn.Conv2d(prev, c, 4, stride=2, padding=1), ResBlock(c)]
+            prev = c
+        enc += [nn.GroupNorm(8, ch[-1]), nn.SiLU(), nn.Conv2d(ch[-1], cfg.latent_channels, 1)]
         self.encoder = nn.Sequential(*enc)
         # Decoder: upsample + conv + residual block per stage, except the last ×2, which is a sub-pixel conv
         # (PixelShuffle) from half resolution: full-resolution convs would dominate the cost per frame.

@@ -21,7 +21,6 @@ from tqdm import tqdm
 
 from mfruntime.config import ModelConfig
 from mfruntime.data.dataset import ClipRecord, LoaderConfig, scan_clips, split_clips
-from mfruntime.data.media import read_clip
 from mfruntime.data.speech import Phoneme
 
 log = logging.getLogger(__name__)
@@ -42,14 +41,14 @@ class ClipBank:
     def __init__(self, corpus: str | Path, split: str, size: int, val_fraction: float, split_seed: int,
                  progress: bool = True) -> None:
         cfg = LoaderConfig(size=size, val_fraction=val_fraction, split_seed=split_seed)
-        scan = scan_clips(corpus, cfg, progress=progress)
+        scan = scan_clips(corpus, cfg, progress=progress, keep_decoded=True)
         train, val = split_clips(scan.clips, cfg)
         records: list[ClipRecord] = {"train": train, "val": val}[split]
         if not records:
             raise ValueError(f"no {split} clips in {corpus}: make a corpus first (mf data synth --out {corpus})")
         self.clips: list[Clip] = []
-        for rec in tqdm(records, desc=f"decode {split}", unit="clip", disable=not progress):
-            dc = read_clip(rec.path, size, cfg.fps, cfg.sample_rate)
+        for rec in records:
+            dc = scan.decoded[rec.relpath]
             truth = rec.truth or {}
             phs = [Phoneme.from_dict(p) for p in truth.get("phonemes", [])]
             mo = np.asarray(truth["mouth_open"], np.float32)[: len(dc.video)] if "mouth_open" in truth else None

@@ -71,7 +71,7 @@ class VideoCodecStage(_CodecStage):
             y = self.codec.decode(self.codec.encode(x)).numpy()
             mses.append(np.mean((y.astype(np.float64) - x.astype(np.float64)) ** 2))
         mse = float(np.mean(mses))
-        return {"val_psnr_db": 10 * np.log10(255.0**2 / max(mse, 1e-10))}
+        return {"val_psnr_db": float(10 * np.log10(255.0**2 / max(mse, 1e-10)))}
 
 
 class AudioCodecStage(_CodecStage):
