@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow clean
+.PHONY: setup demo test test-slow train-tiny clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,14 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
+
+# Reproduce the bundled tiny model from scratch (see docs/TRAINING.md for the wall times).
+train-tiny: setup
+	$(BIN)/mf -q data synth --out corpus/train --clips 400 --seconds 4 --seed 1
+	for stage in codec-video codec-audio audio video joint mutual; do \
+	  $(BIN)/mf -q train --stage $$stage --config recipes/tiny.toml --fresh || exit 1; \
+	done
+	$(BIN)/mf export --runs runs --preset tiny --out mfruntime/weights/tiny.safetensors
 
 clean:
 	rm -rf $(VENV) corpus build *.egg-info .pytest_cache

@@ -43,3 +43,18 @@ def test_bad_bundles_name_the_problem(tmp_path):
     save_file({"x": torch.zeros(2)}, str(other))
     with pytest.raises(BundleError, match="not an mfruntime model bundle"):
         load_model(other)
+
+
+def test_bundled_tiny_model_loads_by_name_and_generates():
+    from mfruntime.data.render import FaceRenderer, FaceState, Identity
+    from mfruntime.model.bundle import bundle_info
+    from mfruntime.model.generate import GenerationOptions, Generator
+    from tests.model_helpers import sample_phonemes
+
+    model = load_model("tiny")
+    info = bundle_info("tiny")
+    assert info["preset"] == "tiny" and set(info["stages"]) == {"codec-video", "codec-audio", "audio", "video", "joint", "mutual"}
+    face = FaceRenderer(Identity.from_seed(1), 64).render(FaceState())
+    chunks = list(Generator(model, face, options=GenerationOptions(steps=2)).generate(sample_phonemes(), n_chunks=2))
+    assert chunks[0].frames.shape == (4, 64, 64, 3) and chunks[0].pcm.shape == (2560,)
+    assert chunks[1].frames.std() > 5  # a picture, not a flat colour

@@ -9,6 +9,7 @@ from mfruntime.errors import UserFacingError
 from mfruntime.model.bundle import save_bundle
 from mfruntime.model.generate import AVModel
 from mfruntime.training.checkpoint import load_weights
+from mfruntime.training.recipe import STAGE_NAMES
 
 
 def export_bundle(runs: Path, preset_name: str, out: str | Path, transformer_stage: str = "mutual") -> Path:
@@ -21,6 +22,7 @@ def export_bundle(runs: Path, preset_name: str, out: str | Path, transformer_sta
         if not weights.is_file():
             raise UserFacingError(f"{weights} is missing: train stage {stage} first (mf train --stage {stage})")
         getattr(model, attr).load_state_dict(load_weights(weights))
+    for stage in STAGE_NAMES:  # the lineage: every stage's metrics and wall time
         info = root / stage / "final.json"
         if info.is_file():
             doc = json.loads(info.read_text())

@@ -46,6 +46,7 @@ class StageRecipe:
     keep_last: int = 3  # checkpoints kept
     init_from: list[str] = field(default_factory=list)  # earlier stages whose final weights this stage starts from
     # Stage-specific knobs (ignored by stages that do not use them):
+    window_chunks: int = 0  # diffusion stages: chunks per training window; 0 = data.window_seconds
     crop_frames: int = 8  # codec-video: frames per window used per step
     crop_seconds: float = 0.64  # codec-audio: audio crop per example
     mel_weight: float = 1.0  # codec-audio: multi-resolution STFT loss weight

@@ -51,6 +51,8 @@ class DiffusionStage(Stage):
 
     @property
     def window_chunks(self) -> int:
+        if self.recipe.window_chunks > 0:
+            return self.recipe.window_chunks
         return int(round(self.data_recipe.window_seconds / self.cfg.media.chunk_seconds))
 
     def prepare(self) -> int:
