@@ -73,3 +73,17 @@ def test_every_option_has_help():
     assert res.returncode == 0
     for opt in ("--out", "--clips", "--seconds", "--size", "--seed", "--workers"):
         assert opt in res.stdout
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["train", "--stage", "audio", "--config", "/no/such/recipe.toml"], "not found"),
+        (["train", "--stage", "dance", "--config", "recipes/tiny.toml"], "invalid choice"),
+        (["export", "--runs", "/no/such/runs", "--out", "/tmp/x.safetensors"], "is missing: train stage"),
+    ],
+)
+def test_train_and_export_errors_are_one_line(args, expected, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0]

@@ -82,3 +82,12 @@ def test_bad_generation_input(model, face):
         list(gen.generate(sample_phonemes(), steps=0))
     with pytest.raises(ValueError, match="driving audio must be mono"):
         list(gen.generate(None, driving_pcm=np.zeros((2, 100), np.float32)))
+
+
+def test_speaker_reference_changes_the_audio_sink(model, face):
+    ref = (0.1 * np.sin(np.arange(4000) * 0.03)).astype(np.float32)
+    with_ref = _run(Generator(model, face, audio_reference=ref, options=GenerationOptions(steps=1, seed=2)), 2)
+    without = _run(Generator(model, face, options=GenerationOptions(steps=1, seed=2)), 2)
+    assert not np.array_equal(with_ref[0].pcm, without[0].pcm)
+    with pytest.raises(ValueError, match="audio reference must hold at least"):
+        Generator(model, face, audio_reference=ref[:100])

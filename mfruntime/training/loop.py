@@ -207,13 +207,14 @@ def train(opts: TrainOptions) -> dict:
         stage.eval()
         with torch.no_grad() if name.startswith("codec") else nullcontext():
             stage.finalize()
+        # Weights first, so a failing validation never loses the run.
+        save_file({k: v.contiguous() for k, v in stage.export().items()}, str(run_dir / "final.safetensors"))
         result = {"stage": name, "steps": step, "wall_seconds_this_run": round(time.perf_counter() - started, 1),
                   "world_size": world, "rank_weight_digests": digests,
                   **{k: round(v, 4) for k, v in stage.validate().items()}}
         rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
         if rows:
             result["final_losses"] = {k: v for k, v in rows[-1].items() if k not in ("step", "lr", "seconds")}
-        save_file({k: v.contiguous() for k, v in stage.export().items()}, str(run_dir / "final.safetensors"))
         (run_dir / "final.json").write_text(json.dumps({**result, "recipe": asdict(r)}, indent=1))
         log.info("stage %s done: %s", name, result)
     if world > 1:

@@ -1,6 +1,8 @@
 """Codec stages: train the video autoencoder and the audio codec on decoded clips."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -11,14 +13,19 @@ from mfruntime.training.data import ClipBank
 from mfruntime.training.losses import stft_loss
 from mfruntime.training.stages.base import Stage
 
+log = logging.getLogger(__name__)
+
 
 class _CodecStage(Stage):
     def _banks(self) -> None:
         d = self.data_recipe
         self.train_bank = ClipBank(d.corpus, "train", self.cfg.video_codec.size, d.val_fraction, d.split_seed, self.progress)
 
-    def _val_bank(self) -> ClipBank:
+    def _val_bank(self) -> ClipBank | None:
         d = self.data_recipe
+        if d.val_fraction <= 0:
+            log.warning("val_fraction is 0: no held-out clips, no validation metrics")
+            return None
         return ClipBank(d.corpus, "val", self.cfg.video_codec.size, d.val_fraction, d.split_seed, progress=False)
 
     def export(self) -> dict[str, torch.Tensor]:
@@ -65,6 +72,8 @@ class VideoCodecStage(_CodecStage):
     def validate(self) -> dict[str, float]:
         """PSNR (dB) of the round trip on held-out clips' frames."""
         bank = self._val_bank()
+        if bank is None:
+            return {}
         mses = []
         for clip in bank.clips:
             x = clip.video[::2]
@@ -117,6 +126,8 @@ class AudioCodecStage(_CodecStage):
         from pystoi import stoi
 
         bank = self._val_bank()
+        if bank is None:
+            return {}
         sr = self.cfg.audio_codec.sample_rate
         p, s = [], []
         for clip in bank.clips:
