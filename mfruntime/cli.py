@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"mf: error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, OSError, UserFacingError) as exc:
+    except (ValueError, OSError, FloatingPointError, UserFacingError) as exc:
         print(f"mf: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

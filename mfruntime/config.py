@@ -77,10 +77,13 @@ class AudioCodecConfig:
     latent_channels: int = 64  # channels per latent frame
     decoder_layers: int = 3  # causal conv layers (kernel 3) on the latent sequence in the decoder
     encoder_layers: int = 2  # causal conv layers (kernel 3) on the analysed frames in the encoder
+    synthesis: str = "filterbank"  # decoder head: "filterbank" (learned transposed conv) or "spectral" (magnitude + phase → inverse FFT; experimental)
     # Derived:
     hop: int = field(init=False)  # samples per latent frame
 
     def __post_init__(self) -> None:
+        if self.synthesis not in ("filterbank", "spectral"):
+            raise ValueError(f"audio codec synthesis must be 'filterbank' or 'spectral', got {self.synthesis!r}")
         if self.sample_rate % self.latent_rate:
             raise ValueError(f"sample_rate {self.sample_rate} must be a multiple of latent_rate {self.latent_rate}")
         object.__setattr__(self, "hop", self.sample_rate // self.latent_rate)

@@ -1,6 +1,8 @@
 """Latent codecs, the flow-matching sampler, rotary time positions."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -28,8 +30,9 @@ def test_video_codec_shapes_and_chunked_decode():
     assert torch.equal(full, chunked)
 
 
-def test_audio_codec_shapes_causality_and_seamless_streaming():
-    codec = AudioCodec(CFG.audio_codec).eval()
+@pytest.mark.parametrize("synthesis", ["spectral", "filterbank"])
+def test_audio_codec_shapes_causality_and_seamless_streaming(synthesis):
+    codec = AudioCodec(dataclasses.replace(CFG.audio_codec, synthesis=synthesis)).eval()
     randomize(codec, std=0.05)
     pcm = torch.randn(2, 16_000) * 0.3
     with torch.no_grad():
@@ -63,6 +66,8 @@ def test_codec_bad_inputs_and_freeze():
         a.encode(torch.zeros(1, 640, dtype=torch.int16))
     with pytest.raises(ValueError, match="audio latents"):
         a.decode(torch.zeros(1, 8, 5))
+    with pytest.raises(ValueError, match="synthesis must be"):
+        dataclasses.replace(CFG.audio_codec, synthesis="magic")
     assert not any(p.requires_grad for p in v.freeze().parameters()) and not v.training
     assert not any(p.requires_grad for p in a.freeze().parameters())
 

@@ -197,3 +197,12 @@ def test_recipe_rejects_unknown_fields(tmp_path):
     with pytest.raises(ValueError, match="unknown stage 'dance'"):
         load_recipe(p)
     assert load_recipe(Path(__file__).parents[1] / "recipes" / "tiny.toml").stage("mutual").teacher_steps == 16
+
+
+def test_a_diverging_run_stops_with_a_clear_error(tiny_corpus, tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text(f'preset = "tiny"\n[data]\ncorpus = "{tiny_corpus[0]}"\nval_fraction = 0.25\n'
+                    '[stages.codec-audio]\nsteps = 6\nbatch_size = 2\nwarmup_steps = 1\nlr = 1e12\ncrop_seconds = 0.32\n')
+    with pytest.raises(FloatingPointError, match="loss became"):
+        train(TrainOptions(stage="codec-audio", recipe=load_recipe(path), runs=tmp_path / "runs", progress=False))
+    assert not (tmp_path / "runs" / "tiny" / "codec-audio" / "final.safetensors").exists()

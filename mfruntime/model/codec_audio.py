@@ -45,6 +45,31 @@ class CausalResidual(nn.Module):
         return x + self.mix(F.gelu(self.conv(x)))
 
 
+class SpectralSynthesis(nn.Module):
+    """Decoder head that predicts, per latent frame, the log-magnitude and phase of a 2·hop-point spectrum,
+    inverts it with an inverse real FFT, applies a sine window and overlap-adds frames hop apart
+    (the Vocos idea: Siuzdak 2023). Frame k writes samples [k·hop, (k+2)·hop), like the filterbank head."""
+
+    def __init__(self, hidden: int, hop: int) -> None:
+        super().__init__()
+        self.hop, self.n = hop, 2 * hop
+        self.bins = self.n // 2 + 1
+        self.proj = nn.Conv1d(hidden, 3 * self.bins, 1)
+        window = torch.sin(torch.pi * (torch.arange(self.n, dtype=torch.float32) + 0.5) / self.n)
+        self.register_buffer("window", window, persistent=False)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """h (B, hidden, N) → waveform (B, (N + 1)·hop)."""
+        log_mag, re, im = self.proj(h).chunk(3, dim=1)  # (B, bins, N) each
+        mag = torch.exp(log_mag.clamp(max=6.0))
+        norm = torch.rsqrt(re * re + im * im + 1e-4)  # eps keeps the phase gradient bounded near 0
+        spec = torch.complex(mag * re * norm, mag * im * norm)
+        frames = torch.fft.irfft(spec, n=self.n, dim=1) * self.window[None, :, None]  # (B, 2·hop, N)
+        n_frames = h.shape[-1]
+        out = F.fold(frames, output_size=(1, (n_frames + 1) * self.hop), kernel_size=(1, self.n), stride=(1, self.hop))
+        return out.flatten(1)  # (B, (N + 1)·hop)
+
+
 @dataclass
 class AudioDecodeState:
     """Latent frames kept between streamed chunks (B, Ca, R); empty at the start of a stream."""
@@ -62,7 +87,10 @@ class AudioCodec(nn.Module):
         self.to_latent = nn.Conv1d(hid, cfg.latent_channels, 1)
         self.from_latent = nn.Conv1d(cfg.latent_channels, hid, 1)
         self.dec = nn.Sequential(*[CausalResidual(hid) for _ in range(cfg.decoder_layers)])
-        self.synthesis = nn.ConvTranspose1d(hid, 1, 2 * hop, stride=hop)  # frame k writes [k·hop, (k+2)·hop)
+        if cfg.synthesis == "spectral":
+            self.synthesis: nn.Module = SpectralSynthesis(hid, hop)
+        else:
+            self.synthesis = nn.ConvTranspose1d(hid, 1, 2 * hop, stride=hop)  # frame k writes [k·hop, (k+2)·hop)
         self.register_buffer("latent_mean", torch.zeros(cfg.latent_channels))
         self.register_buffer("latent_std", torch.ones(cfg.latent_channels))
 
@@ -98,7 +126,8 @@ class AudioCodec(nn.Module):
         z = z.reshape(-1, *z.shape[-2:])
         z = z * self.latent_std + self.latent_mean
         h = self.dec(self.from_latent(z.transpose(1, 2)))  # (B, hid, N)
-        y = self.synthesis(h)[:, 0, : z.shape[1] * self.cfg.hop]  # (B, N·hop)
+        y = self.synthesis(h)
+        y = (y[:, 0] if y.dim() == 3 else y)[:, : z.shape[1] * self.cfg.hop]  # (B, N·hop)
         return y[0] if squeeze else y
 
     def decode_stream(self, z: torch.Tensor, state: AudioDecodeState) -> torch.Tensor:

@@ -160,6 +160,10 @@ def train(opts: TrainOptions) -> dict:
         g = step_generator(r.seed, step, rank)
         batch = stage.make_batch(order.next(), g)
         losses = model(batch, g)
+        if not torch.isfinite(losses["loss"].detach()):
+            raise FloatingPointError(
+                f"stage {name}: loss became {losses['loss'].item()} at step {step + 1}; nothing after the last "
+                f"checkpoint was saved. Lower lr in {recipe.path} or resume from an earlier checkpoint")
         losses["loss"].backward()
         if r.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, r.grad_clip)
