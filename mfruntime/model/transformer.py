@@ -312,11 +312,9 @@ class TwinStreamTransformer(nn.Module):
     def _phonemes(self, s: str, ph: PhonemeWindow | None, batch: int, q_chunk: torch.Tensor, first: int, device):
         """Phoneme tokens, their angles and the (B, 1, N, M) mask letting each query see its chunk's window."""
         tok, times, valid = self.streams[s].phoneme_tokens(ph, batch, device)
+        # Windows are (B, P) for one chunk or (B, C, P) for C chunks; None leaves only the null token.
         per_chunk = ph.ids.shape[-1] if ph is not None else 0
-        if ph is not None and ph.ids.dim() == 2:
-            chunks_in_ph = 1
-        else:
-            chunks_in_ph = ph.ids.shape[1] if ph is not None else 0
+        chunks_in_ph = 0 if ph is None else (1 if ph.ids.dim() == 2 else ph.ids.shape[1])
         k_chunk = torch.cat([torch.full((1,), -1, device=device),
                              first + torch.arange(chunks_in_ph, device=device).repeat_interleave(per_chunk)])
         allowed = (k_chunk[None, :] == q_chunk[:, None]) | (k_chunk[None, :] == -1)  # (N, M)

@@ -1,6 +1,6 @@
 """Checkpoints: safetensors weights + JSON state, written atomically, last K kept.
 
-A checkpoint is a folder ``step-XXXXXXX/`` holding ``model.safetensors``,
+A checkpoint is a folder ``step-<7-digit step>/`` (e.g. ``step-0000200/``) holding ``model.safetensors``,
 ``ema.safetensors`` (when EMA is on), ``optim.safetensors`` (optimiser tensors)
 and ``state.json`` (step, data position, RNG states, optimiser hyper-parameters,
 and the SHA-256 of every file). It is written to a temporary folder and renamed,

@@ -1,7 +1,7 @@
 """The shared training loop: data order, optimiser, EMA, progress, metrics, plots, checkpoints, DDP.
 
 Run layout (``runs/<preset>/<stage>/``): ``metrics.jsonl`` (one JSON line per logged step),
-``loss.png``, ``step-XXXXXXX/`` checkpoints (last K), and at the end ``final.safetensors`` (the
+``loss.png``, ``step-<7-digit step>/`` (e.g. ``step-0000200/``) checkpoints (last K), and at the end ``final.safetensors`` (the
 stage's exported weights, EMA when enabled) with ``final.json`` (metrics, wall time).
 
 Under ``torchrun --nproc_per_node N`` the same command uses DistributedDataParallel (gloo on CPU,
