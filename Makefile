@@ -31,10 +31,12 @@ test-slow: setup
 # Reproduce the bundled tiny model from scratch (see docs/TRAINING.md for the wall times).
 train-tiny: setup
 	$(BIN)/mf -q data synth --out corpus/train --clips 400 --seconds 4 --seed 1
-	for stage in codec-video codec-audio audio video joint mutual; do \
+	for stage in codec-video codec-audio audio video joint mutual probe syncnet; do \
 	  $(BIN)/mf -q train --stage $$stage --config recipes/tiny.toml --fresh || exit 1; \
 	done
-	$(BIN)/mf export --runs runs --preset tiny --out mfruntime/weights/tiny.safetensors
+	$(BIN)/mf export --runs runs --preset tiny --out mfruntime/weights/tiny.safetensors \
+	  --eval-out mfruntime/weights/eval.safetensors
+	$(BIN)/mf export --runs runs --preset tiny --transformer joint --out runs/tiny-joint.safetensors
 
 clean:
 	rm -rf $(VENV) corpus build *.egg-info .pytest_cache

@@ -81,8 +81,50 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from mfruntime.training.export import export_bundle
 
-    path = export_bundle(Path(args.runs), args.preset, args.out, transformer_stage=args.transformer)
-    print(f"model bundle: {path.resolve()} ({path.stat().st_size / 1e6:.1f} MB)")
+    if args.out:
+        path = export_bundle(Path(args.runs), args.preset, args.out, transformer_stage=args.transformer)
+        print(f"model bundle: {path.resolve()} ({path.stat().st_size / 1e6:.1f} MB)")
+    if args.eval_out:
+        from mfruntime.training.export import export_instruments
+
+        path = export_instruments(Path(args.runs), args.preset, args.eval_out)
+        print(f"evaluation weights: {path.resolve()} ({path.stat().st_size / 1e6:.2f} MB)")
+    if not args.out and not args.eval_out:
+        raise UsageError("nothing to export: pass --out FILE (model bundle) and/or --eval-out FILE (face probe + SyncNet)")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from mfruntime.eval.run import EvalConfig, evaluate, format_table
+
+    cfg = EvalConfig(model=args.model, baseline=args.baseline, clips=args.clips, seconds=args.seconds,
+                     steps=tuple(args.steps), drift_seconds=120.0 if args.long else args.drift_seconds,
+                     drift_steps=args.drift_steps, out=args.out, cache=args.cache, instruments=args.instruments, seed=args.seed)
+    result = evaluate(cfg, progress=not args.quiet)
+    print(format_table(result))
+    print(f"\nwrote {Path(cfg.out) / 'eval.json'} and {', '.join(result['plots'])} in {result['wall_seconds']:.0f} s")
+    return 0
+
+
+def _cmd_score_sync(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mfruntime.eval.syncnet import score_folder
+    from mfruntime.eval.weights import load_syncnet
+
+    net = load_syncnet(args.instruments)
+    rows = score_folder(net, args.dir, progress=not args.quiet)
+    print(f"{'clip':<40}{'LSE-D':>8}{'LSE-C':>8}{'offset':>9}")
+    scored = []
+    for name, s in rows:
+        if isinstance(s, Exception):
+            print(f"{name:<40}  skipped: {s}")
+            continue
+        scored.append(s)
+        print(f"{name:<40}{s.lse_d:>8.3f}{s.lse_c:>8.3f}{s.offset_ms:>+7.0f}ms")
+    if scored:
+        print(f"{'mean over ' + str(len(scored)) + ' clips':<40}{np.mean([s.lse_d for s in scored]):>8.3f}"
+              f"{np.mean([s.lse_c for s in scored]):>8.3f}{np.mean([s.offset_ms for s in scored]):>+7.0f}ms")
     return 0
 
 
@@ -106,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     synth.add_argument("--out", required=True, help="output folder (created if missing; existing clips with the same names are overwritten)")
     synth.add_argument("--clips", type=int, default=200, help="number of clips (default: 200)")
-    synth.add_argument("--seconds", type=float, default=4.0, help="length of each clip in seconds, 1-60 (default: 4)")
+    synth.add_argument("--seconds", type=float, default=4.0, help="length of each clip in seconds, 1-300 (default: 4)")
     synth.add_argument("--size", type=int, default=64, choices=(64, 128, 256), help="frame size in pixels (default: 64)")
     synth.add_argument("--seed", type=int, default=0, help="corpus seed; the same seed gives the same corpus (default: 0)")
     synth.add_argument("--workers", type=int, default=0, help="worker processes; 0 = one per CPU core (default: 0)")
@@ -127,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = verbs.add_parser(
         "train", parents=[leaf], help="train one stage of the model from a recipe",
-        description="Train one stage (codec-video, codec-audio, audio, video, joint, mutual) with the settings "
+        description="Train one stage (codec-video, codec-audio, audio, video, joint, mutual; probe = the face "
+        "probe of mf eval) with the settings "
         "of a recipe file. Output goes to RUNS/<preset>/<stage>/: metrics.jsonl, loss.png, checkpoints and "
         "final.safetensors. Under torchrun the same command trains with DistributedDataParallel.",
     )
@@ -147,8 +190,40 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--preset", default="tiny", help="model preset whose runs to bundle (default: tiny)")
     export.add_argument("--transformer", default="mutual", choices=("mutual", "joint"),
                         help="which stage's transformer to bundle (default: mutual)")
-    export.add_argument("--out", required=True, help="output .safetensors file")
+    export.add_argument("--out", help="output model bundle (.safetensors)")
+    export.add_argument("--eval-out", help="write the evaluation instruments of mf eval (stages probe and syncnet) to this file")
     export.set_defaults(func=_cmd_export)
+
+    ev = verbs.add_parser(
+        "eval", parents=[leaf], help="score sync, quality, drift and speed on held-out clips (paper-shaped table)",
+        description="Regenerate held-out synthetic clips (new sentences and faces) at several step counts, with "
+        "and without the Mutual Forcing stage when --baseline is given, and report AV offset (ms), Fréchet "
+        "distance on face-probe features, PESQ-wb, STOI, compute seconds per second of output and time to "
+        "first chunk; plus metrics per window over a long generation (drift). Writes eval.json and PNG plots.",
+    )
+    ev.add_argument("--model", default="tiny", help="bundled model name or bundle path (default: tiny)")
+    ev.add_argument("--baseline", help="bundle of the same model without the Mutual Forcing stage "
+                    "(mf export --transformer joint --out FILE) for the with/without rows")
+    ev.add_argument("--clips", type=int, default=8, help="held-out reference clips (default: 8)")
+    ev.add_argument("--seconds", type=float, default=4.0, help="length of each reference clip (default: 4)")
+    ev.add_argument("--steps", type=int, nargs="+", default=[50, 8, 4, 1], help="step counts to compare (default: 50 8 4 1)")
+    ev.add_argument("--drift-seconds", type=float, default=30.0, help="length of the drift run, 0 to skip (default: 30)")
+    ev.add_argument("--drift-steps", type=int, default=4, help="step count of the drift run (default: 4)")
+    ev.add_argument("--long", action="store_true", help="a 120-s drift run instead")
+    ev.add_argument("--instruments", help="evaluation weights from mf export --eval-out (default: the bundled ones)")
+    ev.add_argument("--out", default="runs/eval", help="output folder (default: runs/eval)")
+    ev.add_argument("--cache", default="cache", help="where held-out reference clips are cached (default: cache)")
+    ev.add_argument("--seed", type=int, default=0, help="generation noise seed (default: 0)")
+    ev.set_defaults(func=_cmd_eval)
+
+    ss = verbs.add_parser(
+        "score-sync", parents=[leaf], help="SyncNet lip-sync scores (LSE-D, LSE-C, offset) of any folder of clips",
+        description="Score every clip below DIR with the project's SyncNet (mf train --stage syncnet): LSE-D "
+        "(distance, lower is better), LSE-C (confidence, higher is better) and the audio offset (positive = audio late).",
+    )
+    ss.add_argument("dir", help="folder of clips (mp4/mkv/webm/mov, searched recursively)")
+    ss.add_argument("--instruments", help="evaluation weights from mf export --eval-out (default: the bundled ones)")
+    ss.set_defaults(func=_cmd_score_sync)
     return parser
 
 

@@ -73,17 +73,17 @@ class AudioCodecConfig:
 
     sample_rate: int = 16_000  # Hz
     latent_rate: int = 50  # latent frames per second
-    hidden: int = 384  # width of the analysis/synthesis filterbank
-    latent_channels: int = 64  # channels per latent frame
+    hidden: int = 384  # width of the encoder and decoder convs
+    latent_channels: int = 128  # channels per latent frame
     decoder_layers: int = 3  # causal conv layers (kernel 3) on the latent sequence in the decoder
     encoder_layers: int = 2  # causal conv layers (kernel 3) on the analysed frames in the encoder
-    synthesis: str = "filterbank"  # decoder head: "filterbank" (learned transposed conv) or "spectral" (magnitude + phase → inverse FFT; experimental)
+    compression: float = 0.3  # power p of the compressed spectrum |X|^p·e^{i∠X} the codec works on
     # Derived:
     hop: int = field(init=False)  # samples per latent frame
 
     def __post_init__(self) -> None:
-        if self.synthesis not in ("filterbank", "spectral"):
-            raise ValueError(f"audio codec synthesis must be 'filterbank' or 'spectral', got {self.synthesis!r}")
+        if not 0 < self.compression <= 1:
+            raise ValueError(f"audio codec compression must be in (0, 1], got {self.compression}")
         if self.sample_rate % self.latent_rate:
             raise ValueError(f"sample_rate {self.sample_rate} must be a multiple of latent_rate {self.latent_rate}")
         object.__setattr__(self, "hop", self.sample_rate // self.latent_rate)

@@ -58,3 +58,23 @@ def test_bundled_tiny_model_loads_by_name_and_generates():
     chunks = list(Generator(model, face, options=GenerationOptions(steps=2)).generate(sample_phonemes(), n_chunks=2))
     assert chunks[0].frames.shape == (4, 64, 64, 3) and chunks[0].pcm.shape == (2560,)
     assert chunks[1].frames.std() > 5  # a picture, not a flat colour
+
+
+def test_bundle_from_another_version_is_a_clear_error(tmp_path):
+    """A bundle whose stored config has a field this version does not know (or lacks one) is refused by name."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = save_bundle(AVModel(micro_config()), tmp_path / "m.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    cfg = json.loads(meta["config"])
+    cfg["audio_codec"]["synthesis"] = "filterbank"  # a field of an older version
+    meta["config"] = json.dumps(cfg)
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata=meta)
+    with pytest.raises(BundleError, match="does not fit this mfruntime version"):
+        load_model(old)

@@ -30,20 +30,32 @@ def test_video_codec_shapes_and_chunked_decode():
     assert torch.equal(full, chunked)
 
 
-@pytest.mark.parametrize("synthesis", ["spectral", "filterbank"])
-def test_audio_codec_shapes_causality_and_seamless_streaming(synthesis):
-    codec = AudioCodec(dataclasses.replace(CFG.audio_codec, synthesis=synthesis)).eval()
+def test_compressed_stft_reconstructs_exactly():
+    """Sine-window analysis/synthesis at 50 % overlap is a perfect-reconstruction pair (Princen–Bradley),
+    compression and decompression invert each other; only the first hop (no frame before it) fades in."""
+    stft = AudioCodec(CFG.audio_codec).stft
+    pcm = torch.randn(2, 16_000) * 0.3
+    comp = stft.analyse(pcm)
+    assert comp.shape == (2, 50, 321) and comp.is_complex()
+    back = stft.synthesise(comp)
+    assert back.shape == pcm.shape
+    assert (back[:, 320:] - pcm[:, 320:]).abs().max() < 1e-4
+
+
+def test_audio_codec_shapes_causality_and_seamless_streaming():
+    codec = AudioCodec(CFG.audio_codec).eval()
     randomize(codec, std=0.05)
     pcm = torch.randn(2, 16_000) * 0.3
     with torch.no_grad():
         z = codec.encode(pcm)
-        assert z.shape == (2, 50, 64)  # 50 Hz latents
+        assert z.shape == (2, 50, 128)  # 50 Hz latents
         full = codec.decode(z)
         assert full.shape == (2, 16_000)
         state = AudioDecodeState()
         parts = [codec.decode_stream(z[:, i:i + 8], state) for i in range(0, 48, 8)]
         streamed = torch.cat(parts, dim=1)
-        assert (streamed - full[:, :48 * 320]).abs().max() <= 1e-5  # no seams at chunk borders
+        scale = full.abs().max().clamp_min(1.0)  # random weights: |x|^(1/p) makes large samples
+        assert (streamed - full[:, :48 * 320]).abs().max() <= 1e-5 * scale  # no seams at chunk borders
         # Causal: changing the future leaves earlier latents and decoded samples untouched.
         later = pcm.clone()
         later[:, 8000:] = 0
@@ -66,8 +78,8 @@ def test_codec_bad_inputs_and_freeze():
         a.encode(torch.zeros(1, 640, dtype=torch.int16))
     with pytest.raises(ValueError, match="audio latents"):
         a.decode(torch.zeros(1, 8, 5))
-    with pytest.raises(ValueError, match="synthesis must be"):
-        dataclasses.replace(CFG.audio_codec, synthesis="magic")
+    with pytest.raises(ValueError, match="compression must be"):
+        dataclasses.replace(CFG.audio_codec, compression=0.0)
     assert not any(p.requires_grad for p in v.freeze().parameters()) and not v.training
     assert not any(p.requires_grad for p in a.freeze().parameters())
 

@@ -53,6 +53,16 @@ rollout_chunks = 2
 teacher_steps = 4
 shortcut_weight = 0.5
 init_from = ["joint"]
+[stages.probe]
+steps = {steps}
+batch_size = 4
+warmup_steps = 2
+log_every = 1
+[stages.syncnet]
+steps = {steps}
+batch_size = 4
+warmup_steps = 2
+log_every = 1
 """
 
 
@@ -65,7 +75,7 @@ def _recipe(tmp: Path, corpus: Path, steps: int = 8) -> Path:
 
 @pytest.fixture(scope="module")
 def trained_runs(tiny_corpus, tmp_path_factory):
-    """All six stages, a couple of steps each, in order (later stages need earlier outputs)."""
+    """All stages, a couple of steps each, in order (later stages need earlier outputs)."""
     corpus = tiny_corpus[0]
     tmp = tmp_path_factory.mktemp("runs")
     recipe = load_recipe(_recipe(tmp, corpus, steps=4))
@@ -83,6 +93,7 @@ def test_every_stage_runs_and_writes_its_outputs(trained_runs):
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert rows[-1]["step"] == res["steps"] and torch.isfinite(torch.tensor(rows[-1]["loss"]))
     assert "val_psnr_db" in results["codec-video"] and "val_pesq_wb" in results["codec-audio"]
+    assert "val_mouth_corr" in results["probe"] and "val_lse_c" in results["syncnet"]
     assert results["mutual"]["final_losses"]["distill"] >= 0 and "shortcut" in results["mutual"]["final_losses"]
     joint = load_weights(tmp / "runs" / "tiny" / "joint" / "final.safetensors")
     assert any("x_out" in k for k in joint)  # the joint model has cross-modal attention

@@ -47,8 +47,8 @@ class SynthConfig:
     def __post_init__(self) -> None:
         if self.clips < 1 or self.clips > 1_000_000:
             raise ValueError(f"--clips must be between 1 and 1000000, got {self.clips}")
-        if not 1.0 <= self.seconds <= 60.0:
-            raise ValueError(f"--seconds must be between 1 and 60, got {self.seconds}")
+        if not 1.0 <= self.seconds <= 300.0:
+            raise ValueError(f"--seconds must be between 1 and 300, got {self.seconds}")
         if self.size not in FRAME_SIZES:
             raise ValueError(f"--size must be one of {', '.join(map(str, FRAME_SIZES))}, got {self.size}")
         if self.seed < 0:

@@ -88,7 +88,12 @@ def load_model(name_or_path: str | Path = "tiny", device: str | torch.device = "
             metadata = f.metadata() or {}
             if metadata.get("format") != BUNDLE_FORMAT:
                 raise BundleError(f"{path}: not an mfruntime model bundle (format {metadata.get('format')!r})")
-            cfg = config_from_dict(json.loads(metadata["config"]))
+            doc = json.loads(metadata["config"])
+            try:
+                cfg = config_from_dict(doc)
+            except (TypeError, ValueError) as exc:
+                raise BundleError(f"{path}: its model config does not fit this mfruntime version ({exc}); "
+                                  "re-export it with this version or use the version that made it") from exc
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, json.JSONDecodeError, KeyError) as exc:
         raise BundleError(f"{path}: corrupt or truncated model bundle ({exc})") from exc

@@ -1,16 +1,26 @@
 """Learned causal audio codec: 16 kHz waveform ↔ 50 Hz latent sequence.
 
-Encoder: a learned analysis filterbank (a strided conv over a 2-hop window,
-like a learned STFT) followed by causal convs and a projection to
-``latent_channels``. Decoder: causal convs over the latent sequence and a
-learned synthesis filterbank (transposed conv, overlap-add over 2 hops).
-Analysis and synthesis windows are aligned: latent frame k analyses samples
-[k·hop, (k+2)·hop) and synthesises the same span, a 50 %-overlap pair like an
-STFT and its inverse (the encoder therefore looks 20 ms ahead). The decoder is
-causal: output hop k depends only on latent frames ≤ k. That is what makes
-chunk-at-a-time decoding exact — :meth:`AudioCodec.decode_stream`
-keeps the last ``receptive_field`` latent frames as state and produces the same
-samples as decoding the whole sequence (no clicks or seams at chunk borders).
+Both ends work on a fixed short-time Fourier transform (sine window of 2·hop samples, hop = 20 ms), so
+the network only has to learn the compression, not the filterbank:
+
+- **Encoder.** Frame k is the windowed span [k·hop, (k+2)·hop) (the encoder therefore looks 20 ms
+  ahead). Its spectrum X_k is power-law compressed, C_k = |X_k|^p · e^{i∠X_k} with p = 0.3 (the
+  compressed complex spectrum of speech-enhancement work, e.g. Braun & Tashev 2021), and the real part,
+  imaginary part and magnitude of C_k go through a 1×1 conv, causal convs and a projection to
+  ``latent_channels``. The encoder sees the phase, so the latent can carry it.
+- **Decoder.** Causal convs over the latent sequence predict the compressed spectrum Ĉ_k (real and
+  imaginary parts); it is decompressed, Ŝ_k = |Ĉ_k|^{1/p} · e^{i∠Ĉ_k}, inverted with an inverse real FFT,
+  windowed again and overlap-added hop apart. The sine window satisfies w²(n) + w²(n + hop) = 1, so the
+  exact spectrum Ŝ_k = X_k gives back the input exactly (Princen–Bradley condition).
+
+Why this and not a waveform autoencoder: measured here on held-out clips after 2000 steps, a learned
+time-domain filterbank reached PESQ-wb 1.09 and a magnitude + phase-angle head 1.09, while this codec
+reached 2.56 with 64 latent channels and 2.88 with 128 (docs/TRAINING.md).
+
+The decoder is causal: output hop k (samples [k·hop, (k+1)·hop)) is the overlap of frames k−1 and k and
+depends only on latent frames ≤ k. That is what makes chunk-at-a-time decoding exact —
+:meth:`AudioCodec.decode_stream` keeps the last ``receptive_field`` latent frames as state and produces
+the same samples as decoding the whole sequence (no clicks or seams at chunk borders).
 """
 from __future__ import annotations
 
@@ -45,29 +55,36 @@ class CausalResidual(nn.Module):
         return x + self.mix(F.gelu(self.conv(x)))
 
 
-class SpectralSynthesis(nn.Module):
-    """Decoder head that predicts, per latent frame, the log-magnitude and phase of a 2·hop-point spectrum,
-    inverts it with an inverse real FFT, applies a sine window and overlap-adds frames hop apart
-    (the Vocos idea: Siuzdak 2023). Frame k writes samples [k·hop, (k+2)·hop), like the filterbank head."""
+class CompressedSTFT(nn.Module):
+    """The fixed transform pair: PCM ↔ power-law compressed complex spectra, frames 2·hop long, hop apart."""
 
-    def __init__(self, hidden: int, hop: int) -> None:
+    def __init__(self, hop: int, power: float) -> None:
         super().__init__()
-        self.hop, self.n = hop, 2 * hop
-        self.bins = self.n // 2 + 1
-        self.proj = nn.Conv1d(hidden, 3 * self.bins, 1)
+        self.hop, self.n, self.power = hop, 2 * hop, power
+        self.bins = hop + 1
         window = torch.sin(torch.pi * (torch.arange(self.n, dtype=torch.float32) + 0.5) / self.n)
         self.register_buffer("window", window, persistent=False)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """h (B, hidden, N) → waveform (B, (N + 1)·hop)."""
-        log_mag, re, im = self.proj(h).chunk(3, dim=1)  # (B, bins, N) each
-        mag = torch.exp(log_mag.clamp(max=6.0))
-        norm = torch.rsqrt(re * re + im * im + 1e-4)  # eps keeps the phase gradient bounded near 0
-        spec = torch.complex(mag * re * norm, mag * im * norm)
-        frames = torch.fft.irfft(spec, n=self.n, dim=1) * self.window[None, :, None]  # (B, 2·hop, N)
-        n_frames = h.shape[-1]
-        out = F.fold(frames, output_size=(1, (n_frames + 1) * self.hop), kernel_size=(1, self.n), stride=(1, self.hop))
-        return out.flatten(1)  # (B, (N + 1)·hop)
+    def analyse(self, pcm: torch.Tensor) -> torch.Tensor:
+        """(B, S) with S a multiple of hop → compressed spectra (B, S/hop, bins) complex.
+        Frame k covers [k·hop, (k+2)·hop); the last frame runs past the end into zeros."""
+        x = F.pad(pcm, (0, self.hop))
+        frames = x.unfold(-1, self.n, self.hop) * self.window  # (B, S/hop, 2·hop)
+        return self.compress(torch.fft.rfft(frames, dim=-1))
+
+    def compress(self, spec: torch.Tensor) -> torch.Tensor:
+        """S → |S|^p · e^{i∠S}."""
+        return spec * spec.abs().clamp_min(1e-8).pow(self.power - 1)
+
+    def synthesise(self, comp: torch.Tensor) -> torch.Tensor:
+        """Compressed spectra (B, N, bins) complex → PCM (B, N·hop): decompress, inverse FFT, window,
+        overlap-add. Sample block k is the overlap of frames k−1 and k (frame N−1's second half is dropped)."""
+        spec = comp * comp.abs().clamp_min(1e-8).pow(1 / self.power - 1)
+        frames = torch.fft.irfft(spec, n=self.n, dim=-1) * self.window  # (B, N, 2·hop)
+        n = comp.shape[1]
+        out = F.fold(frames.transpose(1, 2), output_size=(1, (n + 1) * self.hop),
+                     kernel_size=(1, self.n), stride=(1, self.hop))  # (B, 1, 1, (N+1)·hop)
+        return out.flatten(1)[:, : n * self.hop]
 
 
 @dataclass
@@ -81,16 +98,15 @@ class AudioCodec(nn.Module):
     def __init__(self, cfg: AudioCodecConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        hop, hid = cfg.hop, cfg.hidden
-        self.analysis = nn.Conv1d(1, hid, 2 * hop, stride=hop)  # frame k sees samples [k·hop, (k+2)·hop)
+        hid = cfg.hidden
+        self.stft = CompressedSTFT(cfg.hop, cfg.compression)
+        bins = self.stft.bins
+        self.analysis = nn.Conv1d(3 * bins, hid, 1)  # (Re C, Im C, |C|) of frame k → features
         self.enc = nn.Sequential(*[CausalResidual(hid) for _ in range(cfg.encoder_layers)])
         self.to_latent = nn.Conv1d(hid, cfg.latent_channels, 1)
         self.from_latent = nn.Conv1d(cfg.latent_channels, hid, 1)
         self.dec = nn.Sequential(*[CausalResidual(hid) for _ in range(cfg.decoder_layers)])
-        if cfg.synthesis == "spectral":
-            self.synthesis: nn.Module = SpectralSynthesis(hid, hop)
-        else:
-            self.synthesis = nn.ConvTranspose1d(hid, 1, 2 * hop, stride=hop)  # frame k writes [k·hop, (k+2)·hop)
+        self.to_spectrum = nn.Conv1d(hid, 2 * bins, 1)  # (Re Ĉ, Im Ĉ) of frame k
         self.register_buffer("latent_mean", torch.zeros(cfg.latent_channels))
         self.register_buffer("latent_std", torch.ones(cfg.latent_channels))
 
@@ -111,23 +127,27 @@ class AudioCodec(nn.Module):
         """(B, S) or (S,) float PCM → normalised latents (B, S/hop, Ca) (or (S/hop, Ca))."""
         pcm = self._check_pcm(pcm)
         squeeze = pcm.dim() == 1
-        x = pcm.reshape(-1, 1, pcm.shape[-1])
-        x = F.pad(x, (0, self.cfg.hop))  # the last frame's window runs past the end: zeros
-        h = self.enc(self.analysis(x))[..., : pcm.shape[-1] // self.cfg.hop]
+        comp = self.stft.analyse(pcm.reshape(-1, pcm.shape[-1])).transpose(1, 2)  # (B, bins, N)
+        h = self.enc(self.analysis(torch.cat([comp.real, comp.imag, comp.abs()], dim=1)))
         z = self.to_latent(h).transpose(1, 2)  # (B, N, Ca)
         z = (z - self.latent_mean) / self.latent_std
         return z[0] if squeeze else z
+
+    def decode_spectrum(self, z: torch.Tensor) -> torch.Tensor:
+        """Normalised latents (B, N, Ca) → predicted compressed spectra Ĉ (B, N, bins) complex (the
+        training loss compares them with ``self.stft.analyse`` of the input)."""
+        if not isinstance(z, torch.Tensor) or z.dim() != 3 or z.shape[-1] != self.cfg.latent_channels:
+            raise ValueError(f"audio latents must be (B, N, {self.cfg.latent_channels}), got {tuple(getattr(z, 'shape', ()))}")
+        z = z * self.latent_std + self.latent_mean
+        re, im = self.to_spectrum(self.dec(self.from_latent(z.transpose(1, 2)))).chunk(2, dim=1)  # (B, bins, N) each
+        return torch.complex(re, im).transpose(1, 2)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Normalised latents (B, N, Ca) or (N, Ca) → PCM (B, N·hop) or (N·hop,)."""
         if not isinstance(z, torch.Tensor) or z.dim() not in (2, 3) or z.shape[-1] != self.cfg.latent_channels:
             raise ValueError(f"audio latents must be (B, N, {self.cfg.latent_channels}), got {tuple(getattr(z, 'shape', ()))}")
         squeeze = z.dim() == 2
-        z = z.reshape(-1, *z.shape[-2:])
-        z = z * self.latent_std + self.latent_mean
-        h = self.dec(self.from_latent(z.transpose(1, 2)))  # (B, hid, N)
-        y = self.synthesis(h)
-        y = (y[:, 0] if y.dim() == 3 else y)[:, : z.shape[1] * self.cfg.hop]  # (B, N·hop)
+        y = self.stft.synthesise(self.decode_spectrum(z.reshape(-1, *z.shape[-2:])))  # (B, N·hop)
         return y[0] if squeeze else y
 
     def decode_stream(self, z: torch.Tensor, state: AudioDecodeState) -> torch.Tensor:

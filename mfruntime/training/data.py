@@ -33,6 +33,9 @@ class Clip:
     audio: np.ndarray  # (T·640,) float32
     phonemes: list[Phoneme]  # from the sidecar (empty for clips without ground truth)
     mouth_open: np.ndarray | None  # (T,) ground truth, if any
+    identity: dict | None = None  # the synthetic face's parameters, if any
+    text: str = ""  # the spoken text, if known
+    voice: dict | None = None  # the eSpeak voice, if known
 
 
 class ClipBank:
@@ -52,7 +55,8 @@ class ClipBank:
             truth = rec.truth or {}
             phs = [Phoneme.from_dict(p) for p in truth.get("phonemes", [])]
             mo = np.asarray(truth["mouth_open"], np.float32)[: len(dc.video)] if "mouth_open" in truth else None
-            self.clips.append(Clip(rec.relpath, dc.video, dc.audio, phs, mo))
+            self.clips.append(Clip(rec.relpath, dc.video, dc.audio, phs, mo, truth.get("identity"),
+                                   rec.text or "", truth.get("voice")))
         self.key = hashlib.sha1(json.dumps([(c.name, len(c.video)) for c in self.clips]).encode()).hexdigest()[:12]
 
     def __len__(self) -> int:

@@ -22,7 +22,7 @@ def export_bundle(runs: Path, preset_name: str, out: str | Path, transformer_sta
         if not weights.is_file():
             raise UserFacingError(f"{weights} is missing: train stage {stage} first (mf train --stage {stage})")
         getattr(model, attr).load_state_dict(load_weights(weights))
-    for stage in STAGE_NAMES:  # the lineage: every stage's metrics and wall time
+    for stage in (n for n in STAGE_NAMES if n not in ("probe", "syncnet")):  # the lineage: metrics, wall times
         info = root / stage / "final.json"
         if info.is_file():
             doc = json.loads(info.read_text())
@@ -30,3 +30,26 @@ def export_bundle(runs: Path, preset_name: str, out: str | Path, transformer_sta
             doc.pop("rank_weight_digests", None)
             meta["stages"][stage] = doc
     return save_bundle(model, out, meta)
+
+
+def export_instruments(runs: Path, preset_name: str, out: str | Path) -> Path:
+    """Write the evaluation instruments (stage ``probe``, and ``syncnet`` if trained) to one file for ``mf eval``."""
+    from mfruntime.eval.weights import INSTRUMENTS, save_instruments
+
+    nets, meta = {}, {}
+    for name, cls in INSTRUMENTS.items():
+        weights = Path(runs) / preset_name / name / "final.safetensors"
+        if not weights.is_file():
+            if name == "probe":
+                raise UserFacingError(f"{weights} is missing: train the face probe first (mf train --stage probe)")
+            continue
+        net = cls()
+        net.load_state_dict(load_weights(weights))
+        nets[name] = net
+        info = weights.with_suffix(".json")
+        if info.is_file():
+            doc = json.loads(info.read_text())
+            doc.pop("recipe", None)
+            doc.pop("rank_weight_digests", None)
+            meta[name] = doc
+    return save_instruments(nets, out, meta)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-STAGE_NAMES = ("codec-video", "codec-audio", "audio", "video", "joint", "mutual")
+STAGE_NAMES = ("codec-video", "codec-audio", "audio", "video", "joint", "mutual", "probe", "syncnet")
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,8 @@ class StageRecipe:
     window_chunks: int = 0  # diffusion stages: chunks per training window; 0 = data.window_seconds
     crop_frames: int = 8  # codec-video: frames per window used per step
     crop_seconds: float = 0.64  # codec-audio: audio crop per example
-    mel_weight: float = 1.0  # codec-audio: multi-resolution STFT loss weight
+    stft_weight: float = 1.0  # codec-audio: multi-resolution STFT loss weight
+    spectrum_weight: float = 10.0  # codec-audio: compressed-spectrum (complex + magnitude) loss weight
     sync_weight: float = 0.1  # joint/mutual: synchronisation loss weight
     sync_temperature: float = 0.1  # joint/mutual: InfoNCE temperature
     few_steps: tuple[int, ...] = (1, 2, 4)  # mutual: few-step counts sampled per rollout

