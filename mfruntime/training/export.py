@@ -12,6 +12,16 @@ from mfruntime.training.checkpoint import load_weights
 from mfruntime.training.recipe import STAGE_NAMES
 
 
+def _stage_info(path: Path) -> dict | None:
+    """A stage's final.json without the bulky recipe and per-rank digests (the lineage kept in exports)."""
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text())
+    doc.pop("recipe", None)
+    doc.pop("rank_weight_digests", None)
+    return doc
+
+
 def export_bundle(runs: Path, preset_name: str, out: str | Path, transformer_stage: str = "mutual") -> Path:
     root = Path(runs) / preset_name
     parts = {"video_codec": "codec-video", "audio_codec": "codec-audio", "transformer": transformer_stage}
@@ -23,11 +33,8 @@ def export_bundle(runs: Path, preset_name: str, out: str | Path, transformer_sta
             raise UserFacingError(f"{weights} is missing: train stage {stage} first (mf train --stage {stage})")
         getattr(model, attr).load_state_dict(load_weights(weights))
     for stage in (n for n in STAGE_NAMES if n not in ("probe", "syncnet")):  # the lineage: metrics, wall times
-        info = root / stage / "final.json"
-        if info.is_file():
-            doc = json.loads(info.read_text())
-            doc.pop("recipe", None)
-            doc.pop("rank_weight_digests", None)
+        doc = _stage_info(root / stage / "final.json")
+        if doc is not None:
             meta["stages"][stage] = doc
     return save_bundle(model, out, meta)
 
@@ -46,10 +53,7 @@ def export_instruments(runs: Path, preset_name: str, out: str | Path) -> Path:
         net = cls()
         net.load_state_dict(load_weights(weights))
         nets[name] = net
-        info = weights.with_suffix(".json")
-        if info.is_file():
-            doc = json.loads(info.read_text())
-            doc.pop("recipe", None)
-            doc.pop("rank_weight_digests", None)
+        doc = _stage_info(weights.with_suffix(".json"))
+        if doc is not None:
             meta[name] = doc
     return save_instruments(nets, out, meta)
