@@ -99,7 +99,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     cfg = EvalConfig(model=args.model, baseline=args.baseline, clips=args.clips, seconds=args.seconds,
                      steps=tuple(args.steps), drift_seconds=120.0 if args.long else args.drift_seconds,
-                     drift_steps=args.drift_steps, out=args.out, cache=args.cache, instruments=args.instruments, seed=args.seed)
+                     drift_steps=args.drift_steps, out=args.out, cache=args.cache, instruments=args.instruments, seed=args.seed,
+                     inception=args.inception_weights)
     result = evaluate(cfg, progress=not args.quiet)
     print(format_table(result))
     print(f"\nwrote {Path(cfg.out) / 'eval.json'} and {', '.join(result['plots'])} in {result['wall_seconds']:.0f} s")
@@ -211,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--drift-steps", type=int, default=4, help="step count of the drift run (default: 4)")
     ev.add_argument("--long", action="store_true", help="a 120-s drift run instead")
     ev.add_argument("--instruments", help="evaluation weights from mf export --eval-out (default: the bundled ones)")
+    ev.add_argument("--inception-weights", metavar="FILE",
+                    help="an Inception-v3 weights file you have (pt_inception-2015-12-05-*.pth for paper-comparable FID): "
+                         "adds an FID column; nothing is downloaded")
     ev.add_argument("--out", default="runs/eval", help="output folder (default: runs/eval)")
     ev.add_argument("--cache", default="cache", help="where held-out reference clips are cached (default: cache)")
     ev.add_argument("--seed", type=int, default=0, help="generation noise seed (default: 0)")

@@ -56,6 +56,7 @@ class EvalConfig:
     out: str = "runs/eval"
     cache: str = "cache"
     instruments: str | None = None  # evaluation weights (face probe, SyncNet); default: the bundled ones
+    inception: str | None = None  # Inception-v3 weights file the user has: adds FID (mfruntime.eval.inception)
     seed: int = 0  # generation noise seed
 
     def __post_init__(self) -> None:
@@ -110,6 +111,11 @@ class Evaluator:
         except UserFacingError as exc:
             log.info("no SyncNet scores (LSE-D/LSE-C): %s", exc)
             self.syncnet = None
+        self.inception = None
+        if cfg.inception:
+            from mfruntime.eval.inception import load_inception
+            self.inception = load_inception(cfg.inception)
+            log.info("FID with Inception-v3 from %s (%s variant)", cfg.inception, "FID-port" if self.inception.fid else "torchvision")
         self.fps, self.sr = self.mcfg.media.fps, self.mcfg.media.sample_rate
 
     # --- reference side --------------------------------------------------------------------------
@@ -142,7 +148,8 @@ class Evaluator:
         return {"bias_ms": bias, "natural_lag_std_ms": float(np.std(natural)), "shifts": rows}
 
     # --- generated side ------------------------------------------------------------------------
-    def score(self, refs: list[Reference], outs: list[Generated], bias: float, real_feats: np.ndarray) -> dict:
+    def score(self, refs: list[Reference], outs: list[Generated], bias: float, real_feats: np.ndarray,
+              real_inception: np.ndarray | None = None) -> dict:
         offs, confs, pesqs, stois, feats, lse, psnrs, ssims = [], [], [], [], [], [], [], []
         for ref, g in zip(refs, outs):
             n = min(len(ref.frames), len(g.frames))  # same timing: frame-aligned with the reference
@@ -160,6 +167,8 @@ class Evaluator:
             feats.append(self.probe.measure(g.frames)[1])
         seconds = sum(len(g.frames) for g in outs) / self.fps
         extra = {"lse_d": float(np.mean([x[0] for x in lse])), "lse_c": float(np.mean([x[1] for x in lse]))} if lse else {}
+        if self.inception is not None and real_inception is not None:
+            extra["fid"] = frechet_distance(np.concatenate([self.inception.features(g.frames) for g in outs]), real_inception)
         return {**extra, "offset_ms": float(np.mean(offs)), "offset_std_ms": float(np.std(offs)),
                 "abs_offset_ms": float(np.mean(np.abs(offs))), "confidence": float(np.mean(confs)),
                 "fd": frechet_distance(np.concatenate(feats), real_feats), "pesq": float(np.mean(pesqs)),
@@ -178,6 +187,8 @@ class Evaluator:
         speakers = [self.speaker_sample(r) for r in refs]
         calib = self.calibrate(refs)
         real_feats = np.concatenate([self.probe.measure(r.frames)[1] for r in refs])
+        real_inception = (np.concatenate([self.inception.features(r.frames) for r in refs])
+                          if self.inception is not None else None)
         result: dict = {"config": asdict(cfg), "offset_validation": calib, "rows": []}
         chunks = sum(len(r.frames) // self.mcfg.media.frames_per_chunk for r in refs)
         total = chunks * len(cfg.steps) * len(self.models)
@@ -185,7 +196,7 @@ class Evaluator:
             for variant, model in self.models.items():
                 for steps in cfg.steps:
                     outs = [generate_like(model, r, spk, steps, cfg.seed, bar) for r, spk in zip(refs, speakers)]
-                    row = {"variant": variant, "steps": steps, **self.score(refs, outs, calib["bias_ms"], real_feats)}
+                    row = {"variant": variant, "steps": steps, **self.score(refs, outs, calib["bias_ms"], real_feats, real_inception)}
                     result["rows"].append(row)
         if drift_ref is not None:
             result["drift"] = self.drift(drift_ref, calib["bias_ms"], real_feats)
@@ -214,15 +225,16 @@ class Evaluator:
 
 def format_table(result: dict) -> str:
     lse = all("lse_c" in r for r in result["rows"])
+    fid = all("fid" in r for r in result["rows"])
     head = (f"{'model':<28}{'steps':>6}{'AV offset ms':>18}{'conf':>7}{'FD':>9}{'PESQ':>7}{'STOI':>7}{'s per s':>9}{'TTFC ms':>9}"
-            + (f"{'LSE-D':>7}{'LSE-C':>7}" if lse else ""))
+            + (f"{'LSE-D':>7}{'LSE-C':>7}" if lse else "") + (f"{'FID':>9}" if fid else ""))
     lines = [head, "-" * len(head)]
     for r in result["rows"]:
         name = "Mutual Forcing" if r["variant"] == "mutual" else "without MF"
         mode = "multi-step" if r["steps"] >= 8 else "few-step"
         lines.append(f"{name + ' (' + mode + ')':<28}{r['steps']:>6}{r['offset_ms']:>+10.1f} ± {r['offset_std_ms']:<5.1f}"
                      f"{r['confidence']:>7.2f}{r['fd']:>9.2f}{r['pesq']:>7.2f}{r['stoi']:>7.2f}{r['s_per_s']:>9.3f}{r['ttfc_ms']:>9.1f}"
-                     + (f"{r['lse_d']:>7.2f}{r['lse_c']:>7.2f}" if lse else ""))
+                     + (f"{r['lse_d']:>7.2f}{r['lse_c']:>7.2f}" if lse else "") + (f"{r['fid']:>9.2f}" if fid else ""))
     v = result["offset_validation"]
     lines.append("")
     lines.append(f"offset estimator: natural lag {v['bias_ms']:+.1f} ms (std {v['natural_lag_std_ms']:.1f} over clips); "
