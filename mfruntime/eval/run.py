@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mfruntime.data.speech import synthesize
 from mfruntime.eval.metrics import frechet_distance, psnr, speech_quality, ssim
 from mfruntime.eval.offset import estimate_offset, shift_audio
 from mfruntime.eval.probe import FaceProbe
@@ -37,6 +36,7 @@ from mfruntime.errors import UserFacingError
 from mfruntime.eval.syncnet import sync_score
 from mfruntime.eval.weights import load_probe, load_syncnet
 from mfruntime.model.generate import AVModel, GenerationOptions, Generator
+from mfruntime.runtime.character import voice_sample
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +121,7 @@ class Evaluator:
     # --- reference side --------------------------------------------------------------------------
     def speaker_sample(self, ref: Reference) -> np.ndarray:
         """A different sentence by the same voice (the speaker reference must not leak the clip's audio)."""
-        need = self.mcfg.audio_ref_steps * self.mcfg.audio_codec.hop
-        speech = synthesize("Hello there, this is how my voice sounds today.", ref.voice, self.sr)
-        pcm = speech.pcm
-        start = min(max(int(0.1 * self.sr), 0), max(len(pcm) - need, 0))
-        return np.pad(pcm[start:start + need], (0, max(0, need - len(pcm[start:start + need]))))
+        return voice_sample(ref.voice, self.sr, self.mcfg.audio_ref_steps * self.mcfg.audio_codec.hop)
 
     def offset(self, frames: np.ndarray, audio: np.ndarray) -> tuple[float, float]:
         mouth, _ = self.probe.measure(frames)

@@ -86,7 +86,7 @@ class Generator:
             audio_ref = None
             if audio_reference is not None and "audio" in tr.active:
                 need = self.cfg.audio_ref_steps * self.cfg.audio_codec.hop
-                pcm = torch.as_tensor(np.asarray(audio_reference, np.float32)[:need], device=dev)
+                pcm = torch.tensor(np.asarray(audio_reference, np.float32)[:need], device=dev)
                 if pcm.numel() < need:
                     raise ValueError(f"audio reference must hold at least {need} samples "
                                      f"({need / self.cfg.audio_codec.sample_rate:.2f} s), got {pcm.numel()}")

@@ -1,0 +1,94 @@
+"""A small Python client for ``mf serve``: control requests and a stream subscriber."""
+from __future__ import annotations
+
+import itertools
+from typing import Iterator
+
+import zmq
+
+from mfruntime.runtime.protocol import StreamChunk, decode_chunk, decode_reply, encode_request
+
+
+class ServerError(RuntimeError):
+    """The server answered a request with status "error"; the message is its error text."""
+
+
+class Client:
+    """Control requests over a DEALER socket. ``request`` waits for the matching reply (by id)."""
+
+    def __init__(self, address: str = "tcp://127.0.0.1:5555", timeout: float = 10.0,
+                 context: zmq.Context | None = None) -> None:
+        self.ctx = context or zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(address)
+        self.timeout = timeout
+        self._ids = itertools.count(1)
+
+    def request(self, op: str, **fields) -> dict:
+        """Send one request; return the reply map, or raise ServerError / TimeoutError."""
+        rid = next(self._ids)
+        self.sock.send(encode_request(op, id=rid, **fields))
+        return self.wait(rid)
+
+    def wait(self, rid: int) -> dict:
+        while True:
+            if not self.sock.poll(int(self.timeout * 1000)):
+                raise TimeoutError(f"no reply from the server within {self.timeout:g} s (is `mf serve` running?)")
+            reply = decode_reply(self.sock.recv())
+            if reply.get("id") != rid:
+                continue  # a late reply to an earlier, timed-out request
+            if reply["status"] != "ok":
+                raise ServerError(reply.get("error", "unknown error"))
+            return reply
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Subscriber:
+    """Stream messages of some characters (all with ``characters=None``), decoded and checked."""
+
+    def __init__(self, address: str = "tcp://127.0.0.1:5556", characters: list[str] | None = None,
+                 rcvhwm: int = 1000, context: zmq.Context | None = None) -> None:
+        self.ctx = context or zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.RCVHWM, rcvhwm)
+        for c in characters or [""]:
+            self.sock.setsockopt(zmq.SUBSCRIBE, c.encode())
+        self.sock.connect(address)
+        self.characters = set(characters or [])
+
+    def recv(self, timeout: float | None = None) -> StreamChunk:
+        """The next message; TimeoutError when none arrives in ``timeout`` seconds."""
+        while True:
+            if timeout is not None and not self.sock.poll(int(timeout * 1000)):
+                raise TimeoutError(f"no stream message within {timeout:g} s")
+            chunk = decode_chunk(self.sock.recv_multipart())
+            # Topics filter by prefix: "npc1" would also match "npc10".
+            if not self.characters or chunk.header["character"] in self.characters:
+                return chunk
+
+    def utterance(self, timeout: float = 30.0) -> Iterator[StreamChunk]:
+        """Messages up to and including the next end-of-utterance."""
+        while True:
+            chunk = self.recv(timeout)
+            yield chunk
+            if chunk.header["eou"]:
+                return
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+    def __enter__(self) -> "Subscriber":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,274 @@
+"""``mfruntime.Session``: one character that speaks (text → voice + face) or lip-syncs (audio → face).
+
+    from mfruntime import Session
+    s = Session()                       # the bundled tiny model, 4 steps, best backend for this machine
+    for chunk in s.say("Hello there!"):
+        engine.show(chunk.frames)       # (4, 64, 64, 3) uint8
+        engine.play(chunk.pcm)          # (2560,) float32 at 16 kHz
+    print(s.stats())
+
+Chunks come out as they are generated (160 ms of media each). Utterances continue one stream: the KV cache
+and the stream clock (``pts``) carry over, so consecutive lines flow on. Threading: one thread produces
+(iterates say()/drive()); any thread may call interrupt(), stats(), set_character() or change ``steps``.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from math import gcd
+from typing import Iterator
+
+import numpy as np
+from scipy.signal import resample_poly
+
+from mfruntime.data.speech import Voice, synthesize
+from mfruntime.model.generate import GenerationOptions, Generator
+from mfruntime.runtime.backends import pick_backend, resolve_device
+from mfruntime.runtime.character import as_voice, default_character, prepare_image, voice_sample
+from mfruntime.runtime.registry import shared_model
+
+log = logging.getLogger(__name__)
+
+MAX_DRIVE_SECONDS = 600.0
+SPEECH_CACHE = 256  # (text, voice) pairs whose eSpeak timing is kept
+MAX_STEPS = 50
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """160 ms of a character: video frames and the PCM that goes with them."""
+
+    utterance: int  # utterance id within the session (1, 2, …)
+    seq: int  # chunk number within the utterance (0, 1, …)
+    pts: float  # presentation time of the first frame / sample, seconds on the session's stream clock
+    frames: np.ndarray  # (F, H, W, 3) uint8 RGB
+    pcm: np.ndarray  # (S,) float32 in [-1, 1], mono
+    sample_rate: int  # Hz of pcm
+    fps: int  # frames per second of frames
+    last: bool  # the utterance's final chunk (its end, or an interrupt)
+    interrupted: bool = False  # ended early by interrupt()
+    compute_seconds: float = 0.0  # wall time spent generating this chunk
+
+    @property
+    def duration(self) -> float:
+        return len(self.frames) / self.fps
+
+
+@dataclass
+class SessionStats:
+    backend: str
+    device: str
+    steps: int
+    utterances: int
+    chunks: int
+    ttfc_ms: float | None  # time from say()/drive() to the first chunk of the latest utterance
+    ttfc_ms_mean: float | None  # … averaged over utterances
+    rtf: float | None  # compute seconds per second of media (below 1 = faster than real time)
+    chunk_ms_p50: float | None
+    chunk_ms_p95: float | None
+    chunk_ms_max: float | None
+    chunk_ms: list[float] = field(default_factory=list)  # the most recent chunk compute times (up to 256)
+
+
+@functools.lru_cache(maxsize=SPEECH_CACHE)
+def speak_timing(text: str, voice: Voice, sample_rate: int):
+    """eSpeak NG's phonemes for ``text``, cached: eSpeak's timing shifts by a few ms depending on what the
+    process spoke before, so a repeated line is looked up, and one seed gives one output in a process."""
+    return synthesize(text, voice, sample_rate)
+
+
+def _check_steps(steps) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be a whole number from 1 to {MAX_STEPS} (1–4 live, 8–50 quality), got {steps!r}")
+    return int(steps)
+
+
+def prepare_pcm(pcm, sample_rate: int, target_rate: int) -> np.ndarray:
+    """User audio → mono float32 at ``target_rate``. int16 is scaled; (S, C) channels are averaged."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or not 4_000 <= sample_rate <= 192_000:
+        raise ValueError(f"sample_rate must be a whole number of Hz from 4000 to 192000, got {sample_rate!r}")
+    a = np.asarray(pcm)
+    if a.dtype == np.int16:
+        a = a.astype(np.float32) / 32768.0
+    elif a.dtype.kind != "f":
+        raise ValueError(f"driving audio must be float (−1…1) or int16 samples, got {a.dtype}")
+    if a.ndim == 2 and 1 <= a.shape[1] <= 8:
+        a = a.mean(axis=1)
+    if a.ndim != 1:
+        raise ValueError(f"driving audio must be mono (S,) or (S, channels), got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError("driving audio is empty")
+    if a.size / sample_rate > MAX_DRIVE_SECONDS:
+        raise ValueError(f"driving audio is {a.size / sample_rate:.0f} s, more than {MAX_DRIVE_SECONDS:.0f} s in one call: split it")
+    if not np.all(np.isfinite(a)):
+        raise ValueError("driving audio contains NaN or infinite samples")
+    a = a.astype(np.float32)
+    if sample_rate != target_rate:
+        g = gcd(int(sample_rate), target_rate)
+        a = resample_poly(a, target_rate // g, int(sample_rate) // g).astype(np.float32)
+    return np.clip(a, -1.0, 1.0)
+
+
+class Session:
+    """A talking character backed by a (shared) model. See the module doc for an example."""
+
+    def __init__(self, model: str = "tiny", device: str = "auto", steps: int = 4, backend: str = "auto",
+                 character=None, voice: Voice | str | None = None, seed: int = 0) -> None:
+        self.device = resolve_device(device)
+        self.backend = pick_backend(backend, self.device)
+        self.model = shared_model(model, self.device, self.backend)
+        self.cfg = self.model.cfg
+        if "video" not in self.model.transformer.active or "audio" not in self.model.transformer.active:
+            raise ValueError(f"model {model!r} is not a joint audio-video model; a Session needs one")
+        self.fps, self.sample_rate = self.cfg.media.fps, self.cfg.media.sample_rate
+        self.size = self.cfg.video_codec.size
+        self.seed = int(seed)
+        self._steps = _check_steps(steps)
+        self._voice = as_voice(voice, Voice())
+        self._image = default_character(self.size) if character is None else prepare_image(character, self.size)
+        self._generator: Generator | None = None  # rebuilt when the character or voice changes
+        self._lock = threading.RLock()
+        self._interrupt = threading.Event()
+        self._utterance = 0  # id of the newest utterance; older iterators stop
+        self._clock_chunks = 0  # chunks on the stream clock so far
+        self._ttfc: list[float] = []
+        self._chunk_times: deque[float] = deque(maxlen=256)
+        self._compute_total = 0.0
+        self._media_total = 0.0
+        self._chunks = 0
+
+    # --- settings ------------------------------------------------------------------------------
+    @property
+    def steps(self) -> int:
+        return self._steps
+
+    @steps.setter
+    def steps(self, steps: int) -> None:
+        """Denoising steps per chunk from the next utterance on (1–4 live, 8–50 quality)."""
+        self._steps = _check_steps(steps)
+
+    @property
+    def clock(self) -> float:
+        """The stream clock: seconds of media produced so far (the next chunk's pts)."""
+        return self._clock_chunks * self.cfg.media.chunk_seconds
+
+    @property
+    def utterance(self) -> int:
+        """Id of the newest utterance (0 before the first)."""
+        return self._utterance
+
+    @property
+    def character(self) -> np.ndarray:
+        return self._image.copy()
+
+    def set_character(self, image) -> None:
+        """Swap identity from the next utterance on. Any RGB image (array, PIL image or file); resized."""
+        img = prepare_image(image, self.size)
+        with self._lock:
+            self._image, self._generator = img, None
+
+    def set_voice(self, voice: Voice | str) -> None:
+        """The default voice of later say() calls."""
+        v = as_voice(voice, self._voice)
+        speak_timing("a", v, self.sample_rate)  # unknown voice names fail here, not mid-stream
+        with self._lock:
+            if v != self._voice:
+                self._voice, self._generator = v, None
+
+    # --- speaking ------------------------------------------------------------------------------
+    def say(self, text: str, voice: Voice | str | None = None, steps: int | None = None) -> Iterator[Chunk]:
+        """Speak ``text``: an iterator of chunks, produced as they are generated.
+
+        Bad text or voices raise here (not on the first next()). Starting another utterance ends this one.
+        """
+        start = time.perf_counter()
+        steps = self._steps if steps is None else _check_steps(steps)
+        v = as_voice(voice, self._voice)
+        if not isinstance(text, str):
+            raise ValueError(f"text must be a string, got {type(text).__name__}")
+        speech = speak_timing(text, v, self.sample_rate)  # phoneme timing from eSpeak NG
+        n = max(1, math.ceil(speech.duration / self.cfg.media.chunk_seconds - 1e-9))
+        with self._lock:
+            if v != self._voice:
+                self._voice, self._generator = v, None
+            uid = self._begin()
+        return self._run(uid, start, n, steps, phonemes=speech.phonemes, driving=None)
+
+    def drive(self, pcm, sample_rate: int = 16_000, steps: int | None = None) -> Iterator[Chunk]:
+        """Lip-sync given speech: frames are generated, the PCM of each chunk is the input (at 16 kHz)."""
+        start = time.perf_counter()
+        steps = self._steps if steps is None else _check_steps(steps)
+        audio = prepare_pcm(pcm, sample_rate, self.sample_rate)
+        spc = self.cfg.media.samples_per_chunk
+        n = math.ceil(audio.size / spc)
+        audio = np.pad(audio, (0, n * spc - audio.size))
+        with self._lock:
+            uid = self._begin()
+        return self._run(uid, start, n, steps, phonemes=None, driving=audio)
+
+    def interrupt(self) -> None:
+        """End the current utterance: at most one more chunk comes out (marked last and interrupted)."""
+        self._interrupt.set()
+
+    def _begin(self) -> int:
+        self._utterance += 1
+        self._interrupt.clear()
+        return self._utterance
+
+    def _ensure_generator(self) -> Generator:
+        if self._generator is None:
+            need = self.cfg.audio_ref_steps * self.cfg.audio_codec.hop
+            self._generator = Generator(self.model, reference_image=self._image,
+                                        audio_reference=voice_sample(self._voice, self.sample_rate, need),
+                                        options=GenerationOptions(steps=self._steps, seed=self.seed))
+        return self._generator
+
+    def _run(self, uid: int, start: float, n: int, steps: int, phonemes, driving) -> Iterator[Chunk]:
+        """Pull chunks from the model's generator one at a time (compute happens inside next())."""
+        spc = self.cfg.media.samples_per_chunk
+        source = None  # the Generator's iterator, made on the first chunk (a character swap applies next utterance)
+        for seq in range(n):
+            with self._lock:
+                if uid != self._utterance:
+                    return  # a newer utterance took over
+                t0 = time.perf_counter()
+                if source is None:
+                    source = self._ensure_generator().generate(phonemes, n_chunks=n, driving_pcm=driving, steps=steps)
+                out = next(source)
+                compute = time.perf_counter() - t0
+                pcm = driving[seq * spc:(seq + 1) * spc].copy() if driving is not None else out.pcm
+                interrupted = self._interrupt.is_set() and seq < n - 1
+                last = interrupted or seq == n - 1
+                chunk = Chunk(utterance=uid, seq=seq, pts=self._clock_chunks * self.cfg.media.chunk_seconds,
+                              frames=out.frames, pcm=np.asarray(pcm, np.float32), sample_rate=self.sample_rate,
+                              fps=self.fps, last=last, interrupted=interrupted, compute_seconds=compute)
+                self._clock_chunks += 1
+                self._record(chunk, start if seq == 0 else None)
+            yield chunk
+            if last:
+                return
+
+    def _record(self, chunk: Chunk, started: float | None) -> None:
+        if started is not None:
+            self._ttfc.append(time.perf_counter() - started)
+        self._chunks += 1
+        self._chunk_times.append(chunk.compute_seconds)
+        self._compute_total += chunk.compute_seconds
+        self._media_total += chunk.duration
+
+    # --- numbers -------------------------------------------------------------------------------
+    def stats(self) -> SessionStats:
+        with self._lock:
+            ms = [1000 * t for t in self._chunk_times]
+            pct = (lambda q: float(np.percentile(ms, q))) if ms else (lambda q: None)
+            return SessionStats(
+                backend=self.backend, device=str(self.device), steps=self._steps, utterances=len(self._ttfc),
+                chunks=self._chunks, ttfc_ms=1000 * self._ttfc[-1] if self._ttfc else None,
+                ttfc_ms_mean=1000 * float(np.mean(self._ttfc)) if self._ttfc else None,
+                rtf=self._compute_total / self._media_total if self._media_total else None,
+                chunk_ms_p50=pct(50), chunk_ms_p95=pct(95), chunk_ms_max=max(ms) if ms else None, chunk_ms=ms)
