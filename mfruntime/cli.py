@@ -4,6 +4,9 @@
 ``mf data scan``   check a folder of clips and show how the loader sees it
 ``mf train``       train one stage of the model from a recipe
 ``mf export``      assemble trained stages into one model bundle
+``mf eval``        evaluate a model (sync, quality, drift, speed)
+``mf demo``        say a sentence with the bundled model, write demo.mp4
+``mf serve``       stream characters over ZeroMQ (docs/PROTOCOL.md)
 
 Bad arguments end with one line on stderr (exit code 2), not a traceback.
 """
@@ -129,6 +132,62 @@ def _cmd_score_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_TEXT = "Hello! I am a talking character, and my voice and face are made together, one chunk at a time."
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+
+    from mfruntime.data.media import write_clip
+    from mfruntime.runtime.session import Session
+
+    start = time.perf_counter()
+    session = Session(model=args.model, device=args.device, steps=args.steps, backend=args.backend,
+                      character=args.image, voice=args.voice)
+    load = time.perf_counter() - start
+    frames, pcm = [], []
+    for chunk in session.say(args.text):
+        frames.append(chunk.frames)
+        pcm.append(chunk.pcm)
+    video, audio = np.concatenate(frames), np.concatenate(pcm)
+    write_clip(args.out, video, audio, session.fps, session.sample_rate)
+    st = session.stats()
+    print(f"model {args.model} on {st.device} ({st.backend} backend, {st.steps} steps), loaded in {load:.1f} s")
+    print(f"said {len(args.text)} characters: {len(video) / session.fps:.2f} s of {session.size}-px video + "
+          f"{session.sample_rate} Hz audio in {st.chunks} chunks")
+    print(f"time to first chunk {st.ttfc_ms:.0f} ms, real-time factor {st.rtf:.2f} "
+          f"(compute s per s of output; chunk p50 {st.chunk_ms_p50:.0f} ms, p95 {st.chunk_ms_p95:.0f} ms)")
+    print(f"wrote {Path(args.out).resolve()} (H.264 + AAC)")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from mfruntime.runtime.server import ServeConfig, Server
+
+    cfg = ServeConfig(bind=args.bind, stream=args.stream, model=args.model, device=args.device, backend=args.backend,
+                      steps=args.steps, characters=tuple(args.character or ["default"]), max_characters=args.max_characters,
+                      send_hwm=args.send_hwm, allow_remote=args.allow_remote)
+    server = Server(cfg)
+    server.start()
+    print(f"mf serve: control {server.control_address} (ROUTER), stream {server.stream_address} (PUB), "
+          f"characters {', '.join(server.characters)}; protocol in docs/PROTOCOL.md; Ctrl-C stops", flush=True)
+    try:
+        while True:
+            server._stop.wait(3600)
+    finally:
+        server.close()
+
+
+def _add_session_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="tiny", help="bundled model name or bundle path (default: tiny)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    p.add_argument("--backend", default="auto", choices=("auto", "eager", "compile", "tensorrt"),
+                   help="chunk-step backend (default: auto = the fastest that works here)")
+    p.add_argument("--steps", type=int, default=4, help="denoising steps per chunk: 1-4 live, 8-50 quality (default: 4)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mf", description="mfruntime: real-time talking characters (voice + face) from one causal model.")
     parser.add_argument("--version", action="version", version=f"mfruntime {__version__}")
@@ -228,6 +287,31 @@ def build_parser() -> argparse.ArgumentParser:
     ss.add_argument("dir", help="folder of clips (mp4/mkv/webm/mov, searched recursively)")
     ss.add_argument("--instruments", help="evaluation weights from mf export --eval-out (default: the bundled ones)")
     ss.set_defaults(func=_cmd_score_sync)
+
+    demo = verbs.add_parser("demo", parents=[leaf], help="say a sentence with the bundled model and write demo.mp4",
+                            description="Say a sentence with a Session and write an mp4 (H.264 + AAC); prints time to "
+                            "first chunk and real-time factor.")
+    demo.add_argument("--text", default=DEMO_TEXT, help="what to say")
+    demo.add_argument("--out", default="demo.mp4", help="output mp4 (default: demo.mp4)")
+    demo.add_argument("--image", help="character image (any RGB image file; default: the built-in face)")
+    demo.add_argument("--voice", help="eSpeak NG voice, e.g. en-gb-x-rp+f2 (default: en-us+m3)")
+    _add_session_flags(demo)
+    demo.set_defaults(func=_cmd_demo)
+
+    serve = verbs.add_parser("serve", parents=[leaf], help="stream characters to game engines over ZeroMQ",
+                             description="Serve characters: a ROUTER control socket (say, drive, interrupt, "
+                             "set_character, set_steps, ping, stats, state) and a PUB stream socket of chunks "
+                             "[topic, msgpack header, video, pcm]. See docs/PROTOCOL.md.")
+    serve.add_argument("--bind", default="tcp://127.0.0.1:5555", help="control address (default: tcp://127.0.0.1:5555)")
+    serve.add_argument("--stream", help="stream address (default: the control port + 1)")
+    serve.add_argument("--character", action="append", default=None,
+                       help="character id to create at start, repeatable (default: default)")
+    serve.add_argument("--max-characters", type=int, default=16, help="most characters at once (default: 16)")
+    serve.add_argument("--send-hwm", type=int, default=64,
+                       help="messages queued per subscriber before a slow one misses chunks (default: 64)")
+    serve.add_argument("--allow-remote", action="store_true", help="allow binding to non-loopback addresses")
+    _add_session_flags(serve)
+    serve.set_defaults(func=_cmd_serve)
     return parser
 
 

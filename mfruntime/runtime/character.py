@@ -60,7 +60,7 @@ def prepare_image(image, size: int) -> np.ndarray:
     square = np.ascontiguousarray(image[top:top + side, left:left + side])
     if side != size:
         square = np.asarray(Image.fromarray(square).resize((size, size), Image.Resampling.LANCZOS))
-    return square
+    return np.array(square)  # a writable copy: the caller's image is never shared
 
 
 @functools.lru_cache(maxsize=64)

@@ -54,6 +54,8 @@ REQUEST_FIELDS: dict[str, dict[str, tuple[type | tuple, bool]]] = {
 class ProtocolError(ValueError):
     """A message that does not follow the protocol; the text goes back to the client."""
 
+    request_id = None  # the request's "id" when the message was a map that had one
+
 
 def _unpack(payload: bytes, limit: int):
     try:
@@ -75,6 +77,14 @@ def decode_request(payload: bytes) -> dict:
     req = _unpack(payload, MAX_REQUEST_BYTES)
     if not isinstance(req, dict):
         raise ProtocolError(f"a request must be a msgpack map, got {type(req).__name__}")
+    try:
+        return _check_request(req)
+    except ProtocolError as exc:
+        exc.request_id = req.get("id")  # so the error reply reaches the waiting client
+        raise
+
+
+def _check_request(req: dict) -> dict:
     v = req.get("v", PROTOCOL_VERSION)
     if v != PROTOCOL_VERSION:
         raise ProtocolError(f"protocol version {v!r} is not supported; this server speaks version {PROTOCOL_VERSION}")

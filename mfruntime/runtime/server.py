@@ -231,6 +231,8 @@ class Server:
             return encode_reply(rid, **self.handle(req))
         except (ProtocolError, ValueError, UserFacingError) as exc:
             self._count("errors")
+            if isinstance(exc, ProtocolError) and rid is None:
+                rid = exc.request_id
             return encode_reply(rid, "error", str(exc))
         except Exception as exc:  # never let one request stop the server
             self._count("errors")

@@ -1,0 +1,177 @@
+"""`mf serve` over real ZeroMQ sockets on loopback: round trip, characters, late joiners, bad clients."""
+import io
+import threading
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from mfruntime import Session
+from mfruntime.runtime.client import Client, ServerError, Subscriber
+from mfruntime.runtime.protocol import MAX_REQUEST_BYTES, encode_request
+from mfruntime.runtime.server import ServeConfig, Server
+
+TEXT = "Hello there, nice to meet you."
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = Server(ServeConfig(bind="tcp://127.0.0.1:*", device="cpu", backend="eager", send_hwm=4)).start()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture()
+def client(server):
+    with Client(server.control_address, timeout=30) as c:
+        yield c
+
+
+def _subscribe(server, characters, **kw):
+    sub = Subscriber(server.stream_address, characters, **kw)
+    time.sleep(0.3)  # ZeroMQ slow joiner: let the subscription reach the publisher
+    return sub
+
+
+def test_round_trip_equals_what_session_yields(server, client):
+    with _subscribe(server, ["default"]) as sub:
+        reply = client.request("say", character="default", text=TEXT)
+        got = list(sub.utterance())
+    assert [g.header["seq"] for g in got] == list(range(len(got)))
+    assert all(g.header["utterance"] == reply["utterance"] for g in got) and got[-1].header["eou"]
+    local = list(Session(device="cpu", backend="eager", seed=0).say(TEXT))  # same model, seed and character
+    assert len(local) == len(got)
+    assert np.array_equal(np.concatenate([g.frames for g in got]), np.concatenate([c.frames for c in local]))
+    assert np.array_equal(np.concatenate([g.pcm for g in got]), np.concatenate([c.pcm for c in local]))
+    assert [g.header["pts"] for g in got] == pytest.approx([c.pts for c in local])
+
+
+def test_ping_stats_and_late_joiner_state(server, client):
+    pong = client.request("ping")
+    assert pong["protocol"] == 1 and "default" in pong["characters"] and pong["stream"] == server.stream_address
+    state = client.request("state", character="default")
+    assert state["width"] == 64 and state["fps"] == 25 and state["sample_rate"] == 16000 and not state["speaking"]
+    stats = client.request("stats")
+    assert stats["server"]["published"] >= 1 and stats["characters"]["default"]["backend"] == "eager"
+
+
+def test_two_characters_stream_at_once_on_their_own_topics(server, client):
+    img = np.random.default_rng(1).integers(0, 256, (48, 80, 3), dtype=np.uint8)
+    assert client.request("set_character", character="npc2", image=img.tobytes(), width=80, height=48)["width"] == 64
+    png = io.BytesIO()
+    Image.fromarray(img).save(png, format="PNG")
+    client.request("set_character", character="npc3", image=png.getvalue(), voice="en-gb-x-rp+f2")
+    with _subscribe(server, ["npc2"]) as s2, _subscribe(server, ["npc3"]) as s3:
+        client.request("say", character="npc2", text="I am the second one.")
+        client.request("say", character="npc3", text="And I am the third.")
+        a, b = list(s2.utterance()), list(s3.utterance())
+    assert {g.header["character"] for g in a} == {"npc2"} and {g.header["character"] for g in b} == {"npc3"}
+    assert a[-1].header["eou"] and b[-1].header["eou"]
+    with pytest.raises(ServerError, match="no character 'ghost'"):
+        client.request("say", character="ghost", text="Boo.")
+
+
+def test_interrupt_and_superseded_utterances_end_with_eou(server, client):
+    with _subscribe(server, ["default"]) as sub:
+        client.request("say", character="default", text="A long line that will be interrupted very soon after it starts.")
+        first = sub.recv(30)
+        assert client.request("interrupt", character="default")["utterance"] == first.header["utterance"]
+        rest = list(sub.utterance())
+        assert len(rest) <= 3 and rest[-1].header["eou"] and rest[-1].header["interrupted"]
+        # A new say while one is running: the old one ends (possibly with an empty end marker).
+        u1 = client.request("say", character="default", text="The first of two long lines, cut short by the second.")["utterance"]
+        sub.recv(30)
+        u2 = client.request("say", character="default", text="Second.")["utterance"]
+        ends = {}
+        while u2 not in ends:
+            m = sub.recv(30)
+            if m.header["eou"]:
+                ends[m.header["utterance"]] = m.header
+        assert ends[u1]["interrupted"] and not ends[u2]["interrupted"]
+
+
+def test_bad_requests_get_error_replies(server, client):
+    for fields, message in [({"op": "say", "character": "default"}, "needs the field 'text'"),
+                            ({"op": "say", "character": "default", "text": ""}, "empty"),
+                            ({"op": "say", "character": "default", "text": "x" * 3000}, "characters"),
+                            ({"op": "say", "character": "default", "text": 5}, "must be str"),
+                            ({"op": "set_steps", "character": "default", "steps": 99}, "steps must be"),
+                            ({"op": "fly"}, "unknown op"),
+                            ({"op": "ping", "v": 7}, "version"),
+                            ({"op": "drive", "character": "default", "pcm": b"abc", "sample_rate": 16000}, "multiple of 4"),
+                            ({"op": "set_character", "character": "x", "image": b"nope"}, "neither raw RGB"),
+                            ({"op": "set_character", "character": "x", "image": b"\0" * 5, "width": 2, "height": 2}, "2×2×3")]:
+        op = fields.pop("op")
+        with pytest.raises(ServerError, match=message):
+            client.request(op, **fields)
+    assert client.request("set_steps", character="default", steps=2)["steps"] == 2
+    client.request("set_steps", character="default", steps=4)
+
+
+def test_oversized_messages_leave_the_server_serving(server, client):
+    client.sock.send(b"\x92" + b"\0" * (MAX_REQUEST_BYTES + 10))
+    reply = msgpack.unpackb(client.sock.recv(), raw=False)
+    assert reply["status"] == "error" and "more than" in reply["error"]
+    # Above the socket limit ZeroMQ drops that connection; other clients are unaffected.
+    with Client(server.control_address, timeout=30) as greedy:
+        greedy.sock.send(b"\0" * (64 * 1024 * 1024 + 1))
+    assert client.request("ping")["status"] == "ok"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.one_of(
+    st.binary(max_size=256),
+    st.dictionaries(st.sampled_from(["op", "v", "id", "character", "text", "steps", "pcm", "image", "width"]),
+                    st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.text(max_size=20),
+                              st.binary(max_size=16), st.lists(st.integers(), max_size=3)), max_size=6)
+    .map(lambda d: msgpack.packb(d, use_bin_type=True))))
+def test_fuzzed_requests_always_get_a_reply(client, payload):
+    client.sock.send(payload)
+    assert client.sock.poll(30_000), "the server stopped answering"
+    reply = msgpack.unpackb(client.sock.recv(), raw=False)
+    assert reply["status"] in ("ok", "error")
+    if reply["status"] == "ok" and reply.get("utterance"):
+        client.request("interrupt", character="default")
+
+
+def test_a_subscriber_that_stops_reading_does_not_stall_generation(server, client):
+    ctx = zmq.Context.instance()
+    stuck = ctx.socket(zmq.SUB)
+    stuck.setsockopt(zmq.RCVHWM, 1)
+    stuck.setsockopt(zmq.RCVBUF, 4096)
+    stuck.setsockopt(zmq.SUBSCRIBE, b"")
+    stuck.connect(server.stream_address)  # never read from
+    try:
+        with _subscribe(server, ["default"]) as sub:
+            for line in ("First of three lines for a reader that never reads.", "Second line.", "Third and last line."):
+                client.request("say", character="default", text=line)
+                got = list(sub.utterance(timeout=60))
+                assert [g.header["seq"] for g in got] == list(range(len(got)))  # the live reader misses nothing
+        state = client.request("state", character="default")
+        assert not state["speaking"]
+    finally:
+        stuck.close(0)
+
+
+def test_a_client_that_vanishes_mid_request_is_harmless(server):
+    ctx = zmq.Context.instance()
+    for _ in range(3):
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(server.control_address)
+        s.send(encode_request("stats", id=1))
+        s.close(0)
+    with Client(server.control_address, timeout=30) as c:
+        assert c.request("ping")["status"] == "ok"
+
+
+def test_remote_binding_must_be_asked_for():
+    with pytest.raises(ValueError, match="--allow-remote"):
+        ServeConfig(bind="tcp://0.0.0.0:5555")
+    with pytest.raises(ValueError, match="look like"):
+        ServeConfig(bind="localhost:5555")

@@ -1,0 +1,182 @@
+"""mfruntime.Session on the bundled tiny model: chunks, timing, interrupts, characters, bad input, backends."""
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mfruntime import Session
+from mfruntime.runtime.backends import BackendUnavailable, pick_backend, why_unavailable
+from mfruntime.runtime.session import prepare_pcm
+
+TEXT = "Hello there, nice to meet you."
+
+
+@pytest.fixture(scope="module")
+def session():
+    return Session(device="cpu", backend="eager")
+
+
+def _check_chunks(chunks, session, first_pts=None):
+    spc = session.sample_rate * 4 // session.fps
+    for i, c in enumerate(chunks):
+        assert c.frames.shape == (4, 64, 64, 3) and c.frames.dtype == np.uint8
+        assert c.pcm.shape == (spc,) and c.pcm.dtype == np.float32
+        assert len(c.frames) / c.fps == pytest.approx(len(c.pcm) / c.sample_rate)  # A/V durations agree
+        assert c.seq == i and c.last == (i == len(chunks) - 1)
+    pts = np.array([c.pts for c in chunks])
+    assert np.allclose(np.diff(pts), 0.16)  # continuous: each chunk starts where the last ended
+    if first_pts is not None:
+        assert pts[0] == pytest.approx(first_pts)
+
+
+def test_say_yields_continuous_chunks_and_stats(session):
+    start = session.clock
+    chunks = list(session.say(TEXT))
+    assert 8 <= len(chunks) <= 20  # ≈ 1.9 s of speech in 160-ms chunks
+    _check_chunks(chunks, session, first_pts=start)
+    assert len({c.utterance for c in chunks}) == 1
+    # The next utterance continues the stream clock.
+    more = list(session.say("Bye."))
+    _check_chunks(more, session, first_pts=chunks[-1].pts + 0.16)
+    assert more[0].utterance == chunks[0].utterance + 1
+    st = session.stats()
+    assert st.backend == "eager" and st.chunks >= len(chunks) + len(more) and st.utterances >= 2
+    assert st.ttfc_ms > 0 and st.rtf > 0 and st.chunk_ms_p50 <= st.chunk_ms_p95 <= st.chunk_ms_max
+
+
+def test_same_seed_gives_the_same_output():
+    a = [c for c in Session(device="cpu", backend="eager", seed=3).say(TEXT)]
+    b = [c for c in Session(device="cpu", backend="eager", seed=3).say(TEXT)]
+    assert all(np.array_equal(x.frames, y.frames) and np.array_equal(x.pcm, y.pcm) for x, y in zip(a, b))
+
+
+def test_sessions_share_loaded_weights(session):
+    assert Session(device="cpu", backend="eager").model is session.model
+
+
+def test_interrupt_ends_the_utterance_within_one_chunk(session):
+    it = session.say("This is a long sentence that nobody will hear to the end, because we stop it early.")
+    got = [next(it)]
+    session.interrupt()
+    got += list(it)
+    assert len(got) == 2  # the chunk after the interrupt is the last one
+    assert got[-1].last and got[-1].interrupted
+
+
+def test_interrupt_from_another_thread(session):
+    got, seen_first = [], threading.Event()
+
+    def consume():
+        for c in session.say("Another long sentence, spoken while a second thread decides to stop it right away."):
+            got.append(c)
+            seen_first.set()
+
+    t = threading.Thread(target=consume)
+    t.start()
+    assert seen_first.wait(30)
+    session.interrupt()
+    t.join(30)
+    assert got[-1].last and got[-1].interrupted
+    assert len(got) <= 3  # the first chunk, possibly one in flight, and the one that ends it
+
+
+def test_a_new_utterance_ends_the_previous_iterator(session):
+    old = session.say("The first line is long enough to have many chunks in it, surely more than two.")
+    next(old)
+    new = list(session.say("Second."))
+    assert list(old) == []  # superseded: no more chunks
+    assert new[-1].last
+
+
+def test_steps_change_between_utterances(session):
+    session.steps = 1
+    list(session.say("One step."))
+    assert session.stats().steps == 1
+    with pytest.raises(ValueError, match="steps must be"):
+        session.steps = 0
+    with pytest.raises(ValueError, match="steps must be"):
+        session.say("x", steps=51)
+    session.steps = 4
+
+
+def test_drive_lip_syncs_given_audio_and_returns_it(session):
+    sr = 44_100
+    pcm = (0.3 * np.sin(2 * np.pi * 220 * np.arange(int(1.0 * sr)) / sr)).astype(np.float32)
+    chunks = list(session.drive(pcm, sr))
+    _check_chunks(chunks, session)
+    expected = prepare_pcm(pcm, sr, 16_000)
+    out = np.concatenate([c.pcm for c in chunks])
+    assert np.array_equal(out[:len(expected)], expected) and not out[len(expected):].any()
+    stereo_int16 = (np.stack([pcm, pcm], 1) * 32767).astype(np.int16)
+    assert len(list(session.drive(stereo_int16, sr))) == len(chunks)
+
+
+@pytest.mark.parametrize("pcm, rate, message", [
+    (np.zeros(0, np.float32), 16000, "empty"),
+    (np.full(1600, np.nan, np.float32), 16000, "NaN"),
+    (np.zeros(1600, np.float32), 100, "sample_rate"),
+    (np.zeros((3, 3, 3), np.float32), 16000, "mono"),
+    (np.zeros(1600, np.int32), 16000, "float"),
+    (np.zeros(16000 * 601, np.float32), 16000, "more than"),
+])
+def test_drive_rejects_bad_audio(session, pcm, rate, message):
+    with pytest.raises(ValueError, match=message):
+        session.drive(pcm, rate)
+
+
+@pytest.mark.parametrize("text, message", [("", "empty"), ("   ", "empty"), ("a" * 5000, "characters"), (None, "string")])
+def test_say_rejects_bad_text_at_call_time(session, text, message):
+    with pytest.raises(ValueError, match=message):
+        session.say(text)
+
+
+def test_unknown_voice_is_a_clear_error(session):
+    with pytest.raises(ValueError, match="unknown eSpeak voice"):
+        session.say("Hello.", voice="xx-nowhere+m9")
+
+
+def test_set_character_accepts_any_rgb_image_and_rejects_the_rest(session, tmp_path):
+    rng = np.random.default_rng(0)
+    wide = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
+    session.set_character(wide)
+    assert session.character.shape == (64, 64, 3)
+    assert np.array_equal(session.character, np.asarray(Image.fromarray(wide[:, 35:125]).resize((64, 64), Image.Resampling.LANCZOS)))
+    path = tmp_path / "face.png"
+    Image.fromarray(wide).save(path)
+    session.set_character(str(path))
+    session.set_character(Image.fromarray(wide).convert("L"))  # PIL images are converted to RGB
+    chunks = list(session.say("New face."))
+    assert chunks[0].frames.shape == (4, 64, 64, 3)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    for bad, message in [(np.zeros((64, 64), np.uint8), "RGB"), (np.zeros((64, 64, 4), np.uint8), "alpha"),
+                         (np.zeros((64, 64, 3), np.float32), "uint8"), (np.zeros((8, 8, 3), np.uint8), "smaller"),
+                         (str(tmp_path / "missing.png"), "does not exist"), (str(tmp_path / "broken.png"), "could not be read"),
+                         (42, "RGB array")]:
+        with pytest.raises(ValueError, match=message):
+            session.set_character(bad)
+
+
+def test_backend_choice_and_clear_refusals():
+    import torch
+
+    cpu = torch.device("cpu")
+    assert pick_backend("auto", cpu) == "eager"
+    assert "CUDA device" in why_unavailable("tensorrt", cpu)
+    with pytest.raises(BackendUnavailable, match="tensorrt backend needs a CUDA device"):
+        Session(device="cpu", backend="tensorrt")
+    with pytest.raises(BackendUnavailable, match="unknown backend"):
+        Session(device="cpu", backend="fast")
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendUnavailable, match="no CUDA GPU"):
+            Session(device="cuda")
+
+
+def test_compile_backend_matches_eager():
+    """torch.compile of the block sublayers (static shapes): same chunks as eager up to float rounding."""
+    eager = list(Session(device="cpu", backend="eager", seed=1).say("Compiled."))
+    compiled = list(Session(device="cpu", backend="compile", seed=1).say("Compiled."))
+    assert len(eager) == len(compiled)
+    for a, b in zip(eager, compiled):
+        assert np.abs(a.frames.astype(int) - b.frames.astype(int)).mean() < 1.0
+        assert np.abs(a.pcm - b.pcm).max() < 2e-2
