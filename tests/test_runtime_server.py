@@ -128,7 +128,7 @@ def test_oversized_messages_leave_the_server_serving(server, client):
     st.binary(max_size=256),
     st.dictionaries(st.sampled_from(["op", "v", "id", "character", "text", "steps", "pcm", "image", "width"]),
                     st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.text(max_size=20),
-                              st.binary(max_size=16), st.lists(st.integers(), max_size=3)), max_size=6)
+                              st.binary(max_size=16), st.lists(st.integers(-2**63, 2**63 - 1), max_size=3)), max_size=6)
     .map(lambda d: msgpack.packb(d, use_bin_type=True))))
 def test_fuzzed_requests_always_get_a_reply(client, payload):
     client.sock.send(payload)
