@@ -5,12 +5,13 @@ Two parts, measured in one run so the numbers are side by side:
 1. Session per backend (``eager`` and ``compile``) on the CPU with the bundled tiny model at 4 steps.
    Each backend's Session is made (model load; ``compile`` also wraps the block sublayers in
    torch.compile) and warmed up with one short utterance, which for ``compile`` is when compilation
-   happens ("warm-up s"; torch's on-disk compile cache makes later runs of this script faster). Then a
-   fixed ~3-s sentence is spoken ``--repeats`` times per backend, the backends interleaved (eager,
-   compile, eager, …) so machine noise hits both alike. Per utterance: TTFC = wall time from calling
-   ``say()`` to receiving the first chunk (eSpeak's phoneme timing of the sentence is cached by then,
-   so this is the model's share), and RTF = Σ compute_seconds / media seconds (0.16 s per chunk; below
-   1 is faster than real time). Chunk ms p50/p95 pool every measured chunk of a backend.
+   happens ("warm-up s"; torch's on-disk compile cache makes later runs of this script faster: run with
+   ``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)`` for a cold compile). Then a fixed ~3-s sentence is spoken
+   ``--repeats`` times per backend, the backends interleaved (eager, compile, eager, …) so machine noise
+   hits both alike. Per utterance: TTFC = wall time from calling ``say()`` to receiving the first chunk
+   (eSpeak's phoneme timing of the sentence is cached by then, so this is the model's share), and
+   RTF = Σ compute_seconds / media seconds (0.16 s per chunk; below 1 is faster than real time).
+   Chunk ms p50/p95 pool every measured chunk of a backend.
 
 2. ZeroMQ loopback transport of ``mf serve`` stream messages (protocol.encode_chunk → PUB → SUB →
    protocol.decode_chunk) at 64, 128 and 256 px: 4 random frames and 2560 float32 samples per message
@@ -179,7 +180,8 @@ def bench_transport(size: int, latency_messages: int, messages: int, n_rounds: i
             complete = rx.wait_for(phase, messages, 60.0)
             got = list(rx.records[phase])
             seqs = [s for s, _, _ in got]
-            gaps = sum(1 for a, b in zip([-1, *seqs], seqs) if b != a + 1) + int(bool(seqs) and seqs[-1] != messages - 1)
+            gaps = sum(1 for a, b in zip([-1, *seqs], seqs) if b != a + 1)
+            gaps += int(bool(seqs) and seqs[-1] != messages - 1)  # lost at the end
             elapsed = (got[-1][2] if got else time.perf_counter()) - start
             rounds.append({"msgs_per_s": len(got) / elapsed, "received": len(got), "gaps": gaps, "complete": complete})
     finally:
@@ -192,7 +194,8 @@ def bench_transport(size: int, latency_messages: int, messages: int, n_rounds: i
             "latency_us_p99": float(np.percentile(lat_us, 99)), "latency_messages": latency_messages,
             "messages": messages, "rounds": n_rounds, "received": [r["received"] for r in rounds],
             "gaps": sum(r["gaps"] for r in rounds), "complete": all(r["complete"] for r in rounds),
-            "msgs_per_s": rate, "msgs_per_s_rounds": [r["msgs_per_s"] for r in rounds], "mb_per_s": rate * msg_bytes / 1e6, "realtime_characters": rate / CHUNKS_PER_SECOND}
+            "msgs_per_s": rate, "msgs_per_s_rounds": [r["msgs_per_s"] for r in rounds],
+            "mb_per_s": rate * msg_bytes / 1e6, "realtime_characters": rate / CHUNKS_PER_SECOND}
 
 
 # --- report ----------------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ def main() -> None:
                 first_wanted = reply["utterance"]
                 print(f"say → utterance {first_wanted}")
             expected = None  # (utterance, seq) of the next chunk
-            while True:  # like sub.utterance(), but skipping the tail of a line that was playing when we asked
+            while True:  # like sub.utterance(uid), but reporting gaps instead of stopping at them
                 try:
                     chunk = sub.recv(args.timeout)
                 except TimeoutError:

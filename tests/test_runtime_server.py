@@ -41,7 +41,7 @@ def _subscribe(server, characters, **kw):
 def test_round_trip_equals_what_session_yields(server, client):
     with _subscribe(server, ["default"]) as sub:
         reply = client.request("say", character="default", text=TEXT)
-        got = list(sub.utterance())
+        got = list(sub.utterance(reply["utterance"]))
     assert [g.header["seq"] for g in got] == list(range(len(got)))
     assert all(g.header["utterance"] == reply["utterance"] for g in got) and got[-1].header["eou"]
     local = list(Session(device="cpu", backend="eager", seed=0).say(TEXT))  # same model, seed and character
@@ -149,8 +149,8 @@ def test_a_subscriber_that_stops_reading_does_not_stall_generation(server, clien
     try:
         with _subscribe(server, ["default"]) as sub:
             for line in ("First of three lines for a reader that never reads.", "Second line.", "Third and last line."):
-                client.request("say", character="default", text=line)
-                got = list(sub.utterance(timeout=60))
+                uid = client.request("say", character="default", text=line)["utterance"]
+                got = list(sub.utterance(uid, timeout=60))
                 assert [g.header["seq"] for g in got] == list(range(len(got)))  # the live reader misses nothing
         state = client.request("state", character="default")
         assert not state["speaking"]

@@ -9,7 +9,7 @@ not defined`` on CPU). The cache bookkeeping between sublayers stays eager, whic
 
 ``auto`` picks by a fixed rule, logged once: ``tensorrt`` on a CUDA device with ``torch_tensorrt``
 importable, else ``compile`` on CUDA, else ``eager`` — on this project's 2-core CPU the compiled sublayers
-were not faster than eager (``benchmarks/bench_runtime.py`` measures both side by side).
+were not faster than eager (``benchmarks/runtime.py`` measures both side by side).
 """
 from __future__ import annotations
 

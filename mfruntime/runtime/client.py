@@ -6,7 +6,7 @@ from typing import Iterator
 
 import zmq
 
-from mfruntime.runtime.protocol import StreamChunk, decode_chunk, decode_reply, encode_request
+from mfruntime.runtime.protocol import ProtocolError, StreamChunk, decode_chunk, decode_reply, encode_request
 
 
 class ServerError(RuntimeError):
@@ -76,10 +76,22 @@ class Subscriber:
             if not self.characters or chunk.header["character"] in self.characters:
                 return chunk
 
-    def utterance(self, timeout: float = 30.0) -> Iterator[StreamChunk]:
-        """Messages up to and including the next end-of-utterance."""
+    def utterance(self, utterance: int | None = None, timeout: float = 30.0) -> Iterator[StreamChunk]:
+        """Messages of one utterance up to and including its end (``eou``).
+
+        utterance: the id from the say/drive reply; messages of other utterances (e.g. the end marker of
+        a line your request cut short) are skipped. None: whichever utterance the next message belongs to.
+        """
         while True:
             chunk = self.recv(timeout)
+            uid = chunk.header["utterance"]
+            if utterance is None:
+                utterance = uid
+            if uid < utterance:
+                continue  # an older line still finishing
+            if uid > utterance:
+                raise ProtocolError(f"utterance {utterance} ended without its end-of-utterance message "
+                                    f"(now receiving utterance {uid}): messages were dropped")
             yield chunk
             if chunk.header["eou"]:
                 return

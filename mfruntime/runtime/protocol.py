@@ -172,5 +172,5 @@ def decode_chunk(parts: list[bytes]) -> StreamChunk:
         raise ProtocolError(f"video part is {len(video)} bytes, the header says {want_video}")
     if len(pcm) != 4 * header["samples"]:
         raise ProtocolError(f"pcm part is {len(pcm)} bytes, the header says {4 * header['samples']}")
-    frames = np.frombuffer(video, np.uint8).reshape(header["frames"], header["height"], header["width"], 3)
+    frames = np.frombuffer(video, np.uint8).reshape(header["frames"], header["height"], header["width"], 3).copy()
     return StreamChunk(header, frames, np.frombuffer(pcm, "<f4").astype(np.float32))
