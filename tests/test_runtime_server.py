@@ -175,3 +175,8 @@ def test_remote_binding_must_be_asked_for():
         ServeConfig(bind="tcp://0.0.0.0:5555")
     with pytest.raises(ValueError, match="look like"):
         ServeConfig(bind="localhost:5555")
+
+
+def test_a_taken_port_is_a_clear_error(server):
+    with pytest.raises(Exception, match="cannot bind"):
+        Server(ServeConfig(bind=server.control_address, device="cpu", backend="eager")).start()

@@ -180,3 +180,19 @@ def test_compile_backend_matches_eager():
     for a, b in zip(eager, compiled):
         assert np.abs(a.frames.astype(int) - b.frames.astype(int)).mean() < 1.0
         assert np.abs(a.pcm - b.pcm).max() < 2e-2
+
+
+def test_mf_demo_writes_a_playable_mp4(tmp_path, capsys):
+    import av
+
+    from mfruntime.cli import main
+
+    out = tmp_path / "demo.mp4"
+    assert main(["demo", "--text", "Hi there.", "--out", str(out), "--backend", "eager"]) == 0
+    printed = capsys.readouterr().out
+    assert "time to first chunk" in printed and "real-time factor" in printed
+    with av.open(str(out)) as f:
+        kinds = {s.type: s.codec_context.name for s in f.streams}
+        assert kinds == {"video": "h264", "audio": "aac"}
+    assert main(["demo", "--text", "", "--out", str(out)]) == 2
+    assert "empty" in capsys.readouterr().err

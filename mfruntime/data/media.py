@@ -89,7 +89,7 @@ def write_clip(
     tmp.replace(path)
 
 
-def _square_resize(img: np.ndarray, size: int) -> np.ndarray:
+def square_resize(img: np.ndarray, size: int) -> np.ndarray:
     """Centre-crop to a square and resize to size×size (H, W, 3) uint8."""
     h, w = img.shape[:2]
     side = min(h, w)
@@ -130,7 +130,7 @@ def read_clip(path: str | Path, size: int, fps: int, sample_rate: int, max_secon
                     if max_seconds is not None and t > max_seconds + 1.0:
                         continue
                     if isinstance(frame, av.VideoFrame):
-                        frames.append((t, _square_resize(frame.to_ndarray(format="rgb24"), size)))
+                        frames.append((t, square_resize(frame.to_ndarray(format="rgb24"), size)))
                     else:
                         for out in resampler.resample(frame):
                             if audio_t0 is None:

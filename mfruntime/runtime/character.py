@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from mfruntime.data.media import square_resize
 from mfruntime.data.render import FaceRenderer, FaceState, Identity
 from mfruntime.data.speech import Voice, synthesize
 
@@ -54,13 +55,7 @@ def prepare_image(image, size: int) -> np.ndarray:
                          "if it is float in [0, 1]")
     if min(image.shape[:2]) < MIN_IMAGE_SIDE:
         raise ValueError(f"character image is {image.shape[1]}×{image.shape[0]}, smaller than {MIN_IMAGE_SIDE} px on a side")
-    h, w = image.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    square = np.ascontiguousarray(image[top:top + side, left:left + side])
-    if side != size:
-        square = np.asarray(Image.fromarray(square).resize((size, size), Image.Resampling.LANCZOS))
-    return np.array(square)  # a writable copy: the caller's image is never shared
+    return np.array(square_resize(image, size))  # a writable copy: the caller's image is never shared
 
 
 @functools.lru_cache(maxsize=64)

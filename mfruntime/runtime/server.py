@@ -313,6 +313,9 @@ class Server:
         self._threads.append(t)
         self._ready.wait(30)
         if self._failed is not None:
+            for ch in self.characters.values():
+                ch.stop()
+            self._ctx.term()
             raise UserFacingError(f"cannot bind {self.cfg.bind}: {self._failed}")
         return self
 
