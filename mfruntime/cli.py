@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -171,13 +172,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                       send_hwm=args.send_hwm, allow_remote=args.allow_remote)
     server = Server(cfg)
     server.start()
+
+    def on_signal(signum, _frame) -> None:
+        log.info("signal %d: stopping", signum)
+        server.stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background, where SIGINT is ignored
+        signal.signal(sig, on_signal)
     print(f"mf serve: control {server.control_address} (ROUTER), stream {server.stream_address} (PUB), "
           f"characters {', '.join(server.characters)}; protocol in docs/PROTOCOL.md; Ctrl-C stops", flush=True)
     try:
-        while True:
-            server._stop.wait(3600)
+        while not server.wait(1.0):
+            pass
     finally:
         server.close()
+    print("mf serve: stopped", flush=True)
+    return 0
 
 
 def _add_session_flags(p: argparse.ArgumentParser) -> None:

@@ -325,6 +325,14 @@ class Server:
         except UserFacingError:
             pass  # reported by start()
 
+    def stop(self) -> None:
+        """Ask the control loop to end (safe from signal handlers and other threads); close() waits for it."""
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until stop() was called (or ``timeout`` passes); True when stopping."""
+        return self._stop.wait(timeout)
+
     def close(self) -> None:
         self._stop.set()
         for t in self._threads:
