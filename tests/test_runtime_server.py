@@ -180,3 +180,16 @@ def test_remote_binding_must_be_asked_for():
 def test_a_taken_port_is_a_clear_error(server):
     with pytest.raises(Exception, match="cannot bind"):
         Server(ServeConfig(bind=server.control_address, device="cpu", backend="eager")).start()
+
+
+def test_closing_the_server_ends_running_utterances_for_subscribers():
+    srv = Server(ServeConfig(bind="tcp://127.0.0.1:*", device="cpu", backend="eager")).start()
+    try:
+        with Client(srv.control_address, timeout=30) as c, _subscribe(srv, ["default"]) as sub:
+            uid = c.request("say", character="default", text="A long line that is still running when the server stops.")["utterance"]
+            sub.recv(30)
+            srv.stop()
+            rest = list(sub.utterance(uid, timeout=30))
+            assert rest[-1].header["eou"] and rest[-1].header["interrupted"]
+    finally:
+        srv.close()

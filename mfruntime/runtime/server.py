@@ -296,15 +296,15 @@ class Server:
                 ch.stop()
             for ch in self.characters.values():
                 ch.thread.join(timeout=5)
-            while True:  # make room for the stop marker
-                try:
+            try:  # behind the last chunks (the interrupted utterances' ends), so they go out first
+                self._out.put(None, timeout=5)
+            except queue.Full:  # the publisher is gone: nothing more can be sent
+                while not self._out.empty():
                     self._out.get_nowait()
-                except queue.Empty:
-                    break
-            self._out.put(None)
+                self._out.put(None)
             publisher.join(timeout=5)
             router.close(0)
-            pub.close(0)
+            pub.close(linger=500)  # let the last chunks (utterance ends) leave
 
     def start(self) -> "Server":
         """Serve in a background thread; returns once the sockets are bound."""
