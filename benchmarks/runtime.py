@@ -1,6 +1,6 @@
 """Speed of the runtime on this machine: `python -m benchmarks.runtime [--repeats 3] [--json out.json]`.
 
-Two parts, measured in one run so the numbers are side by side:
+Three parts, measured in one run so the numbers are side by side:
 
 1. Session per backend (``eager`` and ``compile``) on the CPU with the bundled tiny model at 4 steps.
    Each backend's Session is made (model load; ``compile`` also wraps the block sublayers in
@@ -22,6 +22,10 @@ Two parts, measured in one run so the numbers are side by side:
    marks high enough that nothing drops (checked: every seq must arrive), in ``--rounds`` rounds of
    which the median is reported. "Real-time characters" = messages/s ÷ 6.25: how many characters'
    streams the transport alone could carry at real time.
+
+3. End to end through ``mf serve`` (in this process, eager): a say request over the control socket until
+   the first chunk arrives on a SUB socket, and until the line's end, next to an in-process Session's
+   TTFC measured in between (the difference is what the wire and the server's threads add).
 """
 from __future__ import annotations
 
@@ -199,6 +203,49 @@ def bench_transport(size: int, latency_messages: int, messages: int, n_rounds: i
 
 
 # --- report ----------------------------------------------------------------------------------------
+# --- 3. End to end through mf serve ----------------------------------------------------------------
+def bench_server(repeats: int) -> dict:
+    """TTFC and wall time of a whole line through ``mf serve`` (say request → chunks on a subscriber), with an
+    in-process eager Session measured in between each repeat on the same sentence."""
+    from mfruntime import Session
+    from mfruntime.runtime.client import Client, Subscriber
+    from mfruntime.runtime.server import ServeConfig, Server
+
+    local = Session(device="cpu", backend="eager")
+    list(local.say(WARM_UP))  # builds the character's conditioning, as the server's warm-up does
+    local.say(SENTENCE)  # cache eSpeak's timing of the sentence, as the server's session will have it
+    wire, direct = [], []
+    with Server(ServeConfig(bind="tcp://127.0.0.1:*", device="cpu", backend="eager")) as srv, \
+            Client(srv.control_address) as ctl, Subscriber(srv.stream_address, ["default"]) as sub:
+        time.sleep(0.3)  # slow joiner
+        for text in (WARM_UP, SENTENCE):  # warm-up, and the sentence's eSpeak timing into the server's cache
+            list(sub.utterance(ctl.request("say", character="default", text=text)["utterance"]))
+        for _ in range(repeats):
+            start = time.perf_counter()
+            uid = ctl.request("say", character="default", text=SENTENCE)["utterance"]
+            it = sub.utterance(uid)
+            next(it)
+            first = time.perf_counter() - start
+            n = 1 + sum(1 for _ in it)
+            wire.append({"ttfc_s": first, "wall_s": time.perf_counter() - start, "chunks": n})
+            direct.append(time_utterance(local, SENTENCE))
+    return {"server_ttfc_ms": 1000 * float(np.median([w["ttfc_s"] for w in wire])),
+            "server_line_s": float(np.median([w["wall_s"] for w in wire])),
+            "session_ttfc_ms": 1000 * float(np.median([d["ttfc_s"] for d in direct])),
+            "chunks": wire[0]["chunks"], "media_s": wire[0]["chunks"] * CHUNK_SECONDS}
+
+
+def print_server(r: dict, repeats: int) -> None:
+    print(f"\nEnd to end through mf serve (eager, 4 steps, loopback), \"{SENTENCE}\" × {repeats}, "
+          "interleaved with an in-process Session")
+    print("\n| path | TTFC ms (median) | whole line s (median) | media s |")
+    print("|---|---:|---:|---:|")
+    print(f"| Session.say (in process) | {r['session_ttfc_ms']:.1f} | | {r['media_s']:.2f} |")
+    print(f"| say request → first chunk on a SUB socket | {r['server_ttfc_ms']:.1f} | {r['server_line_s']:.2f} | "
+          f"{r['media_s']:.2f} |")
+    print(f"\nwire overhead on TTFC: {r['server_ttfc_ms'] - r['session_ttfc_ms']:+.1f} ms")
+
+
 def print_sessions(res: dict[str, dict], repeats: int) -> None:
     print(f"\nSession, tiny model on CPU, 4 steps, \"{SENTENCE}\" "
           f"({res[next(iter(res))]['runs'][0]['chunks']} chunks) × {repeats}, backends interleaved")
@@ -242,6 +289,9 @@ def main(args: argparse.Namespace) -> None:
         result["sessions"] = {b: {k: v for k, v in r.items() if k != "runs"} | {
             "ttfc_ms_runs": [1000 * run["ttfc_s"] for run in r["runs"]], "rtf_runs": [run["rtf"] for run in r["runs"]]}
             for b, r in sessions.items()}
+    if not args.skip_server:
+        print("server:", flush=True)
+        result["server"] = bench_server(args.repeats)
     print("transport:", flush=True)
     rows = []
     for size in args.sizes:
@@ -250,6 +300,8 @@ def main(args: argparse.Namespace) -> None:
     result["transport"] = rows
     if not args.skip_session:
         print_sessions(sessions, args.repeats)
+    if not args.skip_server:
+        print_server(result["server"], args.repeats)
     print_transport(rows, args)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -261,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="utterances per backend, interleaved (default: 3)")
     p.add_argument("--skip-compile", action="store_true", help="measure the eager backend only")
     p.add_argument("--skip-session", action="store_true", help="measure the transport only")
+    p.add_argument("--skip-server", action="store_true", help="skip the end-to-end run through mf serve")
     p.add_argument("--messages", type=int, default=2000, help="messages per size for throughput (default: 2000)")
     p.add_argument("--rounds", type=int, default=3, help="throughput rounds per size, median reported (default: 3)")
     p.add_argument("--latency-messages", type=int, default=500, help="messages per size for latency (default: 500)")
