@@ -23,9 +23,9 @@ Three parts, measured in one run so the numbers are side by side:
    which the median is reported. "Real-time characters" = messages/s ÷ 6.25: how many characters'
    streams the transport alone could carry at real time.
 
-3. End to end through ``mf serve`` (in this process, eager): a say request over the control socket until
-   the first chunk arrives on a SUB socket, and until the line's end, next to an in-process Session's
-   TTFC measured in between (the difference is what the wire and the server's threads add).
+3. End to end through ``mf serve`` (in this process, eager, the engine on the main thread as ``mf serve``
+   runs it): a say request over the control socket until the first chunk arrives on a SUB socket, and
+   until the line's end; next to part 1's eager TTFC (the difference is what the wire and the server add).
 """
 from __future__ import annotations
 
@@ -205,45 +205,52 @@ def bench_transport(size: int, latency_messages: int, messages: int, n_rounds: i
 # --- report ----------------------------------------------------------------------------------------
 # --- 3. End to end through mf serve ----------------------------------------------------------------
 def bench_server(repeats: int) -> dict:
-    """TTFC and wall time of a whole line through ``mf serve`` (say request → chunks on a subscriber), with an
-    in-process eager Session measured in between each repeat on the same sentence."""
-    from mfruntime import Session
+    """TTFC and wall time of a whole line through ``mf serve`` (say request → chunks on a subscriber).
+
+    The server runs as ``mf serve`` does: the engine on this (main) thread via serve_forever, while the
+    client runs in a background thread and stops the server when done."""
     from mfruntime.runtime.client import Client, Subscriber
     from mfruntime.runtime.server import ServeConfig, Server
 
-    local = Session(device="cpu", backend="eager")
-    list(local.say(WARM_UP))  # builds the character's conditioning, as the server's warm-up does
-    local.say(SENTENCE)  # cache eSpeak's timing of the sentence, as the server's session will have it
-    wire, direct = [], []
-    with Server(ServeConfig(bind="tcp://127.0.0.1:*", device="cpu", backend="eager")) as srv, \
-            Client(srv.control_address) as ctl, Subscriber(srv.stream_address, ["default"]) as sub:
-        time.sleep(0.3)  # slow joiner
-        for text in (WARM_UP, SENTENCE):  # warm-up, and the sentence's eSpeak timing into the server's cache
-            list(sub.utterance(ctl.request("say", character="default", text=text)["utterance"]))
-        for _ in range(repeats):
-            start = time.perf_counter()
-            uid = ctl.request("say", character="default", text=SENTENCE)["utterance"]
-            it = sub.utterance(uid)
-            next(it)
-            first = time.perf_counter() - start
-            n = 1 + sum(1 for _ in it)
-            wire.append({"ttfc_s": first, "wall_s": time.perf_counter() - start, "chunks": n})
-            direct.append(time_utterance(local, SENTENCE))
-    return {"server_ttfc_ms": 1000 * float(np.median([w["ttfc_s"] for w in wire])),
-            "server_line_s": float(np.median([w["wall_s"] for w in wire])),
-            "session_ttfc_ms": 1000 * float(np.median([d["ttfc_s"] for d in direct])),
-            "chunks": wire[0]["chunks"], "media_s": wire[0]["chunks"] * CHUNK_SECONDS}
+    runs: list[dict] = []
+    failure: list[BaseException] = []
+
+    def client(srv: Server) -> None:
+        try:
+            with Client(srv.control_address) as ctl, Subscriber(srv.stream_address, ["default"]) as sub:
+                time.sleep(0.3)  # slow joiner
+                for text in (WARM_UP, SENTENCE):  # warm-up, and the sentence's eSpeak timing into the cache
+                    list(sub.utterance(ctl.request("say", character="default", text=text)["utterance"]))
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    it = sub.utterance(ctl.request("say", character="default", text=SENTENCE)["utterance"])
+                    next(it)
+                    first = time.perf_counter() - start
+                    n = 1 + sum(1 for _ in it)
+                    runs.append({"ttfc_s": first, "wall_s": time.perf_counter() - start, "chunks": n})
+        except BaseException as exc:  # reported after the server stopped
+            failure.append(exc)
+        finally:
+            srv.stop()
+
+    server = Server(ServeConfig(bind="tcp://127.0.0.1:*", device="cpu", backend="eager"))
+    server.serve_forever(on_ready=lambda srv: threading.Thread(target=client, args=(srv,), daemon=True).start())
+    if failure:
+        raise failure[0]
+    return {"server_ttfc_ms": 1000 * float(np.median([r["ttfc_s"] for r in runs])),
+            "server_line_s": float(np.median([r["wall_s"] for r in runs])),
+            "chunks": runs[0]["chunks"], "media_s": runs[0]["chunks"] * CHUNK_SECONDS}
 
 
-def print_server(r: dict, repeats: int) -> None:
-    print(f"\nEnd to end through mf serve (eager, 4 steps, loopback), \"{SENTENCE}\" × {repeats}, "
-          "interleaved with an in-process Session")
+def print_server(r: dict, repeats: int, session_ttfc_ms: float | None) -> None:
+    print(f"\nEnd to end through mf serve (eager, 4 steps, loopback, engine on the main thread as in `mf serve`), "
+          f"\"{SENTENCE}\" × {repeats}")
     print("\n| path | TTFC ms (median) | whole line s (median) | media s |")
     print("|---|---:|---:|---:|")
-    print(f"| Session.say (in process) | {r['session_ttfc_ms']:.1f} | | {r['media_s']:.2f} |")
+    if session_ttfc_ms is not None:
+        print(f"| Session.say in process (eager row above) | {session_ttfc_ms:.1f} | | {r['media_s']:.2f} |")
     print(f"| say request → first chunk on a SUB socket | {r['server_ttfc_ms']:.1f} | {r['server_line_s']:.2f} | "
           f"{r['media_s']:.2f} |")
-    print(f"\nwire overhead on TTFC: {r['server_ttfc_ms'] - r['session_ttfc_ms']:+.1f} ms")
 
 
 def print_sessions(res: dict[str, dict], repeats: int) -> None:
@@ -301,7 +308,8 @@ def main(args: argparse.Namespace) -> None:
     if not args.skip_session:
         print_sessions(sessions, args.repeats)
     if not args.skip_server:
-        print_server(result["server"], args.repeats)
+        print_server(result["server"], args.repeats,
+                     None if args.skip_session else result["sessions"]["eager"]["ttfc_ms"])
     print_transport(rows, args)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -171,7 +171,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                       steps=args.steps, characters=tuple(args.character or ["default"]), max_characters=args.max_characters,
                       send_hwm=args.send_hwm, allow_remote=args.allow_remote)
     server = Server(cfg)
-    server.start()
 
     def on_signal(signum, _frame) -> None:
         log.info("signal %d: stopping", signum)
@@ -179,13 +178,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background, where SIGINT is ignored
         signal.signal(sig, on_signal)
-    print(f"mf serve: control {server.control_address} (ROUTER), stream {server.stream_address} (PUB), "
-          f"characters {', '.join(server.characters)}; protocol in docs/PROTOCOL.md; Ctrl-C stops", flush=True)
-    try:
-        while not server.wait(1.0):
-            pass
-    finally:
-        server.close()
+
+    def ready(srv: Server) -> None:
+        print(f"mf serve: control {srv.control_address} (ROUTER), stream {srv.stream_address} (PUB), "
+              f"characters {', '.join(srv.characters)}; protocol in docs/PROTOCOL.md; Ctrl-C stops", flush=True)
+
+    server.serve_forever(on_ready=ready)  # generates on this (the main) thread
     print("mf serve: stopped", flush=True)
     return 0
 

@@ -1,8 +1,12 @@
 """``mf serve``: characters over ZeroMQ — a ROUTER control socket and a PUB stream socket.
 
 Threads: the control loop owns the ROUTER socket and answers every request at once (generation is never
-done on it); one worker per character iterates its Session and hands each chunk to the publisher; the
-publisher thread owns the PUB socket. ZeroMQ sockets are used by one thread each.
+done on it); the engine generates for every character, one chunk per speaking character in turn
+(round robin, so characters share the machine fairly), and hands chunks to the publisher thread, which
+owns the PUB socket. ZeroMQ sockets are used by one thread each. ``serve_forever`` runs the engine in
+the calling thread: on CPU, PyTorch's OpenMP pool is much faster in the thread that first used it
+(measured here: 60 ms per chunk there, 100 ms in another thread), so ``mf serve`` generates on its main
+thread; ``start`` runs everything in background threads (for tests and embedding).
 
 A slow or dead subscriber never stalls generation: PUB drops messages for a subscriber whose queue (send
 high-water mark) is full, silently — receivers see the gap in ``seq``. The server additionally drops (and
@@ -15,6 +19,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
@@ -74,46 +79,57 @@ def _stream_address(cfg: ServeConfig, control_endpoint: str) -> str:
 
 
 class Character:
-    """One character: its Session and the worker thread that runs its utterances."""
+    """One character: its Session and its queue of utterances, advanced a chunk at a time by the engine."""
 
-    def __init__(self, cid: str, session: Session, publish) -> None:
-        self.cid, self.session, self._publish = cid, session, publish
-        self.jobs: queue.Queue = queue.Queue()
-        self.speaking = False
+    def __init__(self, cid: str, session: Session) -> None:
+        self.cid, self.session = cid, session
+        self.jobs: deque = deque()  # (utterance id, chunk iterator) waiting; appended by the control thread
+        self.current: tuple | None = None  # the utterance being generated
         self.seq = 0  # next chunk of the current utterance
-        self.thread = threading.Thread(target=self._work, name=f"mf-character-{cid}", daemon=True)
-        self.thread.start()
+        self.ended = True  # the current utterance's end (eou) has been published
+
+    @property
+    def speaking(self) -> bool:
+        return self.current is not None or bool(self.jobs)
 
     def submit(self, chunks) -> int:
         """Queue an utterance (an iterator from Session.say/drive, already validated); returns its id."""
         uid = self.session.utterance
-        self.jobs.put((uid, chunks))
+        self.jobs.append((uid, chunks))
         return uid
 
-    def _work(self) -> None:
-        while True:
-            job = self.jobs.get()
-            if job is None:
-                return
-            uid, chunks = job
-            self.speaking, self.seq, ended = True, 0, False
-            try:
-                for chunk in chunks:
-                    self._publish(self.cid, chunk)
-                    self.seq, ended = chunk.seq + 1, chunk.last
-            except Exception:  # a failing utterance must not take the character down
-                log.exception("character %s: utterance %d failed", self.cid, uid)
-            if not ended:  # superseded by a newer utterance, or failed: still close it for receivers
-                s = self.session
-                self._publish(self.cid, Chunk(utterance=uid, seq=self.seq, pts=s.clock,
-                                              frames=np.zeros((0, s.size, s.size, 3), np.uint8),
-                                              pcm=np.zeros(0, np.float32), sample_rate=s.sample_rate, fps=s.fps,
-                                              last=True, interrupted=True))
-            self.speaking = self.jobs.qsize() > 0
+    def step(self, publish) -> bool:
+        """Generate and publish this character's next chunk; False when it has nothing to do."""
+        if self.current is None:
+            if not self.jobs:
+                return False
+            self.current, self.seq, self.ended = self.jobs.popleft(), 0, False
+        uid, chunks = self.current
+        try:
+            chunk = next(chunks, None)
+        except Exception:  # a failing utterance must not take the character (or the server) down
+            log.exception("character %s: utterance %d failed", self.cid, uid)
+            chunk = None
+        if chunk is not None:
+            publish(self.cid, chunk)
+            self.seq, self.ended = chunk.seq + 1, chunk.last
+            if not chunk.last:
+                return True
+        elif not self.ended:  # superseded by a newer utterance, or failed: still close it for receivers
+            s = self.session
+            publish(self.cid, Chunk(utterance=uid, seq=self.seq, pts=s.clock,
+                                    frames=np.zeros((0, s.size, s.size, 3), np.uint8), pcm=np.zeros(0, np.float32),
+                                    sample_rate=s.sample_rate, fps=s.fps, last=True, interrupted=True))
+            self.ended = True
+        self.current = None
+        return True
 
-    def stop(self) -> None:
+    def finish(self, publish) -> None:
+        """At shutdown: drop queued utterances and end the running one (interrupt: one more chunk)."""
+        self.jobs.clear()
         self.session.interrupt()
-        self.jobs.put(None)
+        while self.current is not None:
+            self.step(publish)
 
 
 class Server:
@@ -126,6 +142,8 @@ class Server:
         self._count_lock = threading.Lock()
         self._out: queue.Queue = queue.Queue(maxsize=cfg.publish_queue)
         self._stop = threading.Event()
+        self._work = threading.Event()  # set when an utterance is queued: wakes the engine
+        self._engine_done = threading.Event()
         self._ready = threading.Event()
         self._failed: BaseException | None = None
         self._ctx = zmq.Context()
@@ -147,7 +165,7 @@ class Server:
             session.set_character(image)
         if voice is not None:
             session.set_voice(voice)
-        ch = Character(cid, session, self._enqueue)
+        ch = Character(cid, session)
         self.characters[cid] = ch
         log.info("character %s ready (%s, %d steps)", cid, session.backend, session.steps)
         return ch
@@ -205,12 +223,16 @@ class Server:
         ch = self._character(req)
         s = ch.session
         if op == "say":
-            return {"utterance": ch.submit(s.say(req["text"], req.get("voice"), req.get("steps")))}
+            uid = ch.submit(s.say(req["text"], req.get("voice"), req.get("steps")))
+            self._work.set()
+            return {"utterance": uid}
         if op == "drive":
             if len(req["pcm"]) % 4:
                 raise ProtocolError("drive: pcm must be float32 little-endian samples (a multiple of 4 bytes)")
             pcm = np.frombuffer(req["pcm"], "<f4").astype(np.float32)
-            return {"utterance": ch.submit(s.drive(pcm, req["sample_rate"], req.get("steps")))}
+            uid = ch.submit(s.drive(pcm, req["sample_rate"], req.get("steps")))
+            self._work.set()
+            return {"utterance": uid}
         if op == "interrupt":
             s.interrupt()
             return {"utterance": s.utterance if ch.speaking else None}
@@ -253,7 +275,23 @@ class Server:
             except zmq.ZMQError:
                 return  # socket closed on shutdown
 
-    def serve_forever(self) -> None:
+    def _engine(self) -> None:
+        """Round robin over the speaking characters, one chunk each, until stop(); then end what is running."""
+        try:
+            while not self._stop.is_set():
+                self._work.clear()
+                busy = False
+                for ch in list(self.characters.values()):
+                    busy |= ch.step(self._enqueue)
+                if not busy:
+                    self._work.wait(0.1)
+            for ch in list(self.characters.values()):
+                ch.finish(self._enqueue)
+        finally:
+            self._engine_done.set()
+
+    def _control(self) -> None:
+        """Bind both sockets, start the publisher, answer requests until stop(); then shut the sockets down."""
         router = pub = None
         try:
             router = self._ctx.socket(zmq.ROUTER)
@@ -268,11 +306,12 @@ class Server:
             self.stream_address = pub.getsockopt_string(zmq.LAST_ENDPOINT)
         except (zmq.ZMQError, ValueError) as exc:
             self._failed = exc
+            self._stop.set()
             self._ready.set()
-            for s in (router, pub):
-                if s is not None:
-                    s.close(0)
-            raise UserFacingError(f"cannot bind {self.cfg.bind}: {exc}") from exc
+            for sock in (router, pub):
+                if sock is not None:
+                    sock.close(0)
+            return
         publisher = threading.Thread(target=self._publisher, args=(pub,), name="mf-publisher", daemon=True)
         publisher.start()
         self._ready.set()
@@ -292,38 +331,45 @@ class Server:
                 except zmq.ZMQError:
                     pass  # the client vanished
         finally:
-            for ch in self.characters.values():
-                ch.stop()
-            for ch in self.characters.values():
-                ch.thread.join(timeout=5)
-            try:  # behind the last chunks (the interrupted utterances' ends), so they go out first
+            router.close(0)
+            self._engine_done.wait(30)  # the engine publishes the running utterances' ends first
+            try:  # the stop marker goes behind the last chunks, so they are sent
                 self._out.put(None, timeout=5)
             except queue.Full:  # the publisher is gone: nothing more can be sent
                 while not self._out.empty():
                     self._out.get_nowait()
                 self._out.put(None)
             publisher.join(timeout=5)
-            router.close(0)
             pub.close(linger=500)  # let the last chunks (utterance ends) leave
 
-    def start(self) -> "Server":
-        """Serve in a background thread; returns once the sockets are bound."""
-        t = threading.Thread(target=self._run_quietly, name="mf-control", daemon=True)
+    def _start_control(self) -> None:
+        t = threading.Thread(target=self._control, name="mf-control", daemon=True)
         t.start()
         self._threads.append(t)
         self._ready.wait(30)
         if self._failed is not None:
-            for ch in self.characters.values():
-                ch.stop()
             self._ctx.term()
             raise UserFacingError(f"cannot bind {self.cfg.bind}: {self._failed}")
-        return self
 
-    def _run_quietly(self) -> None:
+    def serve_forever(self, on_ready=None) -> None:
+        """Serve until stop(): the engine runs in this thread (see the module doc), control in the background.
+
+        on_ready: called once the sockets are bound (e.g. to print the addresses)."""
+        self._start_control()
+        if on_ready is not None:
+            on_ready(self)
         try:
-            self.serve_forever()
-        except UserFacingError:
-            pass  # reported by start()
+            self._engine()
+        finally:
+            self.close()
+
+    def start(self) -> "Server":
+        """Serve in background threads; returns once the sockets are bound. Stop with close()."""
+        self._start_control()
+        t = threading.Thread(target=self._engine, name="mf-engine", daemon=True)
+        t.start()
+        self._threads.append(t)
+        return self
 
     def stop(self) -> None:
         """Ask the control loop to end (safe from signal handlers and other threads); close() waits for it."""
@@ -334,10 +380,14 @@ class Server:
         return self._stop.wait(timeout)
 
     def close(self) -> None:
+        """Stop and wait for the threads; safe to call more than once."""
         self._stop.set()
         for t in self._threads:
-            t.join(timeout=10)
-        self._ctx.term()
+            if t is not threading.current_thread():
+                t.join(timeout=30)
+        self._threads.clear()
+        if not self._ctx.closed:
+            self._ctx.term()
 
     def __enter__(self) -> "Server":
         return self.start()
