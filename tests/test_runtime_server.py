@@ -193,3 +193,21 @@ def test_closing_the_server_ends_running_utterances_for_subscribers():
             assert rest[-1].header["eou"] and rest[-1].header["interrupted"]
     finally:
         srv.close()
+
+
+def test_characters_take_turns_chunk_by_chunk(server, client):
+    for cid in ("left", "right"):
+        client.request("set_character", character=cid, face_seed=len(cid))
+    with _subscribe(server, ["left", "right"]) as sub:
+        ua = client.request("say", character="left", text="The left one speaks a fairly long line right now.")["utterance"]
+        ub = client.request("say", character="right", text="And the right one speaks at the same time.")["utterance"]
+        order, ended = [], set()
+        while len(ended) < 2:
+            m = sub.recv(60)
+            h = m.header
+            if (h["character"], h["utterance"]) in (("left", ua), ("right", ub)):
+                order.append(h["character"])
+                if h["eou"]:
+                    ended.add(h["character"])
+    # Round robin: the right one starts long before the left one is done.
+    assert order.index("right") < len(order) - order[::-1].index("left") - 5
