@@ -1,6 +1,5 @@
 """`mf serve` over real ZeroMQ sockets on loopback: round trip, characters, late joiners, bad clients."""
 import io
-import threading
 import time
 
 import msgpack

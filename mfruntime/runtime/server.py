@@ -28,7 +28,7 @@ import zmq
 
 from mfruntime import __version__
 from mfruntime.errors import UserFacingError
-from mfruntime.runtime.character import default_character, prepare_image
+from mfruntime.runtime.character import default_character
 from mfruntime.runtime.protocol import (MAX_SOCKET_MESSAGE_BYTES, PROTOCOL_VERSION, ProtocolError, decode_request,
                                         encode_chunk, encode_reply)
 from mfruntime.runtime.session import Chunk, Session
