@@ -99,7 +99,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from mfruntime.eval.run import EvalConfig, evaluate, format_table
+    from mfruntime.eval.report import format_table
+    from mfruntime.eval.run import EvalConfig, evaluate
 
     cfg = EvalConfig(model=args.model, baseline=args.baseline, clips=args.clips, seconds=args.seconds,
                      steps=tuple(args.steps), drift_seconds=120.0 if args.long else args.drift_seconds,

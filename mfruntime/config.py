@@ -6,6 +6,7 @@ magic constant (DESIGN.md, "Chunks": one chunk = 160 ms = 4 video frames).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 
@@ -46,6 +47,21 @@ DEFAULT_MEDIA = MediaConfig()
 FRAME_SIZES = (64, 128, 256)
 
 
+# --- phonemes ----------------------------------------------------------------------------
+
+#: The phoneme vocabulary of new models: id 0 pads, id 1 is any unknown symbol, then eSpeak NG phoneme
+#: mnemonics (stress marks removed). A model stores its own copy (ModelConfig.phonemes, saved in its
+#: bundle), so editing this list never renumbers the embeddings of a model that was already trained.
+PHONEME_VOCAB: tuple[str, ...] = (
+    '<pad>', '<unk>', '*', '0', '3', '3:', '3r', '?', '@', '@-', '@2', '@5', '@L', '@r', 'A', 'A:',
+    'A@', 'D', 'E', 'E2', 'E3', 'I', 'I#', 'I2', 'L', 'N', 'O', 'O2', 'O:', 'O@', 'OI', 'R', 'S',
+    'T', 'U', 'U@', 'V', 'VR', 'Z', '_', 'a', 'a#', 'a2', 'aI', 'aI3', 'aI@', 'aU', 'aU3', 'aU@',
+    'aa', 'b', 'd', 'd#', 'd2', 'dZ', 'e', 'e#', 'e@', 'eI', 'f', 'g', 'h', 'i', 'i:', 'i@', 'i@3',
+    'j', 'k', 'l', 'l-', 'l/', 'm', 'm-', 'n', 'n-', 'n^', 'o', 'o@', 'oU', 'p', 'r', 'r-', 's',
+    't', 't#', 't2', 'tS', 'u', 'u:', 'u@', 'v', 'w', 'x', 'y', 'z',
+)
+
+
 # --- model -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -67,26 +83,48 @@ class VideoCodecConfig:
         object.__setattr__(self, "latent_size", self.size // down)
 
 
+#: Audio codec kinds: "harmonic" (phase-free source-filter parameters, synthesised; the default) and
+#: "stft" (a learned codec on compressed complex STFT frames, whose latents carry phase).
+AUDIO_CODEC_KINDS = ("harmonic", "stft")
+
+
 @dataclass(frozen=True)
 class AudioCodecConfig:
-    """Learned waveform codec: 16 kHz PCM ↔ 50 Hz latent sequence (causal, streamable)."""
+    """Audio codec: 16 kHz PCM ↔ 50 Hz latent sequence (causal, streamable). Fields marked [stft] or
+    [harmonic] apply to that kind only."""
 
+    kind: str = "harmonic"  # one of AUDIO_CODEC_KINDS (docs/TRAINING.md compares them)
     sample_rate: int = 16_000  # Hz
     latent_rate: int = 50  # latent frames per second
-    hidden: int = 384  # width of the encoder and decoder convs
-    latent_channels: int = 128  # channels per latent frame
-    decoder_layers: int = 3  # causal conv layers (kernel 3) on the latent sequence in the decoder
-    encoder_layers: int = 2  # causal conv layers (kernel 3) on the analysed frames in the encoder
-    compression: float = 0.3  # power p of the compressed spectrum |X|^p·e^{i∠X} the codec works on
+    latent_channels: int = 66  # channels per latent frame ([harmonic]: log f0, periodicity, then latent_channels − 2 envelope bands)
+    hidden: int = 384  # [stft] width of the encoder and decoder convs
+    decoder_layers: int = 3  # [stft] causal conv layers (kernel 3) on the latent sequence in the decoder
+    encoder_layers: int = 2  # [stft] causal conv layers (kernel 3) on the analysed frames in the encoder
+    compression: float = 0.3  # [stft] power p of the compressed spectrum |X|^p·e^{i∠X} the codec works on
+    pitch_window: int = 800  # [harmonic] samples per pitch (YIN) analysis frame; must hold two periods of 60 Hz
+    envelope_window: int = 384  # [harmonic] samples of the Hann window the spectral envelope is measured with
+    voicing_low: float = 0.2  # [harmonic] periodicity at or below which a frame is synthesised as pure noise
+    voicing_high: float = 0.5  # [harmonic] periodicity at or above which a frame is purely harmonic
     # Derived:
     hop: int = field(init=False)  # samples per latent frame
 
     def __post_init__(self) -> None:
+        if self.kind not in AUDIO_CODEC_KINDS:
+            raise ValueError(f"audio codec kind must be one of {', '.join(AUDIO_CODEC_KINDS)}, got {self.kind!r}")
         if not 0 < self.compression <= 1:
             raise ValueError(f"audio codec compression must be in (0, 1], got {self.compression}")
         if self.sample_rate % self.latent_rate:
             raise ValueError(f"sample_rate {self.sample_rate} must be a multiple of latent_rate {self.latent_rate}")
+        if not 0 <= self.voicing_low < self.voicing_high <= 1:
+            raise ValueError(f"need 0 <= voicing_low < voicing_high <= 1, got {self.voicing_low}, {self.voicing_high}")
         object.__setattr__(self, "hop", self.sample_rate // self.latent_rate)
+        if self.kind == "harmonic":
+            if self.latent_channels < 10:
+                raise ValueError(f"a harmonic audio codec needs latent_channels >= 10 (log f0, periodicity and at least "
+                                 f"8 envelope bands), got {self.latent_channels}")
+            if self.pitch_window < 2 * self.sample_rate // 60 or self.envelope_window > self.pitch_window:
+                raise ValueError(f"pitch_window ({self.pitch_window}) must hold two periods of 60 Hz and be at least "
+                                 f"envelope_window ({self.envelope_window})")
 
 
 @dataclass(frozen=True)
@@ -121,6 +159,9 @@ class ModelConfig:
     phoneme_window: float = 0.32  # seconds of phonemes visible before a chunk starts and after it ends
     max_phonemes: int = 32  # phoneme tokens per chunk window (static shape; more is an error)
     audio_ref_steps: int = 16  # audio latent steps in the speaker-reference sink (0.32 s at 50 Hz)
+    phonemes: tuple[str, ...] = PHONEME_VOCAB  # phoneme vocabulary (ids index it; stored in the bundle)
+    aligned_phonemes: bool = True  # add the phoneme sounding at each latent step / frame to its token (ablation: False)
+    reference_anchor: bool = True  # add the reference frame's latent patch to each video token (ablation: False)
     rope_time_min_hz: float = 0.2  # slowest rotary frequency on the time axis
     rope_time_max_hz: float = 25.0  # fastest rotary frequency on the time axis
     rope_time_fraction: float = 0.5  # fraction of each head's dims rotated by time (video: the rest by row/column)
@@ -146,6 +187,8 @@ class ModelConfig:
             raise ValueError(f"a {self.media.chunk_seconds}s chunk must hold whole audio latent steps")
         if self.video_codec.latent_size % self.patch:
             raise ValueError(f"patch {self.patch} must divide the latent size {self.video_codec.latent_size}")
+        if len(self.phonemes) < 3 or tuple(self.phonemes[:2]) != ("<pad>", "<unk>") or len(set(self.phonemes)) != len(self.phonemes):
+            raise ValueError("phonemes must start with '<pad>', '<unk>' and hold each symbol once")
         if self.window_chunks < 1:
             raise ValueError(f"window_chunks must be >= 1, got {self.window_chunks}")
         side = self.video_codec.latent_size // self.patch
@@ -176,6 +219,11 @@ PRESETS: dict[str, ModelConfig] = {
     "small": _preset(128, (48, 96, 192), dim=384, layers=8, heads=6, window=16),
     "base": _preset(256, (64, 128, 256), dim=768, layers=12, heads=12, window=32),
 }
+
+
+#: ``tiny`` with the learned phase-carrying STFT audio codec of earlier versions (128 latent channels), kept
+#: for comparison (docs/TRAINING.md) and to test that codec's training.
+PRESETS["tiny-stft"] = dataclasses.replace(PRESETS["tiny"], audio_codec=AudioCodecConfig(kind="stft", latent_channels=128))
 
 
 def preset(name: str) -> ModelConfig:

@@ -13,7 +13,7 @@ def micro_config(video: bool = True, audio: bool = True, window: int = 3) -> Mod
     stream = StreamConfig(dim=32, layers=2, heads=2)
     return ModelConfig(
         video_codec=VideoCodecConfig(size=64, channels=(8, 16, 16), latent_channels=4),
-        audio_codec=AudioCodecConfig(hidden=32, latent_channels=8, decoder_layers=2, encoder_layers=1),
+        audio_codec=AudioCodecConfig(latent_channels=10),
         video=stream if video else None,
         audio=stream if audio else None,
         window_chunks=window,

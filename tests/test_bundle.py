@@ -78,3 +78,38 @@ def test_bundle_from_another_version_is_a_clear_error(tmp_path):
     save_file(tensors, str(old), metadata=meta)
     with pytest.raises(BundleError, match="does not fit this mfruntime version"):
         load_model(old)
+
+
+def test_bundle_stores_its_phoneme_vocabulary(tmp_path):
+    """Phoneme ids come from the vocabulary saved with the model, not from a table that may change later;
+    a bundle without one (made by an older version) is refused with the fix."""
+    import dataclasses
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from mfruntime.model.phonemes import PhonemeTrack
+    from tests.model_helpers import sample_phonemes
+
+    cfg = micro_config()
+    shuffled = ("<pad>", "<unk>", *reversed(cfg.phonemes[2:]))
+    model = AVModel(dataclasses.replace(cfg, phonemes=shuffled))
+    path = save_bundle(model, tmp_path / "m.safetensors")
+    loaded = load_model(path)
+    assert loaded.cfg.phonemes == shuffled
+    ids_own = PhonemeTrack.from_phonemes(sample_phonemes(), vocab=loaded.cfg.phonemes).ids
+    ids_default = PhonemeTrack.from_phonemes(sample_phonemes()).ids
+    assert [shuffled[i] for i in ids_own] == [cfg.phonemes[i] for i in ids_default]  # same symbols, own numbering
+    assert not torch.equal(ids_own, ids_default)
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    doc = json.loads(meta["config"])
+    del doc["phonemes"]
+    meta["config"] = json.dumps(doc)
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, str(old), metadata=meta)
+    with pytest.raises(BundleError, match=r"older mfruntime.*no phoneme vocabulary.*make train-tiny"):
+        load_model(old)

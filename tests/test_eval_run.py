@@ -5,7 +5,8 @@ import pytest
 
 from mfruntime.cli import main
 from mfruntime.config import preset
-from mfruntime.eval.run import EvalConfig, evaluate, format_table
+from mfruntime.eval.report import format_table, write_json
+from mfruntime.eval.run import EvalConfig, evaluate
 from mfruntime.model.bundle import save_bundle
 from mfruntime.model.generate import AVModel
 
@@ -22,13 +23,22 @@ def test_eval_table_end_to_end_on_untrained_model(untrained_bundle, tmp_path):
                      cache=str(tmp_path / "cache"))
     result = evaluate(cfg, progress=False)
     rows = {(r["variant"], r["steps"]) for r in result["rows"]}
-    assert rows == {("mutual", 2), ("mutual", 1), ("no-mutual", 2), ("no-mutual", 1)}
+    assert rows == {("mutual", 2), ("mutual", 1), ("no-mutual", 2), ("no-mutual", 1), ("drive", 1)}
     for r in result["rows"]:
         assert r["s_per_s"] > 0 and r["ttfc_ms"] > 0 and r["fd"] >= 0 and 1.0 <= r["pesq"] <= 4.7
+        assert r["identity_error"] >= 0 and r["confidence_shuffled"] == r["confidence_shuffled"]  # not NaN
+    drive = [r for r in result["rows"] if r["variant"] == "drive"][0]
+    assert drive["pesq"] > 4.0  # audio-driven chunks carry the reference speech itself
     assert len(result["drift"]["windows"]) == 2 and len(result["drift"]["chunk_ms"]) == 25
-    saved = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    text = (tmp_path / "eval" / "eval.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    saved = json.loads(text)
     assert saved["rows"] == result["rows"]
-    assert all((tmp_path / "eval" / name).is_file() for name in ("metrics_vs_steps.png", "drift.png"))
+    assert all((tmp_path / "eval" / name).is_file() for name in ("metrics_vs_steps.png", "drift.png", "contact_sheet.png"))
+    from PIL import Image
+    sheet = Image.open(tmp_path / "eval" / "contact_sheet.png")
+    # 2 clips × (2 step counts + the reference) rows of 64-px frames, 8 frames wide after an 80-px label column.
+    assert sheet.size == (80 + 8 * 64, 2 * 3 * 64 + 6)
     table = format_table(result)
     assert "Mutual Forcing (few-step)" in table and "without MF" in table and "offset estimator" in table
     # The reference clips are cached: a second run does not synthesise them again.
@@ -40,3 +50,9 @@ def test_eval_cli_rejects_bad_arguments(capsys, tmp_path):
     assert "--clips must be at least 1" in capsys.readouterr().err
     assert main(["eval", "--model", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_eval_json_has_no_nan(tmp_path):
+    """JSON has no NaN: a metric that could not be computed (a silent window's PESQ) is written as null."""
+    path = write_json({"pesq": float("nan"), "rows": [{"x": float("inf"), "y": 1.5}]}, tmp_path / "e.json")
+    assert json.loads(path.read_text()) == {"pesq": None, "rows": [{"x": None, "y": 1.5}]}

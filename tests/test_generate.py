@@ -60,10 +60,9 @@ def test_audio_driven_mode_keeps_the_given_speech(model, face):
     gen = Generator(model, face, options=GenerationOptions(steps=2))
     chunks = list(gen.generate(None, driving_pcm=pcm))
     assert len(chunks) == 7  # 1 s → 6.25 chunks → 7
-    with torch.no_grad():
-        expected = model.audio_codec.decode(model.audio_codec.encode(torch.from_numpy(np.pad(pcm, (0, 7 * 2560 - 16_000))))[None])[0]
     got = np.concatenate([c.pcm for c in chunks])
-    assert np.abs(got - expected.numpy()).max() < 1e-5  # the audio stream is clean input, not generated
+    # The chunks carry the given speech itself (zero-padded to whole chunks), not a re-synthesis of it.
+    assert np.array_equal(got, np.pad(pcm, (0, 7 * 2560 - 16_000)))
 
 
 def test_bad_generation_input(model, face):

@@ -114,7 +114,9 @@ def test_unimodal_weights_load_into_joint_model():
         joint = TwinStreamTransformer(micro_config())
         randomize(joint, seed=9, skip=("x_out",))  # everything random except the fresh zero cross-modal output
         missing, unexpected = joint.load_state_dict(uni.state_dict(), strict=False)
-        assert not unexpected and all(("x_q" in k or "x_out" in k or "norm_x" in k or k.startswith(f"streams.{'audio' if keep == 'video' else 'video'}")) for k in missing)
+        other = "audio" if keep == "video" else "video"
+        assert not unexpected and all(("x_q" in k or "x_out" in k or "norm_x" in k or k.startswith(f"streams.{other}")
+                                       or (other == "video" and k == "anchor_scale")) for k in missing)
         x = random_latents(joint, B, 3, seed=7)
         t = {s: torch.full((B, 3), 0.6) for s in joint.active}
         d = {s: torch.full((B, 3), 0.2) for s in joint.active}

@@ -85,3 +85,11 @@ class FaceProbe(nn.Module):
             mouth.append(m)
         return torch.cat(mouth).numpy(), torch.cat(feats).numpy()
 
+    @torch.no_grad()
+    def attributes_of(self, frames: np.ndarray, batch: int = 256) -> np.ndarray:
+        """Frames (T, H, W, 3) uint8 → standardised face attributes (T, A) (face shape, colours, eye and mouth
+        geometry): the identity the probe sees."""
+        self.eval()
+        x = self.to_tensor(frames)
+        return torch.cat([self(x[i:i + batch])[2] for i in range(0, len(x), batch)]).numpy()
+

@@ -17,9 +17,7 @@ Results go to ``<out>/eval.json`` and PNG plots; the table is printed.
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from mfruntime.eval.metrics import frechet_distance, psnr, speech_quality, ssim
 from mfruntime.eval.offset import estimate_offset, shift_audio
 from mfruntime.eval.probe import FaceProbe
 from mfruntime.eval.references import Reference, reference_clips
+from mfruntime.eval.report import save_contact_sheet, save_plots, write_json
 from mfruntime.errors import UserFacingError
 from mfruntime.eval.syncnet import sync_score
 from mfruntime.eval.weights import load_probe, load_syncnet
@@ -41,6 +40,7 @@ from mfruntime.runtime.character import voice_sample
 log = logging.getLogger(__name__)
 
 VALIDATION_SHIFTS_MS = (-120, -80, -40, 0, 40, 80, 120)
+SHEET_CLIPS = 2  # clips shown in the contact sheet
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,19 @@ def generate_like(model: AVModel, ref: Reference, speaker: np.ndarray, steps: in
         if progress is not None:
             progress.update()
     return Generated(np.concatenate(frames), np.concatenate(pcm), times)
+
+
+def drive_like(model: AVModel, ref: Reference, steps: int, seed: int, progress: tqdm | None = None) -> Generated:
+    """Audio-driven mode: lip-sync ``ref``'s own speech (its first frame is the identity)."""
+    gen = Generator(model, reference_image=ref.frames[0], options=GenerationOptions(steps=steps, seed=seed))
+    frames, pcm, times = [], [], []
+    for chunk in gen.generate(None, driving_pcm=ref.audio):
+        frames.append(chunk.frames)
+        pcm.append(chunk.pcm)
+        times.append(chunk.compute_seconds)
+        if progress is not None:
+            progress.update()
+    return Generated(np.concatenate(frames)[: len(ref.frames)], np.concatenate(pcm)[: len(ref.audio)], times)
 
 
 class Evaluator:
@@ -146,8 +159,8 @@ class Evaluator:
     # --- generated side ------------------------------------------------------------------------
     def score(self, refs: list[Reference], outs: list[Generated], bias: float, real_feats: np.ndarray,
               real_inception: np.ndarray | None = None) -> dict:
-        offs, confs, pesqs, stois, feats, lse, psnrs, ssims = [], [], [], [], [], [], [], []
-        for ref, g in zip(refs, outs):
+        offs, confs, pesqs, stois, feats, lse, psnrs, ssims, idents, shuffled = [], [], [], [], [], [], [], [], [], []
+        for i, (ref, g) in enumerate(zip(refs, outs)):
             n = min(len(ref.frames), len(g.frames))  # same timing: frame-aligned with the reference
             psnrs.append(psnr(ref.frames[:n], g.frames[:n]))
             ssims.append(ssim(ref.frames[:n], g.frames[:n]))
@@ -157,6 +170,11 @@ class Evaluator:
             o, c = self.offset(g.frames, g.audio)
             offs.append(o - bias)
             confs.append(c)
+            if len(outs) > 1:  # the same frames against another clip's audio: what "no sync" scores
+                other = outs[(i + 1) % len(outs)].audio
+                m = min(len(other), len(g.audio))
+                shuffled.append(self.offset(g.frames[: m * self.fps // self.sr], other[:m])[1])
+            idents.append(float(np.abs(self.probe.attributes_of(g.frames) - self.probe.attributes_of(ref.frames[:1])).mean()))
             p, s = speech_quality(ref.audio, g.audio, self.sr)
             pesqs.append(p)
             stois.append(s)
@@ -167,6 +185,8 @@ class Evaluator:
             extra["fid"] = frechet_distance(np.concatenate([self.inception.features(g.frames) for g in outs]), real_inception)
         return {**extra, "offset_ms": float(np.mean(offs)), "offset_std_ms": float(np.std(offs)),
                 "abs_offset_ms": float(np.mean(np.abs(offs))), "confidence": float(np.mean(confs)),
+                "confidence_shuffled": float(np.mean(shuffled)) if shuffled else float("nan"),
+                "identity_error": float(np.mean(idents)),
                 "fd": frechet_distance(np.concatenate(feats), real_feats), "pesq": float(np.mean(pesqs)),
                 "stoi": float(np.mean(stois)), "psnr_db": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)),
                 "s_per_s": float(sum(sum(g.chunk_seconds) for g in outs) / seconds),
@@ -186,16 +206,24 @@ class Evaluator:
         real_inception = (np.concatenate([self.inception.features(r.frames) for r in refs])
                           if self.inception is not None else None)
         result: dict = {"config": asdict(cfg), "offset_validation": calib, "rows": []}
+        sheet: dict = {"rows": [], "reference": [r.frames for r in refs[:SHEET_CLIPS]], "fps": self.fps}
         chunks = sum(len(r.frames) // self.mcfg.media.frames_per_chunk for r in refs)
-        total = chunks * len(cfg.steps) * len(self.models)
+        total = chunks * (len(cfg.steps) * len(self.models) + 1)
         with tqdm(total=total, desc="eval generate", unit="chunk", disable=not self.progress) as bar:
             for variant, model in self.models.items():
                 for steps in cfg.steps:
                     outs = [generate_like(model, r, spk, steps, cfg.seed, bar) for r, spk in zip(refs, speakers)]
+                    if variant == "mutual":
+                        sheet["rows"].append((f"{steps} steps", [g.frames for g in outs[:SHEET_CLIPS]]))
                     row = {"variant": variant, "steps": steps, **self.score(refs, outs, calib["bias_ms"], real_feats, real_inception)}
                     result["rows"].append(row)
+            # Audio-driven mode (Session.drive): the face follows the reference speech it is given.
+            outs = [drive_like(self.models["mutual"], r, cfg.drift_steps, cfg.seed, bar) for r in refs]
+            result["rows"].append({"variant": "drive", "steps": cfg.drift_steps,
+                                   **self.score(refs, outs, calib["bias_ms"], real_feats, real_inception)})
         if drift_ref is not None:
             result["drift"] = self.drift(drift_ref, calib["bias_ms"], real_feats)
+        result["contact_sheet"] = sheet
         return result
 
     def drift(self, ref: Reference, bias: float, real_feats: np.ndarray) -> dict:
@@ -219,77 +247,13 @@ class Evaluator:
                 "chunk_ms": [1000 * t for t in per_chunk]}
 
 
-def format_table(result: dict) -> str:
-    lse = all("lse_c" in r for r in result["rows"])
-    fid = all("fid" in r for r in result["rows"])
-    head = (f"{'model':<28}{'steps':>6}{'AV offset ms':>18}{'conf':>7}{'FD':>9}{'PESQ':>7}{'STOI':>7}{'s per s':>9}{'TTFC ms':>9}"
-            + (f"{'LSE-D':>7}{'LSE-C':>7}" if lse else "") + (f"{'FID':>9}" if fid else ""))
-    lines = [head, "-" * len(head)]
-    for r in result["rows"]:
-        name = "Mutual Forcing" if r["variant"] == "mutual" else "without MF"
-        mode = "multi-step" if r["steps"] >= 8 else "few-step"
-        lines.append(f"{name + ' (' + mode + ')':<28}{r['steps']:>6}{r['offset_ms']:>+10.1f} ± {r['offset_std_ms']:<5.1f}"
-                     f"{r['confidence']:>7.2f}{r['fd']:>9.2f}{r['pesq']:>7.2f}{r['stoi']:>7.2f}{r['s_per_s']:>9.3f}{r['ttfc_ms']:>9.1f}"
-                     + (f"{r['lse_d']:>7.2f}{r['lse_c']:>7.2f}" if lse else "") + (f"{r['fid']:>9.2f}" if fid else ""))
-    v = result["offset_validation"]
-    lines.append("")
-    lines.append(f"offset estimator: natural lag {v['bias_ms']:+.1f} ms (std {v['natural_lag_std_ms']:.1f} over clips); "
-                 "known shifts recovered (mean over clips): " +
-                 ", ".join(f"{s['shift_ms']:+d}→{s['recovered_mean_ms']:+.0f}" for s in v["shifts"]))
-    if "drift" in result:
-        d = result["drift"]
-        lines.append(f"drift ({d['seconds']:g} s, {d['steps']} steps), per window: " + "; ".join(
-            f"{w['start_s']:g}s: {w['offset_ms']:+.0f} ms, PESQ {w['pesq']:.2f}, FD {w['fd']:.1f}" for w in d["windows"]))
-        ms = d["chunk_ms"]
-        q = max(1, len(ms) // 10)
-        lines.append(f"chunk time: first 10% {np.mean(ms[:q]):.1f} ms, last 10% {np.mean(ms[-q:]):.1f} ms")
-    return "\n".join(lines)
-
-
-def save_plots(result: dict, out: Path) -> list[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
-    for variant in sorted({r["variant"] for r in result["rows"]}):
-        rows = sorted((r for r in result["rows"] if r["variant"] == variant), key=lambda r: r["steps"])
-        xs = [r["steps"] for r in rows]
-        for ax, key, label in zip(axes, ("abs_offset_ms", "fd", "pesq", "s_per_s"), ("|AV offset| ms", "FD", "PESQ-wb", "s per s")):
-            ax.plot(xs, [r[key] for r in rows], marker="o", label=variant)
-            ax.set_xscale("log")
-            ax.set_xlabel("steps")
-            ax.set_title(label)
-    axes[0].legend()
-    fig.tight_layout()
-    paths.append(out / "metrics_vs_steps.png")
-    fig.savefig(paths[-1], dpi=100)
-    plt.close(fig)
-    if "drift" in result:
-        d = result["drift"]
-        fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
-        t = [w["start_s"] for w in d["windows"]]
-        for ax, key in zip(axes[:3], ("offset_ms", "pesq", "fd")):
-            ax.plot(t, [w[key] for w in d["windows"]], marker="o")
-            ax.set_xlabel("window start (s)")
-            ax.set_title(key)
-        axes[3].plot(np.arange(len(d["chunk_ms"])) * 0.16, d["chunk_ms"])
-        axes[3].set_xlabel("stream time (s)")
-        axes[3].set_title("chunk compute ms")
-        fig.tight_layout()
-        paths.append(out / "drift.png")
-        fig.savefig(paths[-1], dpi=100)
-        plt.close(fig)
-    return paths
-
-
 def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     start = time.perf_counter()
     result = Evaluator(cfg, progress).run()
     result["wall_seconds"] = round(time.perf_counter() - start, 1)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "eval.json").write_text(json.dumps(result, indent=1, default=lambda x: None if isinstance(x, float) and math.isnan(x) else x))
-    result["plots"] = [str(p) for p in save_plots(result, out)]
+    sheet = result.pop("contact_sheet")
+    write_json(result, out / "eval.json")
+    result["plots"] = [str(p) for p in save_plots(result, out)] + [str(save_contact_sheet(sheet, out / "contact_sheet.png"))]
     return result

@@ -45,11 +45,19 @@ def config_to_dict(cfg: ModelConfig) -> dict:
 
 
 def config_from_dict(d: dict) -> ModelConfig:
+    """The config saved by :func:`config_to_dict`. A config without its phoneme vocabulary (or audio codec
+    kind) comes from an older mfruntime whose phoneme ids depended on a table that may have changed since:
+    that is a :class:`BundleError`, never a silent renumbering."""
+    if "phonemes" not in d or "kind" not in d.get("audio_codec", {}):
+        raise BundleError("the bundle was made by an older mfruntime: it stores no phoneme vocabulary and no audio "
+                          "codec kind, so its phoneme ids cannot be trusted. Retrain and re-export it with this "
+                          "version (make train-tiny, then mf export), or use the mfruntime version that made it")
+
     def stream(x):
         return None if x is None else StreamConfig(**x)
     vc = dict(d["video_codec"])
     vc["channels"] = tuple(vc["channels"])
-    return ModelConfig(**{**d, "media": MediaConfig(**d["media"]), "video_codec": VideoCodecConfig(**vc),
+    return ModelConfig(**{**d, "phonemes": tuple(d["phonemes"]), "media": MediaConfig(**d["media"]), "video_codec": VideoCodecConfig(**vc),
                           "audio_codec": AudioCodecConfig(**d["audio_codec"]), "video": stream(d["video"]),
                           "audio": stream(d["audio"])})
 
@@ -91,6 +99,8 @@ def load_model(name_or_path: str | Path = "tiny", device: str | torch.device = "
             doc = json.loads(metadata["config"])
             try:
                 cfg = config_from_dict(doc)
+            except BundleError as exc:
+                raise BundleError(f"{path}: {exc}") from exc
             except (TypeError, ValueError) as exc:
                 raise BundleError(f"{path}: its model config does not fit this mfruntime version ({exc}); "
                                   "re-export it with this version or use the version that made it") from exc

@@ -93,8 +93,13 @@ class AudioDecodeState:
 
     context: torch.Tensor | None = None
 
+    def copy(self) -> "AudioDecodeState":
+        return AudioDecodeState(None if self.context is None else self.context.clone())
+
 
 class AudioCodec(nn.Module):
+    """The learned codec on compressed STFT frames (``AudioCodecConfig.kind = "stft"``)."""
+
     def __init__(self, cfg: AudioCodecConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -160,8 +165,20 @@ class AudioCodec(nn.Module):
         state.context = full[:, -self.receptive_field:].detach()
         return pcm
 
+    def new_decode_state(self) -> AudioDecodeState:
+        return AudioDecodeState()
+
     def freeze(self) -> "AudioCodec":
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
         return self
+
+
+def make_audio_codec(cfg: AudioCodecConfig) -> nn.Module:
+    """The audio codec of ``cfg.kind``: :class:`HarmonicCodec` ("harmonic") or :class:`AudioCodec` ("stft").
+    Both have ``encode``, ``decode``, ``decode_stream``, ``new_decode_state``, ``freeze`` and the
+    ``latent_mean``/``latent_std`` buffers."""
+    from mfruntime.model.codec_harmonic import HarmonicCodec
+
+    return HarmonicCodec(cfg) if cfg.kind == "harmonic" else AudioCodec(cfg)

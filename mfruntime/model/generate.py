@@ -18,7 +18,7 @@ from torch import nn
 
 from mfruntime.config import ModelConfig
 from mfruntime.data.speech import Phoneme
-from mfruntime.model.codec_audio import AudioCodec, AudioDecodeState
+from mfruntime.model.codec_audio import make_audio_codec
 from mfruntime.model.codec_video import VideoCodec
 from mfruntime.model.phonemes import PhonemeTrack, PhonemeWindow
 from mfruntime.model.transformer import StreamState, TwinStreamTransformer
@@ -33,7 +33,7 @@ class AVModel(nn.Module):
         self.cfg = cfg
         self.transformer = TwinStreamTransformer(cfg)
         self.video_codec = VideoCodec(cfg.video_codec)
-        self.audio_codec = AudioCodec(cfg.audio_codec)
+        self.audio_codec = make_audio_codec(cfg.audio_codec)
 
 
 @dataclass(frozen=True)
@@ -92,20 +92,21 @@ class Generator:
                                      f"({need / self.cfg.audio_codec.sample_rate:.2f} s), got {pcm.numel()}")
                 audio_ref = model.audio_codec.encode(pcm[None])  # (1, R, Ca)
             self.sinks = tr.make_sinks(identity, audio_ref, batch=1)
+            self.identity = identity
         self.state: StreamState = tr.new_state(self.sinks, batch=1)
-        self.audio_state = AudioDecodeState()
+        self.audio_state = model.audio_codec.new_decode_state()
         self.rng = torch.Generator(device="cpu").manual_seed(options.seed)
         self.device = dev
 
     # --- streaming state -----------------------------------------------------------------
     def snapshot(self) -> dict:
         return {"model": self.state.snapshot(), "rng": self.rng.get_state(),
-                "audio": None if self.audio_state.context is None else self.audio_state.context.clone()}
+                "audio": self.audio_state.copy()}
 
     def restore(self, snap: dict) -> None:
         self.state.restore(snap["model"])
         self.rng.set_state(snap["rng"])
-        self.audio_state = AudioDecodeState(None if snap["audio"] is None else snap["audio"].clone())
+        self.audio_state = snap["audio"].copy()
 
     # --- generation ----------------------------------------------------------------------
     def _noise(self, stream: str) -> torch.Tensor:
@@ -117,7 +118,8 @@ class Generator:
         """Yield chunks of an utterance as they finish.
 
         phonemes: the utterance's phonemes with times from its start (from eSpeak), or None in audio-driven
-        mode; driving_pcm: clean speech (float32, 16 kHz) to lip-sync instead of generating audio;
+        mode; driving_pcm: clean speech (float32, 16 kHz) to lip-sync instead of generating audio (the chunks
+        then carry that speech itself, zero-padded to whole chunks, not a re-synthesis of it);
         n_chunks: length (default: until the last phoneme / the driving audio ends); steps: overrides the
         options' step count for this utterance.
         """
@@ -126,7 +128,7 @@ class Generator:
         GenerationOptions(steps=steps, schedule=self.options.schedule)  # validates
         schedule = SCHEDULES[self.options.schedule](steps)
         offset = self.state.chunk * cfg.media.chunk_seconds
-        track = PhonemeTrack.from_phonemes(phonemes, offset) if phonemes is not None else None
+        track = PhonemeTrack.from_phonemes(phonemes, offset, cfg.phonemes) if phonemes is not None else None
         driven = None
         if driving_pcm is not None:
             if "audio" not in tr.active or "video" not in tr.active:
@@ -136,6 +138,7 @@ class Generator:
                 raise ValueError(f"driving audio must be mono float32 (S,) at {cfg.media.sample_rate} Hz, got shape {pcm.shape}")
             chunks_needed = math.ceil(pcm.size / cfg.media.samples_per_chunk)
             pcm = np.pad(pcm, (0, chunks_needed * cfg.media.samples_per_chunk - pcm.size))
+            driving = pcm
             with torch.no_grad():
                 driven = self.model.audio_codec.encode(torch.from_numpy(pcm).to(self.device)[None])  # (1, N, Ca)
             n_chunks = n_chunks or chunks_needed
@@ -170,8 +173,12 @@ class Generator:
                 tr.commit(self.state, x, ph)
                 frames = pcm_out = None
                 if "video" in x:
-                    frames = self.model.video_codec.decode(x["video"][0, 0]).cpu().numpy()  # (F, H, W, 3)
-                if "audio" in x:
+                    z = tr.from_residual(x["video"], self.identity)  # (1, 1, F, Cv, h, w)
+                    frames = self.model.video_codec.decode(z[0, 0]).cpu().numpy()  # (F, H, W, 3)
+                if driven is not None:  # audio-driven: the audio that came in goes out, untouched
+                    spc = cfg.media.samples_per_chunk
+                    pcm_out = driving[i * spc:(i + 1) * spc].copy()
+                elif "audio" in x:
                     pcm_out = self.model.audio_codec.decode_stream(x["audio"][:, 0], self.audio_state)[0].cpu().numpy()
             yield GeneratedChunk(index=k, pts=k * cfg.media.chunk_seconds, frames=frames, pcm=pcm_out,
                                  latents={s: v.detach() for s, v in x.items()},

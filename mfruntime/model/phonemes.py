@@ -11,21 +11,26 @@ from typing import Sequence
 
 import torch
 
+from functools import lru_cache
+
+from mfruntime.config import PHONEME_VOCAB
 from mfruntime.data.speech import Phoneme
-from mfruntime.data.visemes import _PHONEME_TO_VISEMES
 
 PAD, UNK = 0, 1
-#: Token ids: 0 padding, 1 unknown, then every eSpeak symbol the viseme table knows (sorted).
-VOCAB: tuple[str, ...] = ("<pad>", "<unk>", *sorted(_PHONEME_TO_VISEMES))
-_INDEX = {s: i for i, s in enumerate(VOCAB)}
 
 
-def symbol_id(symbol: str) -> int:
-    """Vocabulary id of a symbol (stress marks already removed); unknown symbols map to UNK."""
-    if symbol in _INDEX:
-        return _INDEX[symbol]
+@lru_cache(maxsize=8)
+def _index(vocab: tuple[str, ...]) -> dict[str, int]:
+    return {s: i for i, s in enumerate(vocab)}
+
+
+def symbol_id(symbol: str, vocab: tuple[str, ...] = PHONEME_VOCAB) -> int:
+    """Id of a symbol (stress marks already removed) in ``vocab`` (a model's ``cfg.phonemes``); unknown → UNK."""
+    index = _index(vocab)
+    if symbol in index:
+        return index[symbol]
     stripped = symbol.rstrip("0123456789#:;-")
-    return _INDEX.get(stripped, UNK)
+    return index.get(stripped, UNK)
 
 
 @dataclass
@@ -38,8 +43,10 @@ class PhonemeTrack:
     end: torch.Tensor  # (P,) float64 seconds
 
     @classmethod
-    def from_phonemes(cls, phonemes: Sequence[Phoneme], offset: float = 0.0) -> "PhonemeTrack":
-        """Encode phonemes; ``offset`` (seconds) is added to every time (stream time of the utterance start)."""
+    def from_phonemes(cls, phonemes: Sequence[Phoneme], offset: float = 0.0,
+                      vocab: tuple[str, ...] = PHONEME_VOCAB) -> "PhonemeTrack":
+        """Encode phonemes with ``vocab`` (pass the model's ``cfg.phonemes``); ``offset`` (seconds) is added to
+        every time (stream time of the utterance start)."""
         if len(phonemes) == 0:
             raise ValueError(
                 "phoneme list is empty: pass the phonemes of the text to speak (mfruntime.data.synthesize gives them), "
@@ -49,7 +56,7 @@ class PhonemeTrack:
             if not p.end > p.start:
                 raise ValueError(f"phoneme {p.symbol!r} has end {p.end} <= start {p.start}: times must increase")
         return cls(
-            ids=torch.tensor([symbol_id(p.symbol) for p in phonemes], dtype=torch.long),
+            ids=torch.tensor([symbol_id(p.symbol, vocab) for p in phonemes], dtype=torch.long),
             stressed=torch.tensor([int(p.stressed) for p in phonemes], dtype=torch.long),
             start=torch.tensor([p.start + offset for p in phonemes], dtype=torch.float64),
             end=torch.tensor([p.end + offset for p in phonemes], dtype=torch.float64),
@@ -87,3 +94,45 @@ class PhonemeWindow:
     @staticmethod
     def stack(windows: Sequence["PhonemeWindow"], dim: int = 0) -> "PhonemeWindow":
         return PhonemeWindow(*(torch.stack([getattr(w, f) for w in windows], dim) for f in ("ids", "stressed", "start", "end", "mask")))
+
+
+@dataclass
+class AlignedPhonemes:
+    """The phoneme sounding at each of N instants (frame-aligned conditioning), leading dims (B, C)."""
+
+    current: torch.Tensor  # (B, C, N) long id, PAD where no phoneme sounds
+    previous: torch.Tensor  # (B, C, N) long id of the phoneme before it (PAD at the start)
+    following: torch.Tensor  # (B, C, N) long id of the phoneme after it (PAD at the end)
+    stressed: torch.Tensor  # (B, C, N) long 0/1
+    position: torch.Tensor  # (B, C, N, 4) float: fraction elapsed, seconds since start, seconds to end, log duration
+
+
+def align(window: PhonemeWindow, times: torch.Tensor) -> AlignedPhonemes:
+    """For windows (B, C, P) (or (B, P), one window for all chunks) and instants ``times`` (C, N) float64 seconds (chunk c's
+    instants lie inside chunk c), find the phoneme with start <= t < end in that chunk's window, its
+    neighbours in the window and the position of t inside it. Windows hold their phonemes in time order."""
+    ids, start, end, mask, stressed = window.ids, window.start, window.end, window.mask, window.stressed
+    if ids.dim() == 2:  # one window for every chunk
+        c = times.shape[0]
+        ids, start, end, mask, stressed = (x[:, None].expand(-1, c, -1) for x in (ids, start, end, mask, stressed))
+    t = times.to(start.device)[None, :, :, None]  # (1, C, N, 1)
+    inside = (start[:, :, None, :] <= t) & (t < end[:, :, None, :]) & mask[:, :, None, :]  # (B, C, N, P)
+    has = inside.any(-1)
+    idx = inside.float().argmax(-1)  # (B, C, N)
+    p = ids.shape[-1]
+
+    def pick(x: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return torch.gather(x, -1, i.clamp(0, p - 1))
+
+    cur = torch.where(has, pick(ids, idx), torch.full_like(idx, PAD))
+    prev_ok = has & (idx > 0)
+    nxt_ok = has & (idx + 1 < p) & pick(mask, idx + 1)
+    prev = torch.where(prev_ok, pick(ids, idx - 1), torch.full_like(idx, PAD))
+    nxt = torch.where(nxt_ok, pick(ids, idx + 1), torch.full_like(idx, PAD))
+    s0, s1 = pick(start, idx), pick(end, idx)
+    tt = t[..., 0]
+    dur = (s1 - s0).clamp_min(1e-3)
+    pos = torch.stack([((tt - s0) / dur).clamp(0, 1), (tt - s0).clamp(0, 1), (s1 - tt).clamp(0, 1), torch.log(dur)], dim=-1)
+    pos = torch.where(has[..., None], pos, torch.zeros_like(pos)).float()
+    st = torch.where(has, pick(stressed, idx), torch.zeros_like(idx))
+    return AlignedPhonemes(cur, prev, nxt, st, pos)

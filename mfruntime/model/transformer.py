@@ -27,7 +27,7 @@ from mfruntime.config import ModelConfig, StreamConfig
 from mfruntime.model.block import StreamBlock
 from mfruntime.model.cache import RingKVCache
 from mfruntime.model.layers import ScalarEmbedding, additive_mask, modulate
-from mfruntime.model.phonemes import VOCAB, PhonemeWindow
+from mfruntime.model.phonemes import PhonemeWindow, align
 from mfruntime.model.rope import Rotary
 from mfruntime.model.tokens import (CONTEXT, INPUT, SINK, attention_mask, audio_positions, chunk_start_time, grid,
                                     patchify, unpatchify, video_positions)
@@ -52,7 +52,8 @@ class Stream(nn.Module):
 
     def __init__(self, name: str, cfg: StreamConfig, model: ModelConfig, cross_modal: bool) -> None:
         super().__init__()
-        self.name, dim = name, cfg.dim
+        self.name, self.dim = name, cfg.dim
+        dim = cfg.dim
         if name == "video":
             in_dim = model.video_codec.latent_channels * model.patch**2
             sink_tokens = (model.video_codec.latent_size // model.patch) ** 2
@@ -65,10 +66,19 @@ class Stream(nn.Module):
         self.sink_null = nn.Parameter(torch.randn(sink_tokens, dim) * 0.02)  # used when no reference is given
         self.t_embed = ScalarEmbedding(dim)
         self.d_embed = ScalarEmbedding(dim)
-        self.ph_embed = nn.Embedding(len(VOCAB), dim)
+        vocab = len(model.phonemes)
+        self.ph_embed = nn.Embedding(vocab, dim)
         self.ph_stress = nn.Embedding(2, dim)
         self.ph_dur = nn.Linear(2, dim)
         self.ph_null = nn.Parameter(torch.randn(1, dim) * 0.02)  # always-present phoneme key ("nothing to say")
+        if model.aligned_phonemes:  # the phoneme sounding at each token's instant, added to the token
+            self.al_current = nn.Embedding(vocab, dim)
+            self.al_previous = nn.Embedding(vocab, dim)
+            self.al_following = nn.Embedding(vocab, dim)
+            self.al_stress = nn.Embedding(2, dim)
+            self.al_position = nn.Linear(4, dim)
+        if name == "video" and model.reference_anchor:  # the reference frame's latent patch at each token's place
+            self.anchor_in = nn.Linear(in_dim, dim)
         self.blocks = nn.ModuleList(StreamBlock(cfg, cross_modal) for _ in range(cfg.layers))
         self.final_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Linear(dim, 2 * dim)
@@ -95,6 +105,18 @@ class Stream(nn.Module):
         times = torch.cat([torch.zeros(b, 1, dtype=torch.float64, device=device), (start + end) / 2], dim=1)
         valid = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=device), ph.mask.reshape(b, -1).to(device)], dim=1)
         return torch.cat([null, tok], dim=1), times, valid
+
+    def aligned(self, ph: PhonemeWindow | None, times: torch.Tensor, batch: int, device) -> torch.Tensor:
+        """Frame-aligned phoneme features (B, C·N, dim) for instants ``times`` (C, N) of C chunks (the "no
+        phoneme" features everywhere without phonemes, e.g. in audio-driven mode)."""
+        if ph is None:  # nothing to say: every instant gets the "no phoneme" features, as for a masked window
+            z = torch.zeros(batch, 1, dtype=torch.long, device=device)
+            zt = torch.zeros(batch, 1, dtype=torch.float64, device=device)
+            ph = PhonemeWindow(z, z, zt, zt, torch.zeros(batch, 1, dtype=torch.bool, device=device))
+        a = align(PhonemeWindow(*(x.to(device) for x in (ph.ids, ph.stressed, ph.start, ph.end, ph.mask))), times)
+        e = (self.al_current(a.current) + self.al_previous(a.previous) + self.al_following(a.following)
+             + self.al_stress(a.stressed) + self.al_position(a.position))  # (B, C, N, dim)
+        return e.reshape(e.shape[0], -1, e.shape[-1])
 
     def head(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         shift, scale = self.final_ada(F.silu(c)).chunk(2, dim=-1)
@@ -126,6 +148,7 @@ class StreamState:
 
     caches: dict[str, RingKVCache]
     chunk: int = 0
+    anchor: torch.Tensor | None = None  # (B, tokens per frame, dim) reference-anchor embedding of the video stream
     # Phoneme keys/values of the current chunk, reused by all its denoising steps and the commit
     # (only without autograd): (chunk, phoneme window object, {stream: per-layer list}).
     phoneme_memo: tuple | None = None
@@ -150,6 +173,10 @@ class TwinStreamTransformer(nn.Module):
             for name, scfg in (("video", cfg.video), ("audio", cfg.audio)) if scfg is not None
         })
         self.heads = (cfg.video or cfg.audio).heads  # type: ignore[union-attr]
+        if cfg.video is not None and cfg.reference_anchor:
+            # Std of (frame latent − reference latent) over training clips (set by the video stage), so the
+            # video stream models unit-variance changes from the reference frame (see to_residual).
+            self.register_buffer("anchor_scale", torch.ones(()))
         self.rotary = Rotary(cfg.head_dim, cfg.rope_time_fraction, cfg.rope_time_min_hz, cfg.rope_time_max_hz)
 
     @property
@@ -214,8 +241,50 @@ class TwinStreamTransformer(nn.Module):
         t = audio_positions(self.cfg, first, chunks)
         return t, None, None
 
+    def _instants(self, s: str, first: int, chunks: int) -> torch.Tensor:
+        """(C, N) stream time (s, float64) each frame (video) or latent step (audio) of C chunks describes:
+        a video frame the middle of its 40 ms, an audio latent frame the end of its hop (its analysis centre)."""
+        cfg = self.cfg
+        if s == "video":
+            n = cfg.frames_per_chunk
+            idx = torch.arange(first * n, (first + chunks) * n, dtype=torch.float64)
+            return ((idx + 0.5) / cfg.media.fps).reshape(chunks, n)
+        n = cfg.latent_steps_per_chunk
+        idx = torch.arange(first * n, (first + chunks) * n, dtype=torch.float64)
+        return ((idx + 1) / cfg.audio_codec.latent_rate).reshape(chunks, n)
+
+    def _extra(self, s: str, ph: PhonemeWindow | None, first: int, chunks: int, batch: int, dev,
+               anchor: torch.Tensor | None) -> torch.Tensor | float:
+        """What is added to the latent tokens: frame-aligned phonemes and, for video, the reference anchor."""
+        st, extra = self.streams[s], 0.0
+        if self.cfg.aligned_phonemes:
+            e = st.aligned(ph, self._instants(s, first, chunks), batch, dev)  # (B, C·N, dim), one per frame / step
+            if s == "video":
+                e = e.repeat_interleave(self.cfg.video_tokens_per_frame, dim=1)  # every token of a frame
+            extra = extra + e
+        if s == "video" and anchor is not None:
+            frames = chunks * self.cfg.frames_per_chunk
+            extra = extra + anchor.repeat(1, frames, 1)  # (B, C·F·h·w/p², dim): tokens are frame-major
+        return extra
+
     def tokens_per_chunk(self, s: str) -> int:
         return self.cfg.video_tokens_per_chunk if s == "video" else self.cfg.audio_tokens_per_chunk
+
+    # --- reference anchor -------------------------------------------------------------
+    def to_residual(self, video: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        """Video latents (B, C, F, Cv, h, w) → what the video stream generates. With ``reference_anchor`` it is
+        the change from the reference frame's latent (B, Cv, h, w), scaled to unit variance,
+        x = (z − z_ref) / anchor_scale, so the stream predicts what moves (mouth, blinks, head) and an all-zero
+        sample is the reference face itself; without it, z unchanged."""
+        if not self.cfg.reference_anchor:
+            return video
+        return (video - identity[:, None, None]) / self.anchor_scale
+
+    def from_residual(self, x: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`to_residual`: generated video (B, C, F, Cv, h, w) → latents for the video decoder."""
+        if not self.cfg.reference_anchor:
+            return x
+        return identity[:, None, None] + x * self.anchor_scale
 
     # --- sinks -------------------------------------------------------------------------
     def make_sinks(self, identity: torch.Tensor | None = None, audio_ref: torch.Tensor | None = None,
@@ -256,6 +325,12 @@ class TwinStreamTransformer(nn.Module):
                 h = blk.self_attention(h, q, k, v, mask, g1)
                 h = blk.feed_forward(h, sh2, sc2, g2)
             out[s] = (torch.stack(ks), torch.stack(vs))
+        if "video" in self.active and self.cfg.reference_anchor:
+            st = self.streams["video"]
+            if identity is None:
+                out["anchor"] = torch.zeros(batch, st.sink_tokens, st.dim, device=st.sink_null.device)
+            else:
+                out["anchor"] = st.anchor_in(patchify(identity[:, None, None], self.cfg.patch))  # (B, h·w/p², dim)
         return out
 
     def _check_ref(self, s: str, ref: torch.Tensor, batch: int) -> torch.Tensor:
@@ -335,7 +410,8 @@ class TwinStreamTransformer(nn.Module):
         for s in self.active:
             st, tpc = self.streams[s], self.tokens_per_chunk(s)
             tok_chunk = chunk_ids.repeat_interleave(tpc)
-            h = self._tokens(s, x[s])
+            extra = self._extra(s, ph, first, chunks, batch, dev, sinks.get("anchor") if cache is None else cache.anchor)
+            h = self._tokens(s, x[s]) + extra
             c = st.condition(self._per_chunk(t[s], batch, chunks, dev), self._per_chunk(d[s], batch, chunks, dev))  # (B, C, dim)
             # With a clean context (teacher forcing) the inputs are INPUT tokens that see CONTEXT chunks; without
             # one (plain block-causal pass, or a chunk step over the cache) each chunk is context for the next.
@@ -344,7 +420,7 @@ class TwinStreamTransformer(nn.Module):
             cis = self.rotary.angles(tt.to(dev), None if rr is None else rr.to(dev), None if cc_ is None else cc_.to(dev))
             cis_t = self.rotary.angles(tt.to(dev))
             if context is not None:  # teacher forcing: [clean context | input], context at t = 0
-                h = torch.cat([self._tokens(s, context[s]), h], dim=1)
+                h = torch.cat([self._tokens(s, context[s]) + extra, h], dim=1)
                 zero = torch.zeros(batch, chunks, device=dev)
                 c = torch.cat([st.condition(zero, zero), c], dim=1)  # (B, 2C, dim)
                 q_kind = torch.cat([torch.full_like(tok_chunk, CONTEXT), q_kind])
@@ -421,7 +497,7 @@ class TwinStreamTransformer(nn.Module):
             sink_k, sink_v = sinks[s]
             caches[s] = RingKVCache(cfg.layers, batch, cfg.heads, cfg.head_dim, self.cfg.window_chunks,  # type: ignore[union-attr]
                                     self.tokens_per_chunk(s), sink_k, sink_v, device=dev)
-        return StreamState(caches=caches)
+        return StreamState(caches=caches, anchor=sinks.get("anchor"))
 
     def chunk_step(self, state: StreamState, x: dict[str, torch.Tensor], t: dict, d: dict,
                    phonemes: PhonemeWindow | None) -> dict[str, torch.Tensor]:

@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -108,7 +108,7 @@ def train(opts: TrainOptions) -> dict:
     rank, world = _dist_setup()
     recipe, name = opts.recipe, opts.stage
     r = recipe.stage(name)
-    cfg = preset(recipe.preset)
+    cfg = recipe.model_config()
     run_root = Path(opts.runs) / recipe.preset
     run_dir = run_root / name
     if rank == 0:
@@ -127,7 +127,10 @@ def train(opts: TrainOptions) -> dict:
     n_items = stage.prepare()
     order = BatchOrder(n_items, r.batch_size, r.seed, rank, world)
     params = [p for p in stage.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=r.lr, betas=r.betas, weight_decay=r.weight_decay)
+    if not params and r.steps:
+        log.info("stage %s has nothing to train (no parameters): it only computes its statistics and metrics", name)
+        r = replace(r, steps=0)
+    opt = torch.optim.AdamW(params, lr=r.lr, betas=r.betas, weight_decay=r.weight_decay) if params else None
     ema = {k: v.detach().clone() for k, v in stage.state_dict().items()} if r.ema_decay > 0 else None
 
     step = 0
@@ -136,7 +139,8 @@ def train(opts: TrainOptions) -> dict:
     if opts.resume and checkpoints:
         ck = load_checkpoint(checkpoints[-1])
         stage.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
+        if opt is not None:
+            opt.load_state_dict(ck["optimizer"])
         if ema is not None and ck["ema"] is not None:
             ema = ck["ema"]
         step = ck["step"]
@@ -216,7 +220,7 @@ def train(opts: TrainOptions) -> dict:
         result = {"stage": name, "steps": step, "wall_seconds_this_run": round(time.perf_counter() - started, 1),
                   "world_size": world, "rank_weight_digests": digests,
                   **{k: round(v, 4) for k, v in stage.validate().items()}}
-        rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+        rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()] if metrics_file.is_file() else []
         if rows:
             result["final_losses"] = {k: v for k, v in rows[-1].items() if k not in ("step", "lr", "seconds")}
         (run_dir / "final.json").write_text(json.dumps({**result, "recipe": asdict(r)}, indent=1))

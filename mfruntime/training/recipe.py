@@ -53,6 +53,7 @@ class StageRecipe:
     spectrum_weight: float = 10.0  # codec-audio: compressed-spectrum (complex + magnitude) loss weight
     sync_weight: float = 0.1  # joint/mutual: synchronisation loss weight
     sync_temperature: float = 0.1  # joint/mutual: InfoNCE temperature
+    drive_fraction: float = 0.0  # joint: fraction of windows trained in audio-driven mode (clean audio, no phonemes)
     few_steps: tuple[int, ...] = (1, 2, 4)  # mutual: few-step counts sampled per rollout
     teacher_steps: int = 16  # mutual: multi-step teacher steps
     rollout_chunks: int = 4  # mutual: chunks per self-generated rollout
@@ -61,12 +62,25 @@ class StageRecipe:
     shortcut_weight: float = 0.0  # mutual: shortcut self-consistency weight (one 2d step = two d steps)
 
 
+#: ModelConfig fields a recipe's [model] table may change (switches for ablations); anything else is an error.
+MODEL_OVERRIDES = ("aligned_phonemes", "reference_anchor")
+
+
 @dataclass(frozen=True)
 class Recipe:
     preset: str
     data: DataRecipe
     stages: dict[str, StageRecipe]
     path: str = ""
+    model: dict[str, Any] = field(default_factory=dict)  # [model] overrides of the preset (MODEL_OVERRIDES)
+
+    def model_config(self):
+        """The preset's ModelConfig with the [model] overrides applied."""
+        import dataclasses
+
+        from mfruntime.config import preset
+
+        return dataclasses.replace(preset(self.preset), **self.model)
 
     def stage(self, name: str) -> StageRecipe:
         if name not in STAGE_NAMES:
@@ -101,8 +115,14 @@ def load_recipe(path: str | Path) -> Recipe:
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML ({exc})") from exc
     for key in doc:
-        if key not in ("preset", "data", "stages"):
-            raise ValueError(f"{path}: unknown field {key!r} (known: data, preset, stages)")
+        if key not in ("preset", "data", "stages", "model"):
+            raise ValueError(f"{path}: unknown field {key!r} (known: data, model, preset, stages)")
+    model = doc.get("model", {})
+    for key, value in model.items():
+        if key not in MODEL_OVERRIDES:
+            raise ValueError(f"{path} [model]: {key!r} cannot be set by a recipe (allowed: {', '.join(MODEL_OVERRIDES)})")
+        if not isinstance(value, bool):
+            raise ValueError(f"{path} [model]: {key} must be true or false, got {value!r}")
     if "preset" not in doc:
         raise ValueError(f"{path}: missing 'preset' (e.g. preset = \"tiny\")")
     data = _build(DataRecipe, doc.get("data", {}), f"{path} [data]")
@@ -111,4 +131,4 @@ def load_recipe(path: str | Path) -> Recipe:
         if name not in STAGE_NAMES:
             raise ValueError(f"{path}: unknown stage {name!r} (known: {', '.join(STAGE_NAMES)})")
         stages[name] = _build(StageRecipe, table, f"{path} [stages.{name}]")
-    return Recipe(preset=str(doc["preset"]), data=data, stages=stages, path=str(path))
+    return Recipe(preset=str(doc["preset"]), data=data, stages=stages, path=str(path), model=dict(model))

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mfruntime.model.codec_audio import AudioCodec
+from mfruntime.model.codec_audio import make_audio_codec
 from mfruntime.model.codec_video import VideoCodec
 from mfruntime.training.data import ClipBank
 from mfruntime.training.losses import stft_loss
@@ -100,7 +100,7 @@ class AudioCodecStage(_CodecStage):
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
-        self.codec = AudioCodec(self.cfg.audio_codec)
+        self.codec = make_audio_codec(self.cfg.audio_codec)
 
     def prepare(self) -> int:
         self._banks()

@@ -10,13 +10,14 @@ synchronisation loss (see :class:`JointStage`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch.func import functional_call
 
-from mfruntime.model.codec_audio import AudioCodec
+from mfruntime.model.codec_audio import make_audio_codec
 from mfruntime.model.codec_video import VideoCodec
 from mfruntime.model.phonemes import PhonemeTrack, PhonemeWindow
 from mfruntime.model.transformer import TwinStreamTransformer
@@ -24,6 +25,8 @@ from mfruntime.sampling import FlowMatching
 from mfruntime.training.data import ClipBank, LatentBank, window_items
 from mfruntime.training.losses import LatentSync, info_nce
 from mfruntime.training.stages.base import Stage
+
+log = logging.getLogger(__name__)
 
 #: Step sizes d of the multi-step mode (8–50 steps) and the instantaneous velocity (d = 0), at which the
 #: plain flow-matching target applies.
@@ -58,7 +61,7 @@ class DiffusionStage(Stage):
     def prepare(self) -> int:
         vc = VideoCodec(self.cfg.video_codec)
         vc.load_state_dict(load_file(str(self.stage_output("codec-video"))))
-        ac = AudioCodec(self.cfg.audio_codec)
+        ac = make_audio_codec(self.cfg.audio_codec)
         ac.load_state_dict(load_file(str(self.stage_output("codec-audio"))))
         self.codecs = {"video": vc.freeze(), "audio": ac.freeze()}
         d = self.data_recipe
@@ -82,14 +85,17 @@ class DiffusionStage(Stage):
             start = int(torch.randint(max(len(a) - r, 1), (1,), generator=g))
             ref.append(a[start:start + r])
             if clip.phonemes:
-                track = PhonemeTrack.from_phonemes(clip.phonemes, offset=-c0 * cfg.media.chunk_seconds)
+                track = PhonemeTrack.from_phonemes(clip.phonemes, -c0 * cfg.media.chunk_seconds, cfg.phonemes)
                 cs = cfg.media.chunk_seconds
                 windows.append(PhonemeWindow.stack([track.window(k * cs, (k + 1) * cs, cfg.phoneme_window, cfg.max_phonemes)
                                                     for k in range(C)]))
             else:
                 windows.append(PhonemeWindow.stack([empty_window(cfg.max_phonemes)] * C))
         use_ref = bool(torch.rand((), generator=g) < 0.7)  # sometimes train the null speaker sink
-        return {"video": torch.stack(video), "audio": torch.stack(audio), "identity": torch.stack(ident),
+        ident_t, video_t = torch.stack(ident), torch.stack(video)
+        if "video" in self.streams:  # the video stream generates changes from the reference frame
+            video_t = self.net.to_residual(video_t, ident_t)
+        return {"video": video_t, "audio": torch.stack(audio), "identity": ident_t,
                 "audio_ref": torch.stack(ref) if use_ref else None, "phonemes": PhonemeWindow.stack(windows)}
 
     def sinks(self, batch: dict) -> dict:
@@ -110,9 +116,18 @@ class DiffusionStage(Stage):
         d_choices = torch.tensor(MULTI_STEP_D)
         d = {s: d_choices[torch.randint(len(MULTI_STEP_D), (b, c), generator=g)] for s in self.streams}
         noise = {s: torch.randn(x0[s].shape, generator=g) for s in self.streams}
+        drive = batch.get("drive")
+        weight = {s: torch.ones(b, c) for s in self.streams}
+        if drive is not None and "audio" in t:  # audio-driven examples: clean audio (t = d = 0), no audio loss
+            t["audio"] = torch.where(drive[:, None], torch.zeros_like(t["audio"]), t["audio"])
+            d["audio"] = torch.where(drive[:, None], torch.zeros_like(d["audio"]), d["audio"])
+            weight["audio"] = (~drive).float()[:, None].expand(b, c)
         xt = {s: FlowMatching.noisy(x0[s], noise[s], t[s]) for s in self.streams}
         v = self.net.forward_sequence(xt, t, d, batch["phonemes"], self.sinks(batch), context=x0)
-        losses = {s: F.mse_loss(v[s], FlowMatching.velocity_target(x0[s], noise[s])) for s in self.streams}
+        losses = {}
+        for s in self.streams:
+            err = (v[s] - FlowMatching.velocity_target(x0[s], noise[s])).pow(2).flatten(2).mean(-1)  # (B, C)
+            losses[s] = (err * weight[s]).sum() / weight[s].sum().clamp_min(1.0)
         return losses, x0, {"xt": xt, "t": t}, v
 
     def forward(self, batch, g):
@@ -138,6 +153,19 @@ class VideoStage(DiffusionStage):
     name = "video"
     streams = ("video",)
 
+    def prepare(self) -> int:
+        n = super().prepare()
+        if self.cfg.reference_anchor:  # std of (frame − another frame of the same clip), the residual's scale
+            g = torch.Generator().manual_seed(0)
+            diffs = []
+            for v in self.latents.video[:200]:
+                i, j = torch.randint(len(v), (2, 32), generator=g)
+                diffs.append(v[i] - v[j])
+            scale = torch.cat(diffs).std().clamp_min(1e-3)
+            self.net.anchor_scale.fill_(float(scale))
+            log.info("reference anchor: residual latent std %.3f", float(scale))
+        return n
+
 
 class JointStage(DiffusionStage):
     """Stage 2: the twin-stream model, flow matching on both streams plus a synchronisation loss.
@@ -160,6 +188,17 @@ class JointStage(DiffusionStage):
         vdim = cfg.frames_per_chunk * cfg.video_codec.latent_channels * cfg.video_codec.latent_size ** 2
         adim = cfg.latent_steps_per_chunk * cfg.audio_codec.latent_channels
         self.sync = LatentSync(vdim, adim)
+
+    def make_batch(self, indices, g):
+        """Windows as in stage 1; a ``drive_fraction`` of them become audio-driven examples (clean audio, no
+        phonemes), so the video stream also learns to follow the audio it is given (``Session.drive``)."""
+        batch = super().make_batch(indices, g)
+        drive = torch.rand(len(indices), generator=g) < self.recipe.drive_fraction
+        batch["drive"] = drive
+        if drive.any():
+            ph = batch["phonemes"]
+            ph.mask = ph.mask & ~drive[:, None, None]
+        return batch
 
     def load_init(self, stage: str, weights: dict[str, torch.Tensor]) -> None:
         if stage not in ("audio", "video", "joint"):
