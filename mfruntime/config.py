@@ -105,6 +105,7 @@ class AudioCodecConfig:
     envelope_window: int = 384  # [harmonic] samples of the Hann window the spectral envelope is measured with
     voicing_low: float = 0.2  # [harmonic] periodicity at or below which a frame is synthesised as pure noise
     voicing_high: float = 0.5  # [harmonic] periodicity at or above which a frame is purely harmonic
+    pitch_emphasis: float = 3.0  # [harmonic] log f0 and periodicity are scaled to this std (not 1) in the latent
     # Derived:
     hop: int = field(init=False)  # samples per latent frame
 
@@ -115,6 +116,8 @@ class AudioCodecConfig:
             raise ValueError(f"audio codec compression must be in (0, 1], got {self.compression}")
         if self.sample_rate % self.latent_rate:
             raise ValueError(f"sample_rate {self.sample_rate} must be a multiple of latent_rate {self.latent_rate}")
+        if self.pitch_emphasis <= 0:
+            raise ValueError(f"pitch_emphasis must be positive, got {self.pitch_emphasis}")
         if not 0 <= self.voicing_low < self.voicing_high <= 1:
             raise ValueError(f"need 0 <= voicing_low < voicing_high <= 1, got {self.voicing_low}, {self.voicing_high}")
         object.__setattr__(self, "hop", self.sample_rate // self.latent_rate)

@@ -96,3 +96,17 @@ def test_aligned_phonemes_name_the_sounding_phoneme_and_its_neighbours():
     frac = a.position[0, 0, :, 0]
     assert torch.allclose(frac[:4], torch.tensor([0.5, 0.4, 0.5, 0.9]), atol=1e-5)
     assert np.allclose(a.position[0, 0, 4].numpy(), 0)
+
+
+def test_latent_statistics_emphasise_pitch():
+    """After set_statistics the envelope bands have unit variance and log f0 / periodicity pitch_emphasis."""
+    codec = HarmonicCodec(AudioCodecConfig(pitch_emphasis=3.0))
+    g = torch.Generator().manual_seed(1)
+    clips = [tone(f0, 0.5) * float(a) for f0, a in zip((100.0, 140.0, 220.0, 300.0), torch.rand(4, generator=g) + 0.5)]
+    x = torch.cat(clips + [torch.randn(8000, generator=g) * 0.05])[None]
+    codec.set_statistics(codec.analyse(x)[0])
+    z = codec.encode(x)[0]
+    std = z.std(dim=0)
+    assert torch.allclose(std[:2], torch.full((2,), 3.0), rtol=1e-3)
+    assert torch.allclose(std[2:], torch.ones(64), rtol=1e-3)
+    assert torch.allclose(codec.decode(z[None])[0], codec.decode(codec.encode(x))[0])

@@ -90,3 +90,15 @@ def test_speaker_reference_changes_the_audio_sink(model, face):
     assert not np.array_equal(with_ref[0].pcm, without[0].pcm)
     with pytest.raises(ValueError, match="audio reference must hold at least"):
         Generator(model, face, audio_reference=ref[:100])
+
+
+def test_temperature_scales_the_starting_noise(model, face):
+    """At temperature 0 the sampler starts from zeros: the seed no longer matters; out of range is an error."""
+    cold = [GenerationOptions(steps=2, seed=s, audio_temperature=0.0, video_temperature=0.0) for s in (1, 2)]
+    a, b = (_run(Generator(model, face, options=o), 2) for o in cold)
+    assert all(np.array_equal(x.frames, y.frames) and np.array_equal(x.pcm, y.pcm) for x, y in zip(a, b))
+    warm = [GenerationOptions(steps=2, seed=s, audio_temperature=1.0) for s in (1, 2)]
+    c, d = (_run(Generator(model, face, options=o), 2) for o in warm)
+    assert not np.array_equal(c[1].pcm, d[1].pcm)
+    with pytest.raises(ValueError, match="audio_temperature must be between 0 and 2"):
+        GenerationOptions(audio_temperature=-0.1)

@@ -168,6 +168,12 @@ class AudioCodec(nn.Module):
     def new_decode_state(self) -> AudioDecodeState:
         return AudioDecodeState()
 
+    @torch.no_grad()
+    def set_statistics(self, z: torch.Tensor) -> None:
+        """Per-channel mean/std from un-normalised latents (N, Ca) of training clips: unit-variance latents."""
+        self.latent_mean.copy_(z.mean(dim=0))
+        self.latent_std.copy_(z.std(dim=0).clamp_min(1e-3))
+
     def freeze(self) -> "AudioCodec":
         self.eval()
         for p in self.parameters():

@@ -294,6 +294,17 @@ class HarmonicCodec(nn.Module):
         self._check_latents(z, (3,))
         return self._synthesise(z * self.latent_std + self.latent_mean, state)
 
+    @torch.no_grad()
+    def set_statistics(self, z: torch.Tensor) -> None:
+        """Per-channel mean/std from un-normalised latents (N, 2 + K) of training clips. The log-f0 and periodicity
+        channels are then scaled up by ``pitch_emphasis`` (std divided by it): in the generator's flow-matching
+        loss each of them weighs as much as pitch_emphasis² envelope bands, where unit variance would make pitch
+        1/66 of the loss although it decides how natural the speech sounds."""
+        self.latent_mean.copy_(z.mean(dim=0))
+        std = z.std(dim=0).clamp_min(1e-3)
+        std[:2] /= self.cfg.pitch_emphasis
+        self.latent_std.copy_(std)
+
     def new_decode_state(self) -> HarmonicDecodeState:
         return HarmonicDecodeState()
 

@@ -41,10 +41,18 @@ class GenerationOptions:
     steps: int = 4  # denoising steps per chunk: 1–4 live (few-step), 8–50 quality (multi-step)
     schedule: str = "uniform"  # t grid: "uniform" or "shifted"
     seed: int = 0  # noise seed; the same seed gives the same output
+    # Sampling temperature: the starting noise of each chunk is scaled by it. Below 1 the sampler stays nearer
+    # the most likely output; eSpeak-like speech is nearly deterministic given its phonemes, and audio-only
+    # runs measured STOI 0.59 at 1.0, 0.68 at 0.7, 0.73 at 0.4 (docs/TRAINING.md).
+    audio_temperature: float = 0.4
+    video_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.steps <= 1000:
             raise ValueError(f"steps must be between 1 and 1000, got {self.steps}")
+        for name in ("audio_temperature", "video_temperature"):
+            if not 0 <= getattr(self, name) <= 2:
+                raise ValueError(f"{name} must be between 0 and 2, got {getattr(self, name)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 
@@ -111,7 +119,8 @@ class Generator:
     # --- generation ----------------------------------------------------------------------
     def _noise(self, stream: str) -> torch.Tensor:
         shape = (1, *self.model.transformer.latent_shape(stream, 1))
-        return torch.randn(shape, generator=self.rng).to(self.device)
+        scale = self.options.audio_temperature if stream == "audio" else self.options.video_temperature
+        return (torch.randn(shape, generator=self.rng) * scale).to(self.device)
 
     def generate(self, phonemes: Sequence[Phoneme] | None, n_chunks: int | None = None,
                  driving_pcm: np.ndarray | None = None, steps: int | None = None) -> Iterator[GeneratedChunk]:

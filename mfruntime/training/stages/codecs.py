@@ -137,8 +137,7 @@ class AudioCodecStage(_CodecStage):
         self.codec.latent_mean.zero_()
         self.codec.latent_std.fill_(1.0)
         z = torch.cat([self.codec.encode(torch.from_numpy(c.audio[None]))[0] for c in self.train_bank.clips[:64]])
-        self.codec.latent_mean.copy_(z.mean(dim=0))
-        self.codec.latent_std.copy_(z.std(dim=0).clamp_min(1e-3))
+        self.codec.set_statistics(z)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
