@@ -1,6 +1,8 @@
 """The twin-stream transformer: cache equivalence, causality, ring wrap-around, uni-modal → joint."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -165,3 +167,18 @@ def test_bad_inputs_say_what_was_expected():
     track = PhonemeTrack.from_phonemes(sample_phonemes())
     with pytest.raises(ValueError, match="max_phonemes"):
         track.window(0.0, 1.0, 0.3, max_tokens=4)
+
+
+def test_reference_anchor_residual_round_trip():
+    """With the anchor the video stream models (z − z_ref) / anchor_scale: the two maps invert each other, a zero
+    sample is the reference latent itself, and without the anchor both are the identity."""
+    m = _model()
+    m.anchor_scale.fill_(0.25)
+    z = torch.randn(B, 2, 4, 4, 8, 8)
+    ref = torch.randn(B, 4, 8, 8)
+    x = m.to_residual(z, ref)
+    assert torch.allclose(x, (z - ref[:, None, None]) / 0.25)
+    assert torch.allclose(m.from_residual(x, ref), z, atol=1e-6)
+    assert torch.equal(m.from_residual(torch.zeros_like(z), ref), ref[:, None, None].expand_as(z))
+    plain = TwinStreamTransformer(dataclasses.replace(micro_config(), reference_anchor=False))
+    assert torch.equal(plain.to_residual(z, ref), z) and not hasattr(plain, "anchor_scale")
