@@ -53,7 +53,7 @@ def speech_scores(refs, outs, sr: int) -> str:
     return f"{np.mean([p for p, _ in q]):.2f} / {np.mean([s for _, s in q]):.2f}"
 
 
-def audio_rows(model: AVModel, refs, steps: list[int], seed: int) -> dict[str, str]:
+def audio_rows(model: AVModel, refs, steps: list[int], seed: int, temperature: float) -> dict[str, str]:
     cfg = model.cfg
     sr, hop = cfg.media.sample_rate, cfg.audio_codec.hop
     with torch.no_grad():
@@ -64,7 +64,8 @@ def audio_rows(model: AVModel, refs, steps: list[int], seed: int) -> dict[str, s
         gens = []
         for r in refs:
             speaker = voice_sample(r.voice, sr, cfg.audio_ref_steps * hop)
-            gen = Generator(model, audio_reference=speaker, options=GenerationOptions(steps=n, seed=seed))
+            gen = Generator(model, audio_reference=speaker,
+                            options=GenerationOptions(steps=n, seed=seed, audio_temperature=temperature))
             chunks = len(r.audio) // cfg.media.samples_per_chunk
             gens.append(np.concatenate([c.pcm for c in gen.generate(r.phonemes, n_chunks=chunks)]))
         out[f"{n} steps PESQ/STOI"] = speech_scores(refs, gens, sr)
@@ -109,7 +110,7 @@ def main(args: argparse.Namespace) -> None:
         row = {"run": label, "codec": f"{cfg.audio_codec.kind} {cfg.audio_codec.latent_channels}"}
         audio = stage_model(root, cfg, "audio")
         if audio is not None:
-            row.update(audio_rows(audio, refs, args.steps, args.seed))
+            row.update(audio_rows(audio, refs, args.steps, args.seed, args.audio_temperature))
         video = stage_model(root, cfg, "video")
         if video is not None:
             row.update(video_rows(video, refs, args.steps[0], args.seed, probe, bias))
@@ -132,6 +133,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cache", default="cache", help="where the held-out clips are cached (default: cache)")
     p.add_argument("--instruments", default=None, help="face probe weights (default: the bundled eval.safetensors)")
     p.add_argument("--seed", type=int, default=0, help="generation noise seed (default: 0)")
+    p.add_argument("--audio-temperature", type=float, default=GenerationOptions.audio_temperature,
+                   help=f"audio sampling temperature (default: {GenerationOptions.audio_temperature})")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     return p.parse_args(argv)
 

@@ -270,9 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
         "distance on face-probe features, PESQ-wb, STOI, compute seconds per second of output and time to "
         "first chunk; plus metrics per window over a long generation (drift). Writes eval.json and PNG plots.",
     )
-    ev.add_argument("--model", default="tiny", help="bundled model name or bundle path (default: tiny)")
-    ev.add_argument("--baseline", help="bundle of the same model without the Mutual Forcing stage "
-                    "(mf export --transformer joint --out FILE) for the with/without rows")
+    ev.add_argument("--model", default="tiny", help="bundled model name or bundle path, labelled 'Mutual Forcing' "
+                    "in the table (default: tiny, the bundled joint-stage model)")
+    ev.add_argument("--baseline", help="bundle of the same model without the Mutual Forcing stage for the "
+                    "with/without rows (the bundled tiny is one: mf eval --model runs/tiny-mutual.safetensors "
+                    "--baseline tiny)")
     ev.add_argument("--clips", type=int, default=8, help="held-out reference clips (default: 8)")
     ev.add_argument("--seconds", type=float, default=4.0, help="length of each reference clip (default: 4)")
     ev.add_argument("--steps", type=int, nargs="+", default=[50, 8, 4, 1], help="step counts to compare (default: 50 8 4 1)")

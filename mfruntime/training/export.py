@@ -32,7 +32,9 @@ def export_bundle(runs: Path, preset_name: str, out: str | Path, transformer_sta
         if not weights.is_file():
             raise UserFacingError(f"{weights} is missing: train stage {stage} first (mf train --stage {stage})")
         getattr(model, attr).load_state_dict(load_weights(weights))
-    for stage in (n for n in STAGE_NAMES if n not in ("probe", "syncnet")):  # the lineage: metrics, wall times
+    model_stages = [n for n in STAGE_NAMES if n not in ("probe", "syncnet")]
+    meta["transformer"] = transformer_stage
+    for stage in model_stages[: model_stages.index(transformer_stage) + 1]:  # the lineage: metrics, wall times
         doc = _stage_info(root / stage / "final.json")
         if doc is not None:
             meta["stages"][stage] = doc
