@@ -2,7 +2,7 @@
 
 Everything that depends on time is derived from three numbers — the video frame
 rate, the audio sample rate and the chunk length — so no other module needs a
-magic constant (DESIGN.md, "Chunks": one chunk = 160 ms = 4 video frames).
+magic constant (one chunk = 160 ms = 4 video frames; docs/MODEL.md).
 """
 from __future__ import annotations
 
@@ -150,7 +150,7 @@ class StreamConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The dual-mode causal audio-video model (DESIGN.md, "Model shape")."""
+    """The dual-mode causal audio-video model (docs/MODEL.md)."""
 
     media: MediaConfig = MediaConfig()  # time base: fps, sample rate, chunk length
     video_codec: VideoCodecConfig = VideoCodecConfig()

@@ -1,6 +1,6 @@
 """Flow matching (rectified flow) parametrisation, noise schedules and the Euler sampler.
 
-Kept apart from the network (STYLE.md §4): the network predicts a velocity given
+Kept apart from the network: the network predicts a velocity given
 (x_t, t, d) and knows nothing about step counts; schedules are pure functions
 returning the grid of t values; the sampler walks the grid. Few-step and
 multi-step generation differ only in the schedule (and hence the step size d

@@ -1,4 +1,4 @@
-"""The twin-stream block-causal transformer (DESIGN.md, "Model shape").
+"""The twin-stream block-causal transformer (docs/MODEL.md).
 
 A video stream and an audio stream of :class:`StreamBlock`s run in lockstep,
 layer by layer: each stream's self-attention covers its sink, its cached chunks

@@ -2,7 +2,7 @@
 
 Stage 1 trains an audio-only and a video-only generator with the flow-matching
 loss under teacher forcing: every chunk of a window gets its own noise level
-t ~ U(0, 1) and sees the clean chunks before it (DESIGN.md, "Two stages").
+t ~ U(0, 1) and sees the clean chunks before it (docs/TRAINING.md, "Stages").
 Stage 2 loads both into the twin-stream model (cross-modal attention starts at
 zero) and fine-tunes on paired clips with the same loss on both streams plus a
 synchronisation loss (see :class:`JointStage`).
