@@ -53,6 +53,7 @@ log_every = 1
 rollout_chunks = 2
 teacher_steps = 4
 shortcut_weight = 0.5
+drive_fraction = 0.5
 init_from = ["joint"]
 [stages.probe]
 steps = {steps}
@@ -239,3 +240,23 @@ def test_recipe_model_switches(tmp_path):
         load_recipe(p)
     for ablation in (Path(__file__).parents[1] / "recipes" / "ablations").glob("*.toml"):
         load_recipe(ablation).model_config()  # the shipped ablation recipes are valid
+
+
+def test_mutual_stage_keeps_driven_audio_clean(trained_runs):
+    """Audio-driven examples in the Mutual Forcing rollout: the audio stream is the given speech throughout,
+    so what the rollout commits for audio is exactly the real latents, and the losses stay finite."""
+    tmp, recipe, _ = trained_runs
+    st = STAGES["mutual"](preset("tiny"), recipe.stage("mutual"), recipe.data, tmp / "runs" / "tiny", progress=False)
+    st.load_init("joint", load_weights(st.stage_output("joint")))
+    st.prepare()
+    batch = st.make_batch([0, 1], step_generator(0, 0, 0))
+    batch["drive"] = torch.tensor([True, False])
+    batch["phonemes"].mask[0] = False
+    committed = []
+    original = st.net.commit
+    st.net.commit = lambda state, x, ph: (committed.append(x["audio"].clone()), original(state, x, ph))[1]
+    out = st(batch, step_generator(1, 0, 0))
+    assert torch.isfinite(out["loss"])
+    for k, audio in enumerate(committed):
+        assert torch.equal(audio[0, 0], batch["audio"][0, k])  # driven: the real latents
+        assert not torch.equal(audio[1, 0], batch["audio"][1, k])  # generated

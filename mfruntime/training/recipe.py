@@ -53,7 +53,7 @@ class StageRecipe:
     spectrum_weight: float = 10.0  # codec-audio: compressed-spectrum (complex + magnitude) loss weight
     sync_weight: float = 0.1  # joint/mutual: synchronisation loss weight
     sync_temperature: float = 0.1  # joint/mutual: InfoNCE temperature
-    drive_fraction: float = 0.0  # joint: fraction of windows trained in audio-driven mode (clean audio, no phonemes)
+    drive_fraction: float = 0.0  # joint/mutual: fraction of windows trained in audio-driven mode (clean audio, no phonemes)
     few_steps: tuple[int, ...] = (1, 2, 4)  # mutual: few-step counts sampled per rollout
     teacher_steps: int = 16  # mutual: multi-step teacher steps
     rollout_chunks: int = 4  # mutual: chunks per self-generated rollout

@@ -17,6 +17,10 @@ One training step over a window of R chunks, chunk by chunk, exactly as at infer
      steps of size d:  L_SC = ‖ v_θ(x_t, t, 2d) − sg(½[v_θ(x_t, t, d) + v_θ(x_{t−d}, t − d, d)]) ‖².
   5. Commit x̂_0^few (detached) to the cache and move to the next chunk.
 
+  Audio-driven examples (a ``drive_fraction`` of the windows, as in the joint stage): the audio stream is the
+  real speech at t = 0 throughout (no phonemes, no audio loss), so the few-step face learns to follow given
+  speech too.
+
   L = w_D · L_D + w_FM · L_FM + w_SC · L_SC (+ the synchronisation loss of stage 2), averaged over chunks.
 """
 from __future__ import annotations
@@ -47,9 +51,18 @@ class MutualStage(JointStage):
             super().load_init(stage, weights)
         self.net.load_state_dict(weights, strict=True)
 
-    def _step_fn(self, state: StreamState, ph: PhonemeWindow):
+    def _step_fn(self, state: StreamState, ph: PhonemeWindow, drive: torch.Tensor | None):
+        """The chunk step as a sampler step function. For audio-driven examples (``drive`` (B,) True) the audio
+        stream is the given clean latents: it is shown at t = d = 0 and its velocity is zero, so it stays put."""
         def fn(x, t, d, _cond):
-            return self.net.chunk_step(state, x, {s: t for s in x}, {s: d for s in x}, ph)
+            tt, dd = {s: t for s in x}, {s: d for s in x}
+            if drive is not None:
+                tt["audio"] = torch.where(drive, 0.0, torch.full(drive.shape, float(t)))
+                dd["audio"] = torch.where(drive, 0.0, torch.full(drive.shape, float(d)))
+            v = self.net.chunk_step(state, x, tt, dd, ph)
+            if drive is not None:
+                v = {**v, "audio": v["audio"] * (~drive).float().view(-1, *[1] * (v["audio"].dim() - 1))}
+            return v
         return fn
 
     def forward(self, batch, g):
@@ -63,10 +76,15 @@ class MutualStage(JointStage):
         d_choices = torch.tensor(MULTI_STEP_D)
         l_d = l_fm = l_sc = torch.zeros(())
         produced: dict[str, list[torch.Tensor]] = {s: [] for s in streams}
+        drive = batch.get("drive")  # audio-driven examples (their phonemes are already masked)
+        drive = drive if drive is not None and bool(drive.any()) and "audio" in streams else None
         for k in range(chunks):
             ph = _window(batch["phonemes"], k)
-            step = self._step_fn(state, ph)
+            step = self._step_fn(state, ph, drive)
             noise = {s: torch.randn((b, *net.latent_shape(s, 1)), generator=g) for s in streams}
+            if drive is not None:  # the given speech instead of noise: it is the context the face follows
+                real = batch["audio"][:, k:k + 1]
+                noise["audio"] = torch.where(drive.view(-1, 1, 1, 1), real, noise["audio"])
             # 1. few-step rollout on self-generated context; gradient through the last n − j steps.
             j = int(torch.randint(n, (1,), generator=g))
             x = noise
@@ -83,9 +101,17 @@ class MutualStage(JointStage):
             t = torch.rand(b, generator=g)
             d = d_choices[torch.randint(len(MULTI_STEP_D), (b,), generator=g)]
             eps = {s: torch.randn(x0[s].shape, generator=g) for s in streams}
-            xt = {s: FlowMatching.noisy(x0[s], eps[s], t[:, None]) for s in streams}
-            v = net.chunk_step(state, xt, {s: t for s in streams}, {s: d for s in streams}, ph)
-            l_fm = l_fm + sum(F.mse_loss(v[s], FlowMatching.velocity_target(x0[s], eps[s])) for s in streams)
+            ts, ds = {s: t for s in streams}, {s: d for s in streams}
+            weight = {s: torch.ones(b) for s in streams}
+            if drive is not None:  # driven audio is clean input (t = 0) and has no loss
+                ts["audio"] = torch.where(drive, torch.zeros_like(t), t)
+                ds["audio"] = torch.where(drive, torch.zeros_like(d), d)
+                weight["audio"] = (~drive).float()
+            xt = {s: FlowMatching.noisy(x0[s], eps[s], ts[s][:, None]) for s in streams}
+            v = net.chunk_step(state, xt, ts, ds, ph)
+            for s in streams:
+                err = (v[s] - FlowMatching.velocity_target(x0[s], eps[s])).pow(2).flatten(1).mean(1)  # (B,)
+                l_fm = l_fm + (err * weight[s]).sum() / weight[s].sum().clamp_min(1.0)
             # 4. shortcut self-consistency: one 2d step vs two d steps (targets without gradient).
             if r.shortcut_weight > 0:
                 l_sc = l_sc + self._shortcut(state, ph, xt, t, g)
