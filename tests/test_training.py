@@ -260,3 +260,20 @@ def test_mutual_stage_keeps_driven_audio_clean(trained_runs):
     for k, audio in enumerate(committed):
         assert torch.equal(audio[0, 0], batch["audio"][0, k])  # driven: the real latents
         assert not torch.equal(audio[1, 0], batch["audio"][1, k])  # generated
+
+
+def test_mutual_rollouts_start_from_inference_temperature_noise(trained_runs):
+    """The few-step mode is taught from the noise it starts from live: each stream's rollout noise is the
+    standard normal draw scaled by that stream's default GenerationOptions temperature."""
+    from mfruntime.model.generate import GenerationOptions
+
+    tmp, recipe, _ = trained_runs
+    st = STAGES["mutual"](preset("tiny"), recipe.stage("mutual"), recipe.data, tmp / "runs" / "tiny", progress=False)
+    noise = st.rollout_noise(3, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    options = GenerationOptions()
+    temps = {"audio": options.audio_temperature, "video": options.video_temperature}
+    for s in st.streams:  # drawn in the stage's stream order
+        temp = temps[s]
+        raw = torch.randn((3, *st.net.latent_shape(s, 1)), generator=g)
+        assert torch.allclose(noise[s], temp * raw)

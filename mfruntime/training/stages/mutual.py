@@ -7,6 +7,8 @@ One training step over a window of R chunks, chunk by chunk, exactly as at infer
      x ← x − d_i · v_θ(x, t_i, d_i | cache) over the uniform n-step grid, with the cache holding the
      model's *own* previous few-step outputs. Gradient flows only through the last n − j steps for a
      random j (truncated backpropagation, as in Self Forcing); earlier steps run without gradient.
+     ε_k is drawn at the inference temperatures (``GenerationOptions``: the starting noise scaled per
+     stream), so the few-step mode is taught from exactly the noise it starts from when it runs live.
   2. Multi-step target. The same weights integrate the same ε_k over a teacher_steps grid (small d),
      from the same self-generated cache, without gradient: x̃_0.
      Distillation:  L_D = ‖ x̂_0^few − sg(x̃_0^multi) ‖².
@@ -28,6 +30,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mfruntime.model.generate import GenerationOptions
 from mfruntime.model.phonemes import PhonemeWindow
 from mfruntime.model.transformer import StreamState
 from mfruntime.sampling import FlowMatching, euler_sample, uniform_schedule
@@ -50,6 +53,12 @@ class MutualStage(JointStage):
         if stage not in ("joint", "mutual"):
             super().load_init(stage, weights)
         self.net.load_state_dict(weights, strict=True)
+
+    def rollout_noise(self, b: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        """Starting noise of one chunk's rollouts, scaled by the default inference temperature of each stream."""
+        options = GenerationOptions()
+        scale = {"audio": options.audio_temperature, "video": options.video_temperature}
+        return {s: scale[s] * torch.randn((b, *self.net.latent_shape(s, 1)), generator=g) for s in self.streams}
 
     def _step_fn(self, state: StreamState, ph: PhonemeWindow, drive: torch.Tensor | None):
         """The chunk step as a sampler step function. For audio-driven examples (``drive`` (B,) True) the audio
@@ -81,7 +90,7 @@ class MutualStage(JointStage):
         for k in range(chunks):
             ph = _window(batch["phonemes"], k)
             step = self._step_fn(state, ph, drive)
-            noise = {s: torch.randn((b, *net.latent_shape(s, 1)), generator=g) for s in streams}
+            noise = self.rollout_noise(b, g)
             if drive is not None:  # the given speech instead of noise: it is the context the face follows
                 real = batch["audio"][:, k:k + 1]
                 noise["audio"] = torch.where(drive.view(-1, 1, 1, 1), real, noise["audio"])
