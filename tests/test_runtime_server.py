@@ -99,17 +99,39 @@ def test_bad_requests_get_error_replies(server, client):
                             ({"op": "say", "character": "default", "text": ""}, "empty"),
                             ({"op": "say", "character": "default", "text": "x" * 3000}, "characters"),
                             ({"op": "say", "character": "default", "text": 5}, "must be str"),
+                            ({"op": "say", "character": "default", "text": "Hello\x00world"}, "U\\+0000 \\(NUL\\) at position 5"),
                             ({"op": "set_steps", "character": "default", "steps": 99}, "steps must be"),
                             ({"op": "fly"}, "unknown op"),
                             ({"op": "ping", "v": 7}, "version"),
                             ({"op": "drive", "character": "default", "pcm": b"abc", "sample_rate": 16000}, "multiple of 4"),
                             ({"op": "set_character", "character": "x", "image": b"nope"}, "neither raw RGB"),
-                            ({"op": "set_character", "character": "x", "image": b"\0" * 5, "width": 2, "height": 2}, "2×2×3")]:
+                            ({"op": "set_character", "character": "x", "image": b"\0" * 5, "width": 2, "height": 2}, "2×2×3"),
+                            ({"op": "set_character", "character": "x"}, "exactly one of 'image'"),
+                            ({"op": "set_character", "character": "default", "voice": "en-us+f2"}, "exactly one of"),
+                            ({"op": "set_character", "character": "x", "image": b"\0" * 12, "face_seed": 3}, "not both"),
+                            ({"op": "set_character", "character": "x", "image": b"\0" * 12, "width": -2, "height": 2},
+                             "width must be a whole number of pixels from 1 to 8192, got -2")]:
         op = fields.pop("op")
         with pytest.raises(ServerError, match=message):
             client.request(op, **fields)
     assert client.request("set_steps", character="default", steps=2)["steps"] == 2
     client.request("set_steps", character="default", steps=4)
+
+
+def test_unreadable_image_error_shows_the_bytes_not_a_python_object(server, client):
+    with pytest.raises(ServerError) as err:
+        client.request("set_character", character="x", image=b"GIF8junk")
+    assert "8 image bytes (starting 47 49 46 38 6a 75 6e 6b)" in str(err.value) and "object at 0x" not in str(err.value)
+    assert "x" not in client.request("ping")["characters"]  # nothing was half-made
+
+
+def test_a_request_split_over_several_frames_gets_an_error_not_a_guess(server, client):
+    first, second = (msgpack.packb({"op": "say", "character": "default", "text": t}) for t in ("one", "two"))
+    client.sock.send_multipart([first, second])
+    assert client.sock.poll(30_000)
+    reply = msgpack.unpackb(client.sock.recv(), raw=False)
+    assert reply["status"] == "error" and "one message frame" in reply["error"]
+    assert client.request("ping")["status"] == "ok"
 
 
 def test_oversized_messages_leave_the_server_serving(server, client):

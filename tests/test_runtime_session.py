@@ -112,6 +112,18 @@ def test_drive_lip_syncs_given_audio_and_returns_it(session):
     assert len(list(session.drive(stereo_int16, sr))) == len(chunks)
 
 
+def test_drive_refuses_audio_at_the_wrong_scale_and_warns_when_it_clips(session, caplog):
+    loud = np.full(1600, 10.0, np.float32)
+    with pytest.raises(ValueError, match="peak is 10: scale it"):
+        session.drive(loud, 16000)
+    hot = np.zeros(3200, np.float32)
+    hot[100:110] = 1.2
+    with caplog.at_level("WARNING", logger="mfruntime.runtime.session"):
+        chunks = list(session.drive(hot, 16000))
+    assert "10 samples above 1.0 are clipped" in caplog.text
+    assert max(float(np.abs(c.pcm).max()) for c in chunks) <= 1.0
+
+
 @pytest.mark.parametrize("pcm, rate, message", [
     (np.zeros(0, np.float32), 16000, "empty"),
     (np.full(1600, np.nan, np.float32), 16000, "NaN"),
@@ -125,7 +137,10 @@ def test_drive_rejects_bad_audio(session, pcm, rate, message):
         session.drive(pcm, rate)
 
 
-@pytest.mark.parametrize("text, message", [("", "empty"), ("   ", "empty"), ("a" * 5000, "characters"), (None, "string")])
+@pytest.mark.parametrize("text, message", [("", "empty"), ("   ", "empty"), ("a" * 5000, "characters"), (None, "string"),
+                                           ("Hello\x00world", "U\\+0000 \\(NUL\\) at position 5"),
+                                           ("\x00Hello world", "U\\+0000 \\(NUL\\) at position 0"),
+                                           ("\ud83d", "surrogate")])
 def test_say_rejects_bad_text_at_call_time(session, text, message):
     with pytest.raises(ValueError, match=message):
         session.say(text)

@@ -30,11 +30,10 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from mfruntime.config import DEFAULT_MEDIA
+from mfruntime.data.spoken_text import MAX_TEXT_CHARS, prepare_text  # noqa: F401  (MAX_TEXT_CHARS re-exported)
 
 log = logging.getLogger(__name__)
 
-#: Longest text accepted in one call; longer text should be split into sentences.
-MAX_TEXT_CHARS = 2_000
 
 # espeak_AUDIO_OUTPUT / options / event types / parameters (speak_lib.h).
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -252,14 +251,11 @@ def _clean_symbol(raw: str) -> tuple[str, bool]:
 def synthesize(text: str, voice: Voice | None = None, sample_rate: int = DEFAULT_MEDIA.sample_rate) -> Speech:
     """Speak ``text`` with eSpeak NG and return the waveform with per-phoneme timings.
 
-    Raises ValueError for empty or over-long text and for an unknown voice.
+    The text is checked and normalised by :func:`~mfruntime.data.spoken_text.prepare_text` (control characters,
+    NUL, unpaired surrogates and non-Latin letters are refused, naming the character and its position).
+    Raises ValueError for such text, for empty or over-long text and for an unknown voice.
     """
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("text to speak is empty: pass at least one word")
-    if len(text) > MAX_TEXT_CHARS:
-        raise ValueError(
-            f"text is {len(text)} characters, more than the {MAX_TEXT_CHARS} allowed in one call: split it into sentences"
-        )
+    text = prepare_text(text)
     voice = voice or Voice()
     with _lock:
         engine = _get_engine()

@@ -197,6 +197,9 @@ class Server:
             return {"server": f"mfruntime {__version__}", "protocol": PROTOCOL_VERSION,
                     "characters": list(self.characters), "stream": self.stream_address}
         if op == "set_character":
+            if ("image" in req) == ("face_seed" in req):
+                raise ProtocolError("set_character needs exactly one of 'image' (a picture) or 'face_seed' "
+                                    "(a built-in face)" + (", not both" if "image" in req else ""))
             image = None
             if "image" in req:
                 image = _decode_image(req["image"], req.get("width"), req.get("height"))
@@ -244,10 +247,13 @@ class Server:
                     "width": s.size, "height": s.size, "fps": s.fps, "sample_rate": s.sample_rate, "steps": s.steps}
         raise ProtocolError(f"unknown op {op!r}")  # decode_request lets only known ops through
 
-    def _reply_to(self, payload: bytes) -> bytes:
+    def _reply_to(self, payload: bytes | None) -> bytes:
         self._count("requests")
         rid = None
         try:
+            if payload is None:
+                raise ProtocolError("a request is one message frame (after the empty delimiter for REQ sockets); "
+                                    "this message had several: send one msgpack map per request")
             req = decode_request(payload)
             rid = req.get("id")
             return encode_reply(rid, **self.handle(req))
@@ -325,9 +331,10 @@ class Server:
                 frames = router.recv_multipart()
                 if len(frames) < 2:
                     continue
-                reply = self._reply_to(frames[-1])
+                envelope, body = _split_envelope(frames)
+                reply = self._reply_to(body)
                 try:
-                    router.send_multipart([*frames[:-1], reply], flags=zmq.NOBLOCK)
+                    router.send_multipart([*envelope, reply], flags=zmq.NOBLOCK)
                 except zmq.ZMQError:
                     pass  # the client vanished
         finally:
@@ -396,11 +403,24 @@ class Server:
         self.close()
 
 
+def _split_envelope(frames: list[bytes]) -> tuple[list[bytes], bytes | None]:
+    """ROUTER frames → (reply envelope, request body). A DEALER sends one frame, a REQ socket an empty delimiter
+    and one frame; anything else has no single request in it (body None: answered with an error)."""
+    if len(frames) == 2:
+        return frames[:1], frames[1]
+    if len(frames) == 3 and frames[1] == b"":
+        return frames[:2], frames[2]
+    return frames[:1], None
+
+
 def _decode_image(data: bytes, width: int | None, height: int | None) -> np.ndarray:
     """Raw RGB bytes (with width and height) or an encoded image file (PNG, JPEG, …)."""
     if width is not None or height is not None:
-        if width is None or height is None or width < 1 or height < 1:
+        if width is None or height is None:
             raise ProtocolError("set_character: raw RGB images need both width and height")
+        for name, value in (("width", width), ("height", height)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8192:
+                raise ProtocolError(f"set_character: {name} must be a whole number of pixels from 1 to 8192, got {value!r}")
         if len(data) != width * height * 3:
             raise ProtocolError(f"set_character: {len(data)} bytes is not {width}×{height}×3 RGB")
         return np.frombuffer(data, np.uint8).reshape(height, width, 3)
@@ -412,5 +432,5 @@ def _decode_image(data: bytes, width: int | None, height: int | None) -> np.ndar
                 raise ProtocolError(f"set_character: image is {im.width}×{im.height}, too large")
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError) as exc:
-        raise ProtocolError(f"set_character: image bytes are neither raw RGB (give width and height) "
-                            f"nor a readable image file ({exc})") from exc
+        raise ProtocolError(f"set_character: the {len(data)} image bytes (starting {data[:8].hex(' ')}) are neither raw "
+                            "RGB (give width and height) nor a readable PNG/JPEG/BMP/… file") from exc

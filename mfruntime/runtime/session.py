@@ -27,6 +27,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from mfruntime.data.speech import Voice, synthesize
+from mfruntime.data.spoken_text import prepare_text
 from mfruntime.model.generate import GenerationOptions, Generator
 from mfruntime.runtime.backends import pick_backend, resolve_device
 from mfruntime.runtime.character import as_voice, default_character, prepare_image, voice_sample
@@ -35,6 +36,7 @@ from mfruntime.runtime.registry import shared_model
 log = logging.getLogger(__name__)
 
 MAX_DRIVE_SECONDS = 600.0
+MAX_DRIVE_PEAK = 2.0  # float driving audio louder than this is refused (wrong scale); above 1.0 it is clipped with a warning
 SPEECH_CACHE = 256  # (text, voice) pairs whose eSpeak timing is kept
 MAX_STEPS = 50
 
@@ -107,6 +109,13 @@ def prepare_pcm(pcm, sample_rate: int, target_rate: int) -> np.ndarray:
         raise ValueError(f"driving audio is {a.size / sample_rate:.0f} s, more than {MAX_DRIVE_SECONDS:.0f} s in one call: split it")
     if not np.all(np.isfinite(a)):
         raise ValueError("driving audio contains NaN or infinite samples")
+    peak = float(np.abs(a).max())
+    if peak > MAX_DRIVE_PEAK:
+        raise ValueError(f"float driving audio must lie in −1…1, but its peak is {peak:g}: scale it (int16 values "
+                         "stored as float need dividing by 32768)")
+    if peak > 1.0:
+        over = int(np.count_nonzero(np.abs(a) > 1.0))
+        log.warning("driving audio peaks at %.3f: %d samples above 1.0 are clipped", peak, over)
     a = a.astype(np.float32)
     if sample_rate != target_rate:
         g = gcd(int(sample_rate), target_rate)
@@ -189,9 +198,7 @@ class Session:
         start = time.perf_counter()
         steps = self._steps if steps is None else _check_steps(steps)
         v = as_voice(voice, self._voice)
-        if not isinstance(text, str):
-            raise ValueError(f"text must be a string, got {type(text).__name__}")
-        speech = speak_timing(text, v, self.sample_rate)  # phoneme timing from eSpeak NG
+        speech = speak_timing(prepare_text(text), v, self.sample_rate)  # phoneme timing from eSpeak NG
         n = max(1, math.ceil(speech.duration / self.cfg.media.chunk_seconds - 1e-9))
         with self._lock:
             if v != self._voice:
