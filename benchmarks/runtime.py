@@ -26,6 +26,9 @@ Three parts, measured in one run so the numbers are side by side:
 3. End to end through ``mf serve`` (in this process, eager, the engine on the main thread as ``mf serve``
    runs it): a say request over the control socket until the first chunk arrives on a SUB socket, and
    until the line's end; next to part 1's eager TTFC (the difference is what the wire and the server add).
+
+4. With ``--contention N`` (instead of 1–3): every thread setting, idle and with N busy processes, side by
+   side (benchmarks/contention.py).
 """
 from __future__ import annotations
 
@@ -283,6 +286,16 @@ def print_transport(rows: list[dict], args: argparse.Namespace) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
+    if args.contention:  # part 4 on its own: see benchmarks/contention.py
+        from benchmarks import contention
+
+        print(f"contention, {args.contention} busy process(es):", flush=True)
+        rows = contention.run(args.contention, args.repeats, args.rounds_contention)
+        contention.print_rows(rows, args.contention, args.repeats, args.rounds_contention)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"contention": rows}, indent=2) + "\n")
+            print(f"\nwrote {args.json}")
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), pyzmq {zmq.__version__} "
@@ -327,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-messages", type=int, default=500, help="messages per size for latency (default: 500)")
     p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="frame sizes in px (default: 64 128 256)")
     p.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
+    p.add_argument("--contention", type=int, default=0, metavar="N",
+                   help="instead of the parts above: each thread setting idle and with N busy processes "
+                        "(benchmarks/contention.py)")
+    p.add_argument("--rounds-contention", type=int, default=2, help="rounds of the contention comparison (default: 2)")
     p.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
     return p
 

@@ -147,7 +147,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     session = Session(model=args.model, device=args.device, steps=args.steps, backend=args.backend,
-                      character=args.image, voice=args.voice)
+                      character=args.image, voice=args.voice, threads=args.threads)
     load = time.perf_counter() - start
     frames, pcm = [], []
     for chunk in session.say(args.text):
@@ -170,7 +170,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     cfg = ServeConfig(bind=args.bind, stream=args.stream, model=args.model, device=args.device, backend=args.backend,
                       steps=args.steps, characters=tuple(args.character or ["default"]), max_characters=args.max_characters,
-                      send_hwm=args.send_hwm, allow_remote=args.allow_remote)
+                      send_hwm=args.send_hwm, allow_remote=args.allow_remote, threads=args.threads)
     server = Server(cfg)
 
     def on_signal(signum, _frame) -> None:
@@ -195,6 +195,18 @@ def _add_session_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", choices=("auto", "eager", "compile", "tensorrt"),
                    help="chunk-step backend (default: auto = the fastest that works here)")
     p.add_argument("--steps", type=int, default=4, help="denoising steps per chunk: 1-4 live, 8-50 quality (default: 4)")
+    p.add_argument("--threads", type=_threads_arg, default="auto",
+                   help="CPU threads for generation: a number, or auto = the cores other processes leave free, "
+                        "re-measured every chunk (default: auto)")
+
+
+def _threads_arg(value: str):
+    from mfruntime.runtime.threads import check_threads
+
+    try:
+        return check_threads(value if value == "auto" else int(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,6 +32,7 @@ from mfruntime.runtime.character import default_character
 from mfruntime.runtime.protocol import (MAX_SOCKET_MESSAGE_BYTES, PROTOCOL_VERSION, ProtocolError, decode_request,
                                         encode_chunk, encode_reply)
 from mfruntime.runtime.session import Chunk, Session
+from mfruntime.runtime.threads import check_threads
 
 log = logging.getLogger(__name__)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -51,8 +52,10 @@ class ServeConfig:
     publish_queue: int = 256  # chunks waiting for the publisher thread before the server drops
     allow_remote: bool = False  # binding beyond loopback must be asked for
     seed: int = 0
+    threads: int | str = "auto"  # CPU threads per chunk: a number, or "auto" (the cores other processes leave free)
 
     def __post_init__(self) -> None:
+        check_threads(self.threads)
         for addr in (self.bind, self.stream):
             if addr is None:
                 continue
@@ -158,7 +161,8 @@ class Server:
     def _add_character(self, cid: str, image, face_seed: int | None, voice: str | None) -> Character:
         if len(self.characters) >= self.cfg.max_characters:
             raise ValueError(f"the server already runs {self.cfg.max_characters} characters (--max-characters)")
-        session = Session(self.cfg.model, self.cfg.device, self.cfg.steps, self.cfg.backend, seed=self.cfg.seed)
+        session = Session(self.cfg.model, self.cfg.device, self.cfg.steps, self.cfg.backend, seed=self.cfg.seed,
+                          threads=self.cfg.threads)
         if image is None and face_seed is not None:
             image = default_character(session.size, face_seed)
         if image is not None:

@@ -32,6 +32,7 @@ from mfruntime.model.generate import GenerationOptions, Generator
 from mfruntime.runtime.backends import pick_backend, resolve_device
 from mfruntime.runtime.character import as_voice, default_character, prepare_image, voice_sample
 from mfruntime.runtime.registry import shared_model
+from mfruntime.runtime.threads import THREADS_AUTO, ThreadPolicy
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class SessionStats:
     backend: str
     device: str
     steps: int
+    threads: int  # CPU threads the latest chunk ran with
+    threads_setting: int | str  # the Session's setting: a number, or "auto" (the cores other processes leave free)
     utterances: int
     chunks: int
     ttfc_ms: float | None  # time from say()/drive() to the first chunk of the latest utterance
@@ -127,7 +130,9 @@ class Session:
     """A talking character backed by a (shared) model. See the module doc for an example."""
 
     def __init__(self, model: str = "tiny", device: str = "auto", steps: int = 4, backend: str = "auto",
-                 character=None, voice: Voice | str | None = None, seed: int = 0) -> None:
+                 character=None, voice: Voice | str | None = None, seed: int = 0,
+                 threads: int | str = THREADS_AUTO) -> None:
+        self._threads = ThreadPolicy(threads)  # checked first: a bad setting fails before the model loads
         self.device = resolve_device(device)
         self.backend = pick_backend(backend, self.device)
         self.model = shared_model(model, self.device, self.backend)
@@ -244,6 +249,7 @@ class Session:
                 if uid != self._utterance:
                     return  # a newer utterance took over
                 t0 = time.perf_counter()
+                self._threads.apply()  # CPU threads for this chunk (fixed, or what other processes leave free)
                 if source is None:
                     source = self._ensure_generator().generate(phonemes, n_chunks=n, driving_pcm=driving, steps=steps)
                 out = next(source)
@@ -274,7 +280,8 @@ class Session:
             ms = [1000 * t for t in self._chunk_times]
             pct = (lambda q: float(np.percentile(ms, q))) if ms else (lambda q: None)
             return SessionStats(
-                backend=self.backend, device=str(self.device), steps=self._steps, utterances=len(self._ttfc),
+                backend=self.backend, device=str(self.device), steps=self._steps, threads=self._threads.current,
+                threads_setting=self._threads.setting, utterances=len(self._ttfc),
                 chunks=self._chunks, ttfc_ms=1000 * self._ttfc[-1] if self._ttfc else None,
                 ttfc_ms_mean=1000 * float(np.mean(self._ttfc)) if self._ttfc else None,
                 rtf=self._compute_total / self._media_total if self._media_total else None,
