@@ -29,6 +29,9 @@ Three parts, measured in one run so the numbers are side by side:
 
 4. With ``--contention N`` (instead of 1–3): every thread setting, idle and with N busy processes, side by
    side (benchmarks/contention.py).
+
+5. With ``--control`` (instead of 1–3): ``ping`` and ``say`` reply times of ``mf serve`` while 20 new lines
+   are requested at once (benchmarks/control.py).
 """
 from __future__ import annotations
 
@@ -296,6 +299,16 @@ def main(args: argparse.Namespace) -> None:
             Path(args.json).write_text(json.dumps({"contention": rows}, indent=2) + "\n")
             print(f"\nwrote {args.json}")
         return
+    if args.control:  # part 5 on its own: see benchmarks/control.py
+        from benchmarks import control
+
+        print("control latency:", flush=True)
+        res = control.run(args.repeats)
+        control.print_result(res)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"control": res}, indent=2) + "\n")
+            print(f"\nwrote {args.json}")
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), pyzmq {zmq.__version__} "
@@ -343,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contention", type=int, default=0, metavar="N",
                    help="instead of the parts above: each thread setting idle and with N busy processes "
                         "(benchmarks/contention.py)")
+    p.add_argument("--control", action="store_true",
+                   help="instead of the parts above: mf serve's request latency while it works (benchmarks/control.py)")
     p.add_argument("--rounds-contention", type=int, default=2, help="rounds of the contention comparison (default: 2)")
     p.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
     return p

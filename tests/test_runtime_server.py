@@ -232,3 +232,28 @@ def test_characters_take_turns_chunk_by_chunk(server, client):
                     ended.add(h["character"])
     # Round robin: the right one starts long before the left one is done.
     assert order.index("right") < len(order) - order[::-1].index("left") - 5
+
+
+def test_requests_for_a_character_being_set_up_wait_in_order(server, client):
+    """set_character runs on the preparation thread; a say sent right behind it (without waiting for the reply)
+    follows it instead of failing with 'no character', and the character then speaks."""
+    with _subscribe(server, ["late1"]) as sub:
+        client.sock.send(encode_request("set_character", id="mk", character="late1", face_seed=4))
+        client.sock.send(encode_request("say", id="sp", character="late1", text="Right behind you."))
+        replies = {}
+        while len(replies) < 2:
+            assert client.sock.poll(30_000)
+            r = msgpack.unpackb(client.sock.recv(), raw=False)
+            replies[r["id"]] = r
+        assert replies["mk"]["status"] == "ok" and replies["sp"]["status"] == "ok", replies
+        chunks = list(sub.utterance())
+    assert chunks[-1].header["eou"] and not chunks[-1].header["interrupted"]
+
+
+def test_say_replies_before_espeak_and_unknown_voices_fail_at_once(server, client):
+    uid = client.request("say", character="default", text="A sentence nobody said before, number 8817.")["utterance"]
+    assert client.request("state", character="default")["utterance"] == uid
+    with pytest.raises(ServerError, match="unknown voice 'zz-nowhere\\+m1'"):
+        client.request("say", character="default", text="Hi.", voice="zz-nowhere+m1")
+    assert client.request("state", character="default")["utterance"] == uid  # the bad request ended nothing
+    client.request("interrupt", character="default")

@@ -211,3 +211,15 @@ def test_mf_demo_writes_a_playable_mp4(tmp_path, capsys):
         assert kinds == {"video": "h264", "audio": "aac"}
     assert main(["demo", "--text", "", "--out", str(out)]) == 2
     assert "empty" in capsys.readouterr().err
+
+
+def test_reserved_utterances_take_their_id_first_and_skip_work_once_superseded(session):
+    first = session.reserve_say("The first line.")
+    second = session.reserve_say("The second line.")
+    assert second.uid == first.uid + 1 and first.superseded and not second.superseded
+    first.prepare()  # superseded: eSpeak is not asked, nothing is generated
+    assert list(first.chunks()) == []
+    chunks = list(second.chunks())  # prepares on demand
+    assert chunks and chunks[-1].last and all(c.utterance == second.uid for c in chunks)
+    with pytest.raises(ValueError, match="unknown voice"):
+        session.reserve_say("Hi.", voice="xx-nowhere+m9")

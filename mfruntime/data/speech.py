@@ -205,6 +205,7 @@ class _Engine:
         for param, value in ((_PARAM_RATE, voice.rate), (_PARAM_PITCH, voice.pitch), (_PARAM_RANGE, voice.pitch_range)):
             self.lib.espeak_SetParameter(param, int(value), 0)
         self._voice = voice
+        _accepted_names.add(voice.name)
 
     def synth(self, text: str) -> tuple[np.ndarray, list[tuple[int, str]]]:
         self._chunks, self._events = [], []
@@ -234,9 +235,20 @@ def engine_started() -> bool:
     return _engine is not None
 
 
+_accepted_names: set[str] = set()  # voice names eSpeak NG has accepted in this process
+
+
+def voice_known(voice: Voice) -> bool:
+    """Whether ``voice`` will be accepted without asking eSpeak NG (a listed voice, or one it accepted before)."""
+    return voice.name in _accepted_names or voice.name in _LISTED
+
+
 def list_voices() -> list[str]:
     """Voice names this installation accepts for English text (accent × variant)."""
     return [f"{a}+{v}" for a in ENGLISH_ACCENTS for v in VOICE_VARIANTS]
+
+
+_LISTED = frozenset(list_voices())
 
 
 def _clean_symbol(raw: str) -> tuple[str, bool]:

@@ -1,7 +1,11 @@
 """``mf serve``: characters over ZeroMQ — a ROUTER control socket and a PUB stream socket.
 
-Threads: the control loop owns the ROUTER socket and answers every request at once (generation is never
-done on it); the engine generates for every character, one chunk per speaking character in turn
+Threads: the control loop owns the ROUTER socket and answers requests at once; nothing slow runs on it.
+``say``/``drive`` are checked and given their utterance id there (the reply goes out at once), while the
+preparation thread makes eSpeak NG's phoneme timing or resamples the audio; ``set_character`` (image
+decoding, a new Session) runs wholly on the preparation thread, which sends its reply when done, and a
+``say``/``drive`` for a character that is still being set up waits behind it, in order. The engine
+generates for every character, one chunk per speaking character in turn
 (round robin, so characters share the machine fairly), and hands chunks to the publisher thread, which
 owns the PUB socket. ZeroMQ sockets are used by one thread each. ``serve_forever`` runs the engine in
 the calling thread: on CPU, PyTorch's OpenMP pool is much faster in the thread that first used it
@@ -19,7 +23,7 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
@@ -31,7 +35,7 @@ from mfruntime.errors import UserFacingError
 from mfruntime.runtime.character import default_character
 from mfruntime.runtime.protocol import (MAX_SOCKET_MESSAGE_BYTES, PROTOCOL_VERSION, ProtocolError, decode_request,
                                         encode_chunk, encode_reply)
-from mfruntime.runtime.session import Chunk, Session
+from mfruntime.runtime.session import Chunk, PendingUtterance, Session
 from mfruntime.runtime.threads import check_threads
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,7 @@ class ServeConfig:
     allow_remote: bool = False  # binding beyond loopback must be asked for
     seed: int = 0
     threads: int | str = "auto"  # CPU threads per chunk: a number, or "auto" (the cores other processes leave free)
+    prepare_queue: int = 1024  # requests waiting for the preparation thread before the server answers "busy"
 
     def __post_init__(self) -> None:
         check_threads(self.threads)
@@ -65,8 +70,8 @@ class ServeConfig:
             if u.scheme == "tcp" and u.hostname not in (h.strip("[]") for h in LOOPBACK_HOSTS) and not self.allow_remote:
                 raise ValueError(f"{addr} is reachable from other machines; pass --allow-remote to do that on purpose "
                                  "(the protocol has no authentication yet)")
-        if self.max_characters < 1 or self.send_hwm < 1 or self.publish_queue < 1:
-            raise ValueError("max_characters, send_hwm and publish_queue must be at least 1")
+        if self.max_characters < 1 or self.send_hwm < 1 or self.publish_queue < 1 or self.prepare_queue < 1:
+            raise ValueError("max_characters, send_hwm, publish_queue and prepare_queue must be at least 1")
 
 
 def _stream_address(cfg: ServeConfig, control_endpoint: str) -> str:
@@ -81,13 +86,22 @@ def _stream_address(cfg: ServeConfig, control_endpoint: str) -> str:
     return f"{host}:{int(control_endpoint.rsplit(':', 1)[1]) + 1}"
 
 
+class _Deferred:
+    """A request answered by the preparation thread: ``fn()`` gives the reply fields (or raises)."""
+
+    def __init__(self, fn, cid: str) -> None:
+        self.fn, self.cid = fn, cid
+        self.envelope: list[bytes] = []
+        self.rid = None
+
+
 class Character:
     """One character: its Session and its queue of utterances, advanced a chunk at a time by the engine."""
 
     def __init__(self, cid: str, session: Session) -> None:
         self.cid, self.session = cid, session
-        self.jobs: deque = deque()  # (utterance id, chunk iterator) waiting; appended by the control thread
-        self.current: tuple | None = None  # the utterance being generated
+        self.jobs: deque[PendingUtterance] = deque()  # waiting utterances, in order; appended on request
+        self.current: tuple | None = None  # (utterance id, chunk iterator) being generated
         self.seq = 0  # next chunk of the current utterance
         self.ended = True  # the current utterance's end (eou) has been published
 
@@ -95,18 +109,23 @@ class Character:
     def speaking(self) -> bool:
         return self.current is not None or bool(self.jobs)
 
-    def submit(self, chunks) -> int:
-        """Queue an utterance (an iterator from Session.say/drive, already validated); returns its id."""
-        uid = self.session.utterance
-        self.jobs.append((uid, chunks))
-        return uid
+    def submit(self, pending: PendingUtterance) -> int:
+        """Queue an utterance (Session.reserve_say/reserve_drive: checked, id taken); returns its id."""
+        self.jobs.append(pending)
+        return pending.uid
 
     def step(self, publish) -> bool:
-        """Generate and publish this character's next chunk; False when it has nothing to do."""
+        """Generate and publish this character's next chunk; False when it has nothing to do (yet)."""
         if self.current is None:
-            if not self.jobs:
-                return False
-            self.current, self.seq, self.ended = self.jobs.popleft(), 0, False
+            if not self.jobs or not self.jobs[0].ready.is_set():
+                return False  # nothing queued, or its phoneme timing is still being made
+            pending = self.jobs.popleft()
+            self.seq, self.ended = 0, False
+            try:
+                self.current = (pending.uid, pending.chunks())
+            except Exception:  # e.g. eSpeak failed: end the utterance for receivers below
+                log.exception("character %s: utterance %d could not be prepared", self.cid, pending.uid)
+                self.current = (pending.uid, iter(()))
         uid, chunks = self.current
         try:
             chunk = next(chunks, None)
@@ -148,6 +167,10 @@ class Server:
         self._work = threading.Event()  # set when an utterance is queued: wakes the engine
         self._engine_done = threading.Event()
         self._ready = threading.Event()
+        self._prepare: queue.Queue = queue.Queue(maxsize=cfg.prepare_queue)  # PendingUtterance | _Deferred | None
+        self._deferred: Counter = Counter()  # character id → its requests waiting on the preparation thread
+        self._deferred_lock = threading.Lock()
+        self._replies_address = f"inproc://mf-replies-{id(self):x}"
         self._failed: BaseException | None = None
         self._ctx = zmq.Context()
         self._threads: list[threading.Thread] = []
@@ -204,21 +227,14 @@ class Server:
             if ("image" in req) == ("face_seed" in req):
                 raise ProtocolError("set_character needs exactly one of 'image' (a picture) or 'face_seed' "
                                     "(a built-in face)" + (", not both" if "image" in req else ""))
-            image = None
-            if "image" in req:
-                image = _decode_image(req["image"], req.get("width"), req.get("height"))
             cid = req["character"]
-            if cid in self.characters:
-                ch = self.characters[cid]
-                if image is None and "face_seed" in req:
-                    image = default_character(ch.session.size, req["face_seed"])
-                if image is not None:
-                    ch.session.set_character(image)
-                if "voice" in req:
-                    ch.session.set_voice(req["voice"])
-            else:
-                ch = self._add_character(cid, image, req.get("face_seed"), req.get("voice"))
-            return {"character": cid, "width": ch.session.size, "height": ch.session.size}
+            with self._deferred_lock:
+                if cid not in self.characters and not self._deferred[cid]:
+                    creating = sum(1 for c, n in self._deferred.items() if n and c not in self.characters)
+                    if len(self.characters) + creating >= self.cfg.max_characters:
+                        raise ValueError(f"the server already runs {self.cfg.max_characters} characters "
+                                         "(--max-characters)")
+            return self._defer(cid, lambda: self._set_character(req))
         if op == "stats":
             chars = [self._character(req)] if "character" in req else list(self.characters.values())
             per = {}
@@ -227,19 +243,15 @@ class Server:
                 st.pop("chunk_ms")
                 per[ch.cid] = st
             return {"server": {**self.counters, "uptime_s": round(time.time() - self.started, 3)}, "characters": per}
+        if op in ("say", "drive"):
+            cid = req["character"]
+            with self._deferred_lock:
+                behind = self._deferred[cid] > 0
+            if behind:  # the character is still being set up: keep the order of its requests
+                return self._defer(cid, lambda: self._start_utterance(req))
+            return self._start_utterance(req)
         ch = self._character(req)
         s = ch.session
-        if op == "say":
-            uid = ch.submit(s.say(req["text"], req.get("voice"), req.get("steps")))
-            self._work.set()
-            return {"utterance": uid}
-        if op == "drive":
-            if len(req["pcm"]) % 4:
-                raise ProtocolError("drive: pcm must be float32 little-endian samples (a multiple of 4 bytes)")
-            pcm = np.frombuffer(req["pcm"], "<f4").astype(np.float32)
-            uid = ch.submit(s.drive(pcm, req["sample_rate"], req.get("steps")))
-            self._work.set()
-            return {"utterance": uid}
         if op == "interrupt":
             s.interrupt()
             return {"utterance": s.utterance if ch.speaking else None}
@@ -251,7 +263,49 @@ class Server:
                     "width": s.size, "height": s.size, "fps": s.fps, "sample_rate": s.sample_rate, "steps": s.steps}
         raise ProtocolError(f"unknown op {op!r}")  # decode_request lets only known ops through
 
-    def _reply_to(self, payload: bytes | None) -> bytes:
+    def _set_character(self, req: dict) -> dict:
+        """set_character, on the preparation thread: decode the image, make or update the character."""
+        image = None
+        if "image" in req:
+            image = _decode_image(req["image"], req.get("width"), req.get("height"))
+        cid = req["character"]
+        if cid in self.characters:
+            ch = self.characters[cid]
+            if image is None and "face_seed" in req:
+                image = default_character(ch.session.size, req["face_seed"])
+            if image is not None:
+                ch.session.set_character(image)
+            if "voice" in req:
+                ch.session.set_voice(req["voice"])
+        else:
+            ch = self._add_character(cid, image, req.get("face_seed"), req.get("voice"))
+        return {"character": cid, "width": ch.session.size, "height": ch.session.size}
+
+    def _defer(self, cid: str, fn) -> _Deferred:
+        with self._deferred_lock:
+            self._deferred[cid] += 1
+        return _Deferred(fn, cid)
+
+    def _start_utterance(self, req: dict) -> dict:
+        """say/drive: the checks and the utterance id now, the slow preparation on the preparation thread."""
+        ch = self._character(req)
+        s = ch.session
+        if self._prepare.full():
+            raise ValueError(f"the server is busy: {self.cfg.prepare_queue} requests are waiting to be prepared; "
+                             "try again shortly")
+        if req["op"] == "say":
+            pending = s.reserve_say(req["text"], req.get("voice"), req.get("steps"))
+        else:
+            if len(req["pcm"]) % 4:
+                raise ProtocolError("drive: pcm must be float32 little-endian samples (a multiple of 4 bytes)")
+            pcm = np.frombuffer(req["pcm"], "<f4").astype(np.float32)
+            pending = s.reserve_drive(pcm, req["sample_rate"], req.get("steps"))
+        ch.submit(pending)
+        self._prepare.put(pending)
+        return {"utterance": pending.uid}
+
+    def _reply_to(self, payload: bytes | None) -> bytes | _Deferred:
+        """A request → its encoded reply, or a _Deferred the preparation thread will answer."""
         self._count("requests")
         rid = None
         try:
@@ -260,16 +314,51 @@ class Server:
                                     "this message had several: send one msgpack map per request")
             req = decode_request(payload)
             rid = req.get("id")
-            return encode_reply(rid, **self.handle(req))
-        except (ProtocolError, ValueError, UserFacingError) as exc:
-            self._count("errors")
+            out = self.handle(req)
+            if isinstance(out, _Deferred):
+                out.rid = rid
+                return out
+            return encode_reply(rid, **out)
+        except Exception as exc:  # never let one request stop the server
+            return self._error_reply(rid, exc)
+
+    def _error_reply(self, rid, exc: Exception) -> bytes:
+        self._count("errors")
+        if isinstance(exc, (ValueError, UserFacingError)):  # ProtocolError is a ValueError
             if isinstance(exc, ProtocolError) and rid is None:
                 rid = exc.request_id
             return encode_reply(rid, "error", str(exc))
-        except Exception as exc:  # never let one request stop the server
-            self._count("errors")
-            log.exception("request failed")
-            return encode_reply(rid, "error", f"internal error: {type(exc).__name__}: {exc}")
+        log.error("request failed", exc_info=exc)
+        return encode_reply(rid, "error", f"internal error: {type(exc).__name__}: {exc}")
+
+    def _preparer(self) -> None:
+        """The preparation thread: eSpeak timing and resampling of utterances, and the deferred requests, in the
+        order they came; deferred replies go back to the control loop over an inproc socket."""
+        push = self._ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 0)
+        push.connect(self._replies_address)
+        try:
+            while True:
+                item = self._prepare.get()
+                if item is None:
+                    return
+                if isinstance(item, PendingUtterance):
+                    item.prepare()
+                    self._work.set()
+                    continue
+                try:
+                    reply = encode_reply(item.rid, **item.fn())
+                except Exception as exc:  # noqa: BLE001 — every deferred request gets a reply
+                    reply = self._error_reply(item.rid, exc)
+                finally:
+                    with self._deferred_lock:
+                        self._deferred[item.cid] -= 1
+                        if self._deferred[item.cid] <= 0:
+                            del self._deferred[item.cid]
+                self._work.set()
+                push.send_multipart([*item.envelope, reply])
+        finally:
+            push.close(0)
 
     # --- threads -------------------------------------------------------------------------------
     def _publisher(self, pub: zmq.Socket) -> None:
@@ -322,26 +411,52 @@ class Server:
                 if sock is not None:
                     sock.close(0)
             return
+        replies = self._ctx.socket(zmq.PULL)  # deferred replies from the preparation thread
+        replies.setsockopt(zmq.LINGER, 0)
+        replies.bind(self._replies_address)
         publisher = threading.Thread(target=self._publisher, args=(pub,), name="mf-publisher", daemon=True)
         publisher.start()
+        preparer = threading.Thread(target=self._preparer, name="mf-prepare", daemon=True)
+        preparer.start()
         self._ready.set()
         log.info("serving control on %s, stream on %s", self.control_address, self.stream_address)
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
+        poller.register(replies, zmq.POLLIN)
         try:
             while not self._stop.is_set():
-                if not poller.poll(100):
+                events = dict(poller.poll(100))
+                if replies in events:
+                    self._forward_replies(replies, router)
+                if router not in events:
                     continue
                 frames = router.recv_multipart()
                 if len(frames) < 2:
                     continue
                 envelope, body = _split_envelope(frames)
                 reply = self._reply_to(body)
+                if isinstance(reply, _Deferred):
+                    reply.envelope = envelope
+                    try:
+                        self._prepare.put_nowait(reply)
+                        continue
+                    except queue.Full:
+                        with self._deferred_lock:
+                            self._deferred[reply.cid] -= 1
+                        reply = self._error_reply(reply.rid, ValueError(
+                            f"the server is busy: {self.cfg.prepare_queue} requests are waiting; try again shortly"))
                 try:
                     router.send_multipart([*envelope, reply], flags=zmq.NOBLOCK)
                 except zmq.ZMQError:
                     pass  # the client vanished
         finally:
+            try:
+                self._prepare.put(None, timeout=30)  # after what is queued: deferred requests still get replies
+            except queue.Full:
+                log.warning("preparation queue full at shutdown")
+            preparer.join(timeout=30)
+            self._forward_replies(replies, router)
+            replies.close(0)
             router.close(0)
             self._engine_done.wait(30)  # the engine publishes the running utterances' ends first
             try:  # the stop marker goes behind the last chunks, so they are sent
@@ -352,6 +467,18 @@ class Server:
                 self._out.put(None)
             publisher.join(timeout=5)
             pub.close(linger=500)  # let the last chunks (utterance ends) leave
+
+    @staticmethod
+    def _forward_replies(replies: zmq.Socket, router: zmq.Socket) -> None:
+        while True:
+            try:
+                frames = replies.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                router.send_multipart(frames, flags=zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass  # the client vanished
 
     def _start_control(self) -> None:
         t = threading.Thread(target=self._control, name="mf-control", daemon=True)

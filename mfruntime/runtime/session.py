@@ -26,7 +26,7 @@ from typing import Iterator
 import numpy as np
 from scipy.signal import resample_poly
 
-from mfruntime.data.speech import Voice, synthesize
+from mfruntime.data.speech import Voice, synthesize, voice_known
 from mfruntime.data.spoken_text import prepare_text
 from mfruntime.model.generate import GenerationOptions, Generator
 from mfruntime.runtime.backends import pick_backend, resolve_device
@@ -95,6 +95,11 @@ def _check_steps(steps) -> int:
 
 def prepare_pcm(pcm, sample_rate: int, target_rate: int) -> np.ndarray:
     """User audio → mono float32 at ``target_rate``. int16 is scaled; (S, C) channels are averaged."""
+    return resample_pcm(check_pcm(pcm, sample_rate), sample_rate, target_rate)
+
+
+def check_pcm(pcm, sample_rate: int) -> np.ndarray:
+    """User audio → checked mono float32 at its own rate (the fast part of :func:`prepare_pcm`)."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or not 4_000 <= sample_rate <= 192_000:
         raise ValueError(f"sample_rate must be a whole number of Hz from 4000 to 192000, got {sample_rate!r}")
     a = np.asarray(pcm)
@@ -119,11 +124,51 @@ def prepare_pcm(pcm, sample_rate: int, target_rate: int) -> np.ndarray:
     if peak > 1.0:
         over = int(np.count_nonzero(np.abs(a) > 1.0))
         log.warning("driving audio peaks at %.3f: %d samples above 1.0 are clipped", peak, over)
-    a = a.astype(np.float32)
+    return a.astype(np.float32)
+
+
+def resample_pcm(a: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:
+    """Checked mono float32 (:func:`check_pcm`) → ``target_rate``, clipped to −1…1."""
     if sample_rate != target_rate:
         g = gcd(int(sample_rate), target_rate)
         a = resample_poly(a, target_rate // g, int(sample_rate) // g).astype(np.float32)
     return np.clip(a, -1.0, 1.0)
+
+
+class PendingUtterance:
+    """An utterance whose id is taken — it has already ended the one before — but whose slow preparation
+    (eSpeak NG's phoneme timing, resampling driving audio) has not run yet. ``prepare()`` runs it on any
+    thread; ``chunks()`` then iterates. A server takes the id on the thread that answers requests and
+    prepares elsewhere, so its replies never wait for eSpeak."""
+
+    def __init__(self, session: "Session", uid: int, start: float, steps: int, make) -> None:
+        self.session, self.uid, self.start, self.steps = session, uid, start, steps
+        self._make = make  # () → (n_chunks, phonemes, driving)
+        self._plan = None
+        self.ready = threading.Event()
+
+    @property
+    def superseded(self) -> bool:
+        return self.uid != self.session.utterance
+
+    def prepare(self) -> None:
+        """The slow part; skipped for an utterance a newer one has already replaced. Errors surface in chunks()."""
+        try:
+            self._plan = None if self.superseded else self._make()
+        except Exception as exc:  # noqa: BLE001 — handed to whoever iterates
+            self._plan = exc
+        finally:
+            self.ready.set()
+
+    def chunks(self) -> Iterator[Chunk]:
+        if not self.ready.is_set():
+            self.prepare()
+        if isinstance(self._plan, Exception):
+            raise self._plan
+        if self._plan is None:
+            return iter(())
+        n, phonemes, driving = self._plan
+        return self.session._run(self.uid, self.start, n, self.steps, phonemes=phonemes, driving=driving)
 
 
 class Session:
@@ -203,31 +248,59 @@ class Session:
         start = time.perf_counter()
         steps = self._steps if steps is None else _check_steps(steps)
         v = as_voice(voice, self._voice)
-        speech = speak_timing(prepare_text(text), v, self.sample_rate)  # phoneme timing from eSpeak NG
-        n = max(1, math.ceil(speech.duration / self.cfg.media.chunk_seconds - 1e-9))
+        text = prepare_text(text)
+        plan = self._speech_plan(text, v)  # eSpeak NG first: an unknown voice fails before anything is ended
         with self._lock:
-            if v != self._voice:
-                self._voice, self._generator = v, None
-            uid = self._begin()
-        return self._run(uid, start, n, steps, phonemes=speech.phonemes, driving=None)
+            uid = self._begin(v)
+        return self._run(uid, start, plan[0], steps, phonemes=plan[1], driving=None)
+
+    def reserve_say(self, text: str, voice: Voice | str | None = None, steps: int | None = None) -> PendingUtterance:
+        """Like say(), but only the fast checks run now; eSpeak runs in ``prepare()``. The voice must be one eSpeak
+        NG has already accepted in this process or one of ``mfruntime.data.speech.list_voices()``."""
+        start = time.perf_counter()
+        steps = self._steps if steps is None else _check_steps(steps)
+        v = as_voice(voice, self._voice)
+        if not voice_known(v):
+            raise ValueError(f"unknown voice {v.name!r}: use one of mfruntime.data.speech.list_voices(), "
+                             "e.g. en-us+m3 or en-gb-x-rp+f2")
+        text = prepare_text(text)
+        with self._lock:
+            uid = self._begin(v)
+        return PendingUtterance(self, uid, start, steps, lambda: self._speech_plan(text, v) + (None,))
+
+    def _speech_plan(self, text: str, voice: Voice) -> tuple:
+        """(chunks, phonemes) of cleaned ``text`` from eSpeak NG's timing."""
+        speech = speak_timing(text, voice, self.sample_rate)
+        return max(1, math.ceil(speech.duration / self.cfg.media.chunk_seconds - 1e-9)), speech.phonemes
 
     def drive(self, pcm, sample_rate: int = 16_000, steps: int | None = None) -> Iterator[Chunk]:
         """Lip-sync given speech: frames are generated, the PCM of each chunk is the input (at 16 kHz)."""
+        pending = self.reserve_drive(pcm, sample_rate, steps)
+        return pending.chunks()
+
+    def reserve_drive(self, pcm, sample_rate: int = 16_000, steps: int | None = None) -> PendingUtterance:
+        """Like drive(), but the resampling runs in ``prepare()``; the checks run now."""
         start = time.perf_counter()
         steps = self._steps if steps is None else _check_steps(steps)
-        audio = prepare_pcm(pcm, sample_rate, self.sample_rate)
-        spc = self.cfg.media.samples_per_chunk
-        n = math.ceil(audio.size / spc)
-        audio = np.pad(audio, (0, n * spc - audio.size))
+        audio = check_pcm(pcm, sample_rate)
         with self._lock:
             uid = self._begin()
-        return self._run(uid, start, n, steps, phonemes=None, driving=audio)
+        return PendingUtterance(self, uid, start, steps, lambda: self._drive_plan(audio, sample_rate))
+
+    def _drive_plan(self, audio: np.ndarray, sample_rate: int) -> tuple:
+        audio = resample_pcm(audio, sample_rate, self.sample_rate)
+        spc = self.cfg.media.samples_per_chunk
+        n = math.ceil(audio.size / spc)
+        return n, None, np.pad(audio, (0, n * spc - audio.size))
 
     def interrupt(self) -> None:
         """End the current utterance: at most one more chunk comes out (marked last and interrupted)."""
         self._interrupt.set()
 
-    def _begin(self) -> int:
+    def _begin(self, voice: Voice | None = None) -> int:
+        """Take the next utterance id (ending the running one); call with the lock held."""
+        if voice is not None and voice != self._voice:
+            self._voice, self._generator = voice, None
         self._utterance += 1
         self._interrupt.clear()
         return self._utterance
@@ -245,15 +318,17 @@ class Session:
         spc = self.cfg.media.samples_per_chunk
         source = None  # the Generator's iterator, made on the first chunk (a character swap applies next utterance)
         for seq in range(n):
+            t0 = time.perf_counter()
             with self._lock:
                 if uid != self._utterance:
                     return  # a newer utterance took over
-                t0 = time.perf_counter()
-                self._threads.apply()  # CPU threads for this chunk (fixed, or what other processes leave free)
                 if source is None:
                     source = self._ensure_generator().generate(phonemes, n_chunks=n, driving_pcm=driving, steps=steps)
-                out = next(source)
-                compute = time.perf_counter() - t0
+            # The model runs without the lock, so stats(), interrupt() and set_character() never wait for a chunk.
+            self._threads.apply()  # CPU threads for this chunk (fixed, or what other processes leave free)
+            out = next(source)
+            compute = time.perf_counter() - t0
+            with self._lock:
                 pcm = driving[seq * spc:(seq + 1) * spc].copy() if driving is not None else out.pcm
                 interrupted = self._interrupt.is_set() and seq < n - 1
                 last = interrupted or seq == n - 1
