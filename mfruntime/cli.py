@@ -165,12 +165,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from mfruntime.runtime.security import write_keypair
+
+    public, secret = write_keypair(args.out, args.name)
+    print(f"wrote {public} (public: give it to the other side) and {secret} (secret: keep it, mode 600)")
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from mfruntime.runtime.server import ServeConfig, Server
 
     cfg = ServeConfig(bind=args.bind, stream=args.stream, model=args.model, device=args.device, backend=args.backend,
                       steps=args.steps, characters=tuple(args.character or ["default"]), max_characters=args.max_characters,
-                      send_hwm=args.send_hwm, allow_remote=args.allow_remote, threads=args.threads)
+                      send_hwm=args.send_hwm, allow_remote=args.allow_remote, threads=args.threads,
+                      curve_secret=args.curve_secret, curve_clients=args.curve_clients)
     server = Server(cfg)
 
     def on_signal(signum, _frame) -> None:
@@ -321,6 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_session_flags(demo)
     demo.set_defaults(func=_cmd_demo)
 
+    keys = verbs.add_parser("keys", parents=[leaf], help="make a CURVE key pair for mf serve and its clients",
+                            description="Write NAME.key (public) and NAME.key_secret (secret, mode 600) into a folder: "
+                            "one pair for the server, one per client. The server's --curve-clients folder holds the "
+                            "authorised clients' NAME.key files. See docs/RUNTIME.md.")
+    keys.add_argument("--out", default="keys", help="folder to write into (default: keys)")
+    keys.add_argument("--name", required=True, help="key name, e.g. server or unity-editor")
+    keys.set_defaults(func=_cmd_keys)
+
     serve = verbs.add_parser("serve", parents=[leaf], help="stream characters to game engines over ZeroMQ",
                              description="Serve characters: a ROUTER control socket (say, drive, interrupt, "
                              "set_character, set_steps, ping, stats, state) and a PUB stream socket of chunks "
@@ -332,7 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-characters", type=int, default=16, help="most characters at once (default: 16)")
     serve.add_argument("--send-hwm", type=int, default=64,
                        help="messages queued per subscriber before a slow one misses chunks (default: 64)")
-    serve.add_argument("--allow-remote", action="store_true", help="allow binding to non-loopback addresses")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="allow binding to non-loopback addresses (needs --curve-secret and --curve-clients)")
+    serve.add_argument("--curve-secret", metavar="FILE",
+                       help="the server's CURVE key pair (NAME.key_secret from mf keys): encrypts and authenticates "
+                            "both sockets")
+    serve.add_argument("--curve-clients", metavar="DIR",
+                       help="folder of the authorised clients' public keys (*.key); others get nothing")
     _add_session_flags(serve)
     serve.set_defaults(func=_cmd_serve)
     return parser

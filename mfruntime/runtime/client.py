@@ -9,6 +9,17 @@ import zmq
 from mfruntime.runtime.protocol import ProtocolError, StreamChunk, decode_chunk, decode_reply, encode_request
 
 
+def _maybe_secure(sock: zmq.Socket, server_key: str | None, client_key: str | None) -> None:
+    if server_key is None and client_key is None:
+        return
+    if server_key is None or client_key is None:
+        raise ValueError("CURVE needs both server_key (the server's public .key file) and client_key "
+                         "(this client's .key_secret file)")
+    from mfruntime.runtime.security import secure_client
+
+    secure_client(sock, server_key, client_key)
+
+
 class ServerError(RuntimeError):
     """The server answered a request with status "error"; the message is its error text."""
 
@@ -17,10 +28,12 @@ class Client:
     """Control requests over a DEALER socket. ``request`` waits for the matching reply (by id)."""
 
     def __init__(self, address: str = "tcp://127.0.0.1:5555", timeout: float = 10.0,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, server_key: str | None = None, client_key: str | None = None) -> None:
+        """server_key/client_key: for a server with CURVE — its public key file and this client's secret key file."""
         self.ctx = context or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        _maybe_secure(self.sock, server_key, client_key)
         self.sock.connect(address)
         self.timeout = timeout
         self._ids = itertools.count(1)
@@ -56,10 +69,12 @@ class Subscriber:
     """Stream messages of some characters (all with ``characters=None``), decoded and checked."""
 
     def __init__(self, address: str = "tcp://127.0.0.1:5556", characters: list[str] | None = None,
-                 rcvhwm: int = 1000, context: zmq.Context | None = None) -> None:
+                 rcvhwm: int = 1000, context: zmq.Context | None = None, server_key: str | None = None,
+                 client_key: str | None = None) -> None:
         self.ctx = context or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
+        _maybe_secure(self.sock, server_key, client_key)
         self.sock.setsockopt(zmq.RCVHWM, rcvhwm)
         for c in characters or [""]:
             self.sock.setsockopt(zmq.SUBSCRIBE, c.encode())

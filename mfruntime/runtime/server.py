@@ -35,6 +35,7 @@ from mfruntime.errors import UserFacingError
 from mfruntime.runtime.character import default_character
 from mfruntime.runtime.protocol import (MAX_SOCKET_MESSAGE_BYTES, PROTOCOL_VERSION, ProtocolError, decode_request,
                                         encode_chunk, encode_reply)
+from mfruntime.runtime.security import CurveServer
 from mfruntime.runtime.session import Chunk, PendingUtterance, Session
 from mfruntime.runtime.threads import check_threads
 
@@ -58,6 +59,8 @@ class ServeConfig:
     seed: int = 0
     threads: int | str = "auto"  # CPU threads per chunk: a number, or "auto" (the cores other processes leave free)
     prepare_queue: int = 1024  # requests waiting for the preparation thread before the server answers "busy"
+    curve_secret: str | None = None  # the server's CURVE key pair (NAME.key_secret from mf keys): encrypt + authenticate
+    curve_clients: str | None = None  # folder of the authorised clients' public keys (*.key)
 
     def __post_init__(self) -> None:
         check_threads(self.threads)
@@ -67,9 +70,16 @@ class ServeConfig:
             if "://" not in addr:
                 raise ValueError(f"address must look like tcp://127.0.0.1:5555 or ipc:///tmp/mf.sock, got {addr!r}")
             u = urlsplit(addr)
-            if u.scheme == "tcp" and u.hostname not in (h.strip("[]") for h in LOOPBACK_HOSTS) and not self.allow_remote:
-                raise ValueError(f"{addr} is reachable from other machines; pass --allow-remote to do that on purpose "
-                                 "(the protocol has no authentication yet)")
+            if u.scheme == "tcp" and u.hostname not in (h.strip("[]") for h in LOOPBACK_HOSTS):
+                if not self.allow_remote:
+                    raise ValueError(f"{addr} is reachable from other machines; pass --allow-remote to do that on "
+                                     "purpose (with CURVE keys: docs/RUNTIME.md)")
+                if not self.curve_secret:
+                    raise ValueError(f"{addr} is reachable from other machines: the server needs CURVE keys there — "
+                                     "--curve-secret SERVER.key_secret and --curve-clients DIR (make them with mf keys)")
+        if bool(self.curve_secret) != bool(self.curve_clients):
+            raise ValueError("CURVE needs both the server's secret key file (--curve-secret) and the folder of "
+                             "authorised client keys (--curve-clients)")
         if self.max_characters < 1 or self.send_hwm < 1 or self.publish_queue < 1 or self.prepare_queue < 1:
             raise ValueError("max_characters, send_hwm, publish_queue and prepare_queue must be at least 1")
 
@@ -173,6 +183,9 @@ class Server:
         self._replies_address = f"inproc://mf-replies-{id(self):x}"
         self._failed: BaseException | None = None
         self._ctx = zmq.Context()
+        self._curve: CurveServer | None = None
+        if cfg.curve_secret:  # key problems fail here, before any model loads or socket binds
+            self._curve = CurveServer(self._ctx, cfg.curve_secret, cfg.curve_clients)
         self._threads: list[threading.Thread] = []
         self.control_address = self.stream_address = ""
         self.started = time.time()
@@ -394,11 +407,15 @@ class Server:
         router = pub = None
         try:
             router = self._ctx.socket(zmq.ROUTER)
+            if self._curve is not None:
+                self._curve.secure(router)
             router.setsockopt(zmq.LINGER, 0)
             router.setsockopt(zmq.MAXMSGSIZE, MAX_SOCKET_MESSAGE_BYTES)
             router.bind(self.cfg.bind)
             self.control_address = router.getsockopt_string(zmq.LAST_ENDPOINT)
             pub = self._ctx.socket(zmq.PUB)
+            if self._curve is not None:
+                self._curve.secure(pub)
             pub.setsockopt(zmq.LINGER, 0)
             pub.setsockopt(zmq.SNDHWM, self.cfg.send_hwm)
             pub.bind(_stream_address(self.cfg, self.control_address))
@@ -486,6 +503,9 @@ class Server:
         self._threads.append(t)
         self._ready.wait(30)
         if self._failed is not None:
+            if self._curve is not None:
+                self._curve.stop()
+                self._curve = None
             self._ctx.term()
             raise UserFacingError(f"cannot bind {self.cfg.bind}: {self._failed}")
 
@@ -524,6 +544,9 @@ class Server:
             if t is not threading.current_thread():
                 t.join(timeout=30)
         self._threads.clear()
+        if self._curve is not None:
+            self._curve.stop()
+            self._curve = None
         if not self._ctx.closed:
             self._ctx.term()
 
