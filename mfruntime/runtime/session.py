@@ -80,11 +80,21 @@ class SessionStats:
     chunk_ms: list[float] = field(default_factory=list)  # the most recent chunk compute times (up to 256)
 
 
+@dataclass(frozen=True)
+class SpeechTiming:
+    """What generation needs from eSpeak NG: the phonemes and the length (not the waveform)."""
+
+    duration: float  # seconds
+    phonemes: tuple
+
+
 @functools.lru_cache(maxsize=SPEECH_CACHE)
-def speak_timing(text: str, voice: Voice, sample_rate: int):
+def speak_timing(text: str, voice: Voice, sample_rate: int) -> SpeechTiming:
     """eSpeak NG's phonemes for ``text``, cached: eSpeak's timing shifts by a few ms depending on what the
-    process spoke before, so a repeated line is looked up, and one seed gives one output in a process."""
-    return synthesize(text, voice, sample_rate)
+    process spoke before, so a repeated line is looked up, and one seed gives one output in a process. Only the
+    timing is kept (a few KB per line; the waveform would be ~100 KB a second), so the cache stays small."""
+    speech = synthesize(text, voice, sample_rate)
+    return SpeechTiming(speech.duration, tuple(speech.phonemes))
 
 
 def _check_steps(steps) -> int:

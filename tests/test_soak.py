@@ -1,0 +1,19 @@
+"""Ten minutes of continuous speech through a real mf serve: no lost or repeated chunk, flat memory."""
+import pytest
+
+from benchmarks.soak import run
+
+
+@pytest.mark.slow
+def test_ten_minute_soak_loses_nothing_and_memory_stays_flat():
+    r = run(10, report=lambda line: None)
+    assert r["lines"] > 50 and r["chunks"] > 1000
+    assert r["lost"] == 0 and r["duplicated"] == 0 and r["unended"] == 0 and r["bad_pts"] == 0
+    assert r["one_eou_each"]
+    assert r["rss_growth_mb"] < 5.0, r["rows"]
+
+
+def test_short_soak_checks_every_utterance():
+    r = run(0.25, report=lambda line: None)  # 15 s: the same checks, no memory verdict
+    assert r["lines"] >= 3 and r["chunks"] > 0
+    assert r["lost"] == 0 and r["duplicated"] == 0 and r["unended"] == 0 and r["bad_pts"] == 0 and r["one_eou_each"]
