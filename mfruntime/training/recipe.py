@@ -12,7 +12,10 @@ never silently fall back to a default).
 """
 from __future__ import annotations
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
+    import tomli as tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
