@@ -20,7 +20,8 @@ TEXT = "Hello there, nice to meet you."
 
 @pytest.fixture(scope="module")
 def server():
-    srv = Server(ServeConfig(bind="tcp://127.0.0.1:*", device="cpu", backend="eager", send_hwm=4)).start()
+    # A fixed thread count: "auto" may change it between chunks, and results are then equal only up to rounding.
+    srv = Server(ServeConfig(bind="tcp://127.0.0.1:*", device="cpu", backend="eager", send_hwm=4, threads=2)).start()
     yield srv
     srv.close()
 
@@ -43,7 +44,7 @@ def test_round_trip_equals_what_session_yields(server, client):
         got = list(sub.utterance(reply["utterance"]))
     assert [g.header["seq"] for g in got] == list(range(len(got)))
     assert all(g.header["utterance"] == reply["utterance"] for g in got) and got[-1].header["eou"]
-    local = list(Session(device="cpu", backend="eager", seed=0).say(TEXT))  # same model, seed and character
+    local = list(Session(device="cpu", backend="eager", seed=0, threads=2).say(TEXT))  # same model, seed and character
     assert len(local) == len(got)
     assert np.array_equal(np.concatenate([g.frames for g in got]), np.concatenate([c.frames for c in local]))
     assert np.array_equal(np.concatenate([g.pcm for g in got]), np.concatenate([c.pcm for c in local]))
