@@ -261,7 +261,7 @@ class Server:
             with self._deferred_lock:
                 behind = self._deferred[cid] > 0
             if behind:  # the character is still being set up: keep the order of its requests
-                return self._defer(cid, lambda: self._start_utterance(req))
+                return self._defer(cid, lambda: self._start_utterance(req, on_preparer=True))
             return self._start_utterance(req)
         ch = self._character(req)
         s = ch.session
@@ -299,11 +299,12 @@ class Server:
             self._deferred[cid] += 1
         return _Deferred(fn, cid)
 
-    def _start_utterance(self, req: dict) -> dict:
-        """say/drive: the checks and the utterance id now, the slow preparation on the preparation thread."""
+    def _start_utterance(self, req: dict, on_preparer: bool = False) -> dict:
+        """say/drive: the checks and the utterance id now, the slow preparation on the preparation thread (at once
+        when this already runs there)."""
         ch = self._character(req)
         s = ch.session
-        if self._prepare.full():
+        if not on_preparer and self._prepare.full():
             raise ValueError(f"the server is busy: {self.cfg.prepare_queue} requests are waiting to be prepared; "
                              "try again shortly")
         if req["op"] == "say":
@@ -314,7 +315,11 @@ class Server:
             pcm = np.frombuffer(req["pcm"], "<f4").astype(np.float32)
             pending = s.reserve_drive(pcm, req["sample_rate"], req.get("steps"))
         ch.submit(pending)
-        self._prepare.put(pending)
+        if on_preparer:
+            pending.prepare()
+        else:  # only the control thread adds to the queue, and it checked for room above
+            self._prepare.put_nowait(pending)
+        self._work.set()
         return {"utterance": pending.uid}
 
     def _reply_to(self, payload: bytes | None) -> bytes | _Deferred:
