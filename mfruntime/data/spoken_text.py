@@ -2,7 +2,7 @@
 
 One function, :func:`prepare_text`, used by every way in (``Session.say``, ``mf demo --text``, ``mf serve``'s
 ``say``), so the rules are the same everywhere. Text is either refused with an error that names the offending
-character (as U+XXXX) and its position in the text as given, or normalised as documented here — never cut
+character by its code point (e.g. U+0000 (NUL)) and its position in the text as given, or normalised as documented here — never cut
 short in silence (eSpeak NG reads a C string: a NUL would end the text there).
 
 Refused:

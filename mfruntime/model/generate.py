@@ -56,6 +56,10 @@ class GenerationOptions:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 
+    def temperature(self, stream: str) -> float:
+        """The starting-noise scale of ``stream`` ("audio" or "video")."""
+        return self.audio_temperature if stream == "audio" else self.video_temperature
+
 
 @dataclass
 class GeneratedChunk:
@@ -119,8 +123,7 @@ class Generator:
     # --- generation ----------------------------------------------------------------------
     def _noise(self, stream: str) -> torch.Tensor:
         shape = (1, *self.model.transformer.latent_shape(stream, 1))
-        scale = self.options.audio_temperature if stream == "audio" else self.options.video_temperature
-        return (torch.randn(shape, generator=self.rng) * scale).to(self.device)
+        return (torch.randn(shape, generator=self.rng) * self.options.temperature(stream)).to(self.device)
 
     def generate(self, phonemes: Sequence[Phoneme] | None, n_chunks: int | None = None,
                  driving_pcm: np.ndarray | None = None, steps: int | None = None) -> Iterator[GeneratedChunk]:

@@ -294,6 +294,10 @@ class Server:
             ch = self._add_character(cid, image, req.get("face_seed"), req.get("voice"))
         return {"character": cid, "width": ch.session.size, "height": ch.session.size}
 
+    def _busy(self) -> ValueError:
+        return ValueError(f"the server is busy: {self.cfg.prepare_queue} requests are waiting to be prepared; "
+                          "try again shortly")
+
     def _defer(self, cid: str, fn) -> _Deferred:
         with self._deferred_lock:
             self._deferred[cid] += 1
@@ -305,8 +309,7 @@ class Server:
         ch = self._character(req)
         s = ch.session
         if not on_preparer and self._prepare.full():
-            raise ValueError(f"the server is busy: {self.cfg.prepare_queue} requests are waiting to be prepared; "
-                             "try again shortly")
+            raise self._busy()
         if req["op"] == "say":
             pending = s.reserve_say(req["text"], req.get("voice"), req.get("steps"))
         else:
@@ -465,8 +468,7 @@ class Server:
                     except queue.Full:
                         with self._deferred_lock:
                             self._deferred[reply.cid] -= 1
-                        reply = self._error_reply(reply.rid, ValueError(
-                            f"the server is busy: {self.cfg.prepare_queue} requests are waiting; try again shortly"))
+                        reply = self._error_reply(reply.rid, self._busy())
                 try:
                     router.send_multipart([*envelope, reply], flags=zmq.NOBLOCK)
                 except zmq.ZMQError:

@@ -205,7 +205,7 @@ class Session:
         self._interrupt = threading.Event()
         self._utterance = 0  # id of the newest utterance; older iterators stop
         self._clock_chunks = 0  # chunks on the stream clock so far
-        self._ttfc: deque[float] = deque(maxlen=256)  # the latest utterances' time to first chunk
+        self._last_ttfc: float | None = None  # the latest utterance's time to first chunk, s
         self._utterances_started = 0
         self._ttfc_total = 0.0
         self._chunk_times: deque[float] = deque(maxlen=256)
@@ -355,10 +355,9 @@ class Session:
 
     def _record(self, chunk: Chunk, started: float | None) -> None:
         if started is not None:
-            ttfc = time.perf_counter() - started
-            self._ttfc.append(ttfc)
+            self._last_ttfc = time.perf_counter() - started
             self._utterances_started += 1
-            self._ttfc_total += ttfc
+            self._ttfc_total += self._last_ttfc
         self._chunks += 1
         self._chunk_times.append(chunk.compute_seconds)
         self._compute_total += chunk.compute_seconds
@@ -372,7 +371,7 @@ class Session:
             return SessionStats(
                 backend=self.backend, device=str(self.device), steps=self._steps, threads=self._threads.current,
                 threads_setting=self._threads.setting, utterances=self._utterances_started,
-                chunks=self._chunks, ttfc_ms=1000 * self._ttfc[-1] if self._ttfc else None,
-                ttfc_ms_mean=1000 * self._ttfc_total / self._utterances_started if self._ttfc else None,
+                chunks=self._chunks, ttfc_ms=1000 * self._last_ttfc if self._utterances_started else None,
+                ttfc_ms_mean=1000 * self._ttfc_total / self._utterances_started if self._utterances_started else None,
                 rtf=self._compute_total / self._media_total if self._media_total else None,
                 chunk_ms_p50=pct(50), chunk_ms_p95=pct(95), chunk_ms_max=max(ms) if ms else None, chunk_ms=ms)

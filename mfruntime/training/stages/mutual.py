@@ -57,8 +57,8 @@ class MutualStage(JointStage):
     def rollout_noise(self, b: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         """Starting noise of one chunk's rollouts, scaled by the default inference temperature of each stream."""
         options = GenerationOptions()
-        scale = {"audio": options.audio_temperature, "video": options.video_temperature}
-        return {s: scale[s] * torch.randn((b, *self.net.latent_shape(s, 1)), generator=g) for s in self.streams}
+        return {s: options.temperature(s) * torch.randn((b, *self.net.latent_shape(s, 1)), generator=g)
+                for s in self.streams}
 
     def _step_fn(self, state: StreamState, ph: PhonemeWindow, drive: torch.Tensor | None):
         """The chunk step as a sampler step function. For audio-driven examples (``drive`` (B,) True) the audio
