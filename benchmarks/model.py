@@ -16,7 +16,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from mfruntime.config import preset
 from mfruntime.data.render import FaceRenderer, FaceState, Identity
 from mfruntime.data.speech import Phoneme, synthesize
-from mfruntime.model.generate import AVModel, GenerationOptions, Generator
+from mfruntime.model.av import AVModel
+from mfruntime.engine.generator import GenerationOptions, Generator
 
 
 def long_phonemes(seconds: float) -> list[Phoneme]:

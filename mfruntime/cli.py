@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from mfruntime import __version__
+from mfruntime.engine import BACKENDS
 from mfruntime.errors import UserFacingError
 
 log = logging.getLogger("mfruntime")
@@ -201,7 +202,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _add_session_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="tiny", help="bundled model name or bundle path (default: tiny)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
-    p.add_argument("--backend", default="auto", choices=("auto", "eager", "compile", "tensorrt"),
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="chunk-step backend (default: auto = the fastest that works here)")
     p.add_argument("--steps", type=int, default=4, help="denoising steps per chunk: 1-4 live, 8-50 quality (default: 4)")
     p.add_argument("--threads", type=_threads_arg, default="auto",

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mfruntime.model.bundle import BundleError, bundle_info, config_from_dict, config_to_dict, load_model, save_bundle
-from mfruntime.model.generate import AVModel
+from mfruntime.model.av import AVModel
 from tests.model_helpers import micro_config, randomize
 
 
@@ -48,7 +48,7 @@ def test_bad_bundles_name_the_problem(tmp_path):
 def test_bundled_tiny_model_loads_by_name_and_generates():
     from mfruntime.data.render import FaceRenderer, FaceState, Identity
     from mfruntime.model.bundle import bundle_info
-    from mfruntime.model.generate import GenerationOptions, Generator
+    from mfruntime.engine.generator import GenerationOptions, Generator
     from tests.model_helpers import sample_phonemes
 
     model = load_model("tiny")

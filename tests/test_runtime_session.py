@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from mfruntime import Session
-from mfruntime.runtime.backends import BackendUnavailable, pick_backend, why_unavailable
+from mfruntime.engine.backends import BackendUnavailable, pick_backend, why_unavailable
 from mfruntime.runtime.session import prepare_pcm
 
 TEXT = "Hello there, nice to meet you."

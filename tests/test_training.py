@@ -265,7 +265,7 @@ def test_mutual_stage_keeps_driven_audio_clean(trained_runs):
 def test_mutual_rollouts_start_from_inference_temperature_noise(trained_runs):
     """The few-step mode is taught from the noise it starts from live: each stream's rollout noise is the
     standard normal draw scaled by that stream's default GenerationOptions temperature."""
-    from mfruntime.model.generate import GenerationOptions
+    from mfruntime.engine.generator import GenerationOptions
 
     tmp, recipe, _ = trained_runs
     st = STAGES["mutual"](preset("tiny"), recipe.stage("mutual"), recipe.data, tmp / "runs" / "tiny", progress=False)

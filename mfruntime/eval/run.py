@@ -34,7 +34,8 @@ from mfruntime.eval.report import save_contact_sheet, save_plots, write_json
 from mfruntime.errors import UserFacingError
 from mfruntime.eval.syncnet import sync_score
 from mfruntime.eval.weights import load_probe, load_syncnet
-from mfruntime.model.generate import AVModel, GenerationOptions, Generator
+from mfruntime.model.av import AVModel
+from mfruntime.engine.generator import GenerationOptions, Generator
 from mfruntime.runtime.character import voice_sample
 
 log = logging.getLogger(__name__)

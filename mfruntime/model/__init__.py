@@ -1,13 +1,4 @@
-"""The dual-mode causal audio-video model: codecs, twin-stream transformer, KV ring cache, generation."""
-from mfruntime.model.cache import RingKVCache
-from mfruntime.model.codec_audio import AudioCodec, AudioDecodeState, make_audio_codec
-from mfruntime.model.codec_harmonic import HarmonicCodec, HarmonicDecodeState
-from mfruntime.model.codec_video import VideoCodec
-from mfruntime.model.generate import AVModel, GeneratedChunk, GenerationOptions, Generator
-from mfruntime.model.phonemes import PhonemeTrack, PhonemeWindow
-from mfruntime.model.transformer import StreamState, TwinStreamTransformer
-
-__all__ = [
-    "AVModel", "AudioCodec", "AudioDecodeState", "HarmonicCodec", "HarmonicDecodeState", "make_audio_codec", "GeneratedChunk", "GenerationOptions", "Generator",
-    "PhonemeTrack", "PhonemeWindow", "RingKVCache", "StreamState", "TwinStreamTransformer", "VideoCodec",
-]
+"""The networks: codecs (codec_video, codec_audio, codec_harmonic), the twin-stream transformer and the
+loadable AVModel (av.py). Streaming generation over them — KV ring cache, kernel seam, generator,
+backends — lives in mfruntime.engine. Import from the submodules (this package imports nothing, so the
+engine and the network can use each other's modules without a cycle)."""

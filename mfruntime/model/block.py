@@ -7,7 +7,8 @@ Per block (all sublayers pre-norm, residual):
   3. cross-attention to the phoneme tokens of the chunk window;
   4. MLP, adaLN-modulated and gated.
 The model (transformer.py) drives the sublayers layer by layer so both streams can read each other's
-keys and values between steps 1 and 2.
+keys and values between steps 1 and 2. The attention itself is not here: it runs through the kernel seam
+(engine/kernels.py), so a backend can replace it; the block only projects in and out.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mfruntime.config import StreamConfig
-from mfruntime.model.layers import MLP, attend, merge_heads, modulate, split_heads
+from mfruntime.model.layers import MLP, merge_heads, modulate, split_heads
 
 
 class StreamBlock(nn.Module):
@@ -57,14 +58,15 @@ class StreamBlock(nn.Module):
         q, k, v = self.qkv(modulate(self.norm1(x), shift, scale)).chunk(3, dim=-1)
         return split_heads(q, self.heads), split_heads(k, self.heads), split_heads(v, self.heads)
 
-    def self_attention(self, x, q, k_all, v_all, mask, gate) -> torch.Tensor:
-        return x + gate * self.proj(merge_heads(attend(q, k_all, v_all, mask)))
+    def self_attention(self, x: torch.Tensor, a: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        """Residual of the self-attention output a (B, H, N, Dh), gated."""
+        return x + gate * self.proj(merge_heads(a))
 
     def cross_query(self, x: torch.Tensor) -> torch.Tensor:
         return split_heads(self.x_q(self.norm_x(x)), self.heads)  # (B, H, N, Dh)
 
-    def cross_modal_out(self, x: torch.Tensor, q, k_other, v_other, mask) -> torch.Tensor:
-        return x + self.x_out(merge_heads(attend(q, k_other, v_other, mask)))
+    def cross_modal_out(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return x + self.x_out(merge_heads(a))
 
     def phoneme_query(self, x: torch.Tensor) -> torch.Tensor:
         return split_heads(self.p_q(self.norm_p(x)), self.heads)
@@ -73,8 +75,8 @@ class StreamBlock(nn.Module):
         k, v = self.p_kv(ph).chunk(2, dim=-1)
         return split_heads(k, self.heads), split_heads(v, self.heads)
 
-    def phoneme_out(self, x, q, k, v, mask) -> torch.Tensor:
-        return x + self.p_out(merge_heads(attend(q, k, v, mask)))
+    def phoneme_out(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return x + self.p_out(merge_heads(a))
 
     def feed_forward(self, x, shift, scale, gate) -> torch.Tensor:
         return x + gate * self.mlp(modulate(self.norm2(x), shift, scale))

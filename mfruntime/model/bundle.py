@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from mfruntime.config import AudioCodecConfig, MediaConfig, ModelConfig, StreamConfig, VideoCodecConfig
 from mfruntime.errors import UserFacingError
-from mfruntime.model.generate import AVModel
+from mfruntime.model.av import AVModel
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Small building blocks: noise-level embedding, adaptive norm modulation, MLP, masked attention."""
+"""Small building blocks: noise-level embedding, adaptive norm modulation, MLP, attention masks and heads."""
 from __future__ import annotations
 
 import math
@@ -38,12 +38,6 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
-
-
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Masked attention. q (B, H, Nq, D), k/v (B, H, Nk, D), mask (B or 1, 1, Nq, Nk): additive float bias
-    (0 = attend, −inf = blocked; see :func:`additive_mask`) or bool (True = attend)."""
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
 def additive_mask(allowed: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mfruntime.config import ModelConfig, StreamConfig
+from mfruntime.engine.cache import RingKVCache
+from mfruntime.engine.kernels import REFERENCE, Kernels, masked_attention
 from mfruntime.model.block import StreamBlock
-from mfruntime.model.cache import RingKVCache
 from mfruntime.model.layers import ScalarEmbedding, additive_mask, modulate
 from mfruntime.model.phonemes import PhonemeWindow, align
 from mfruntime.model.rope import Rotary
@@ -136,12 +137,16 @@ class _Pass:
     group: int  # tokens per conditioning group
     rope: torch.Tensor  # self-attention rotations (1 or B, N, Dh/2) complex
     rope_t: torch.Tensor  # time-only rotations for cross-modal and phoneme queries
-    kv: Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # (layer, k, v) → all keys/values
-    self_mask: torch.Tensor  # (1 or B, 1, N, P + N)
-    cross_mask: torch.Tensor | None  # (1 or B, 1, N, P_other + N_other)
+    # Full-sequence passes: (layer, k, v) → all keys/values; chunk steps read and write the ring cache instead.
+    kv: Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None
+    ring: RingKVCache | None
+    # Masks. Full-sequence passes: (1 or B, 1, N, P + N) additive. Chunk steps: key validity (1 or B, P + N)
+    # bool, which is what the block-causal mask reduces to for one chunk (engine/kernels.py).
+    self_mask: torch.Tensor
+    cross_mask: torch.Tensor | None  # as self_mask, over the other stream's keys
     ph: torch.Tensor  # (B, M, dim) phoneme tokens
     ph_rope: torch.Tensor
-    ph_mask: torch.Tensor  # (B, 1, N, M)
+    ph_mask: torch.Tensor  # (B, 1, N, M) additive, or (B, M) key validity in a chunk step
     write: list = field(default_factory=list)  # filled with (k, v) per layer when committing
     ph_kv: list = field(default_factory=list)  # per layer rotated phoneme keys and values (memoised per chunk)
 
@@ -152,6 +157,7 @@ class StreamState:
 
     caches: dict[str, RingKVCache]
     chunk: int = 0
+    kernels: Kernels = REFERENCE  # how chunk steps attend over and write to the caches (the backend's choice)
     anchor: torch.Tensor | None = None  # (B, tokens per frame, dim) reference-anchor embedding of the video stream
     # Phoneme keys/values of the current chunk, reused by all its denoising steps and the commit
     # (only without autograd): (chunk, phoneme window object, {stream: per-layer list}).
@@ -319,14 +325,14 @@ class TwinStreamTransformer(nn.Module):
             cis = self.rotary.angles(zeros, row, col)[None]  # (1, S, Dh/2)
             c = st.condition(torch.zeros(batch, 1, device=dev), torch.zeros(batch, 1, device=dev))
             ks, vs = [], []
-            mask = torch.ones(1, 1, 1, h.shape[1], dtype=torch.bool, device=dev)
+            mask = torch.ones(1, h.shape[1], dtype=torch.bool, device=dev)  # sink tokens see each other
             for blk in st.blocks:
                 sh1, sc1, g1, sh2, sc2, g2 = blk.modulation(c)
                 q, k, v = blk.project(h, sh1, sc1)
                 q, k = Rotary.rotate(q, cis), Rotary.rotate(k, cis)
                 ks.append(k)
                 vs.append(v)
-                h = blk.self_attention(h, q, k, v, mask, g1)
+                h = blk.self_attention(h, masked_attention(q, k, v, mask), g1)
                 h = blk.feed_forward(h, sh2, sc2, g2)
             out[s] = (torch.stack(ks), torch.stack(vs))
         if "video" in self.active and self.cfg.reference_anchor:
@@ -357,40 +363,58 @@ class TwinStreamTransformer(nn.Module):
         return Rotary.rotate(rep, cis)
 
     # --- the layer loop ----------------------------------------------------------------
-    def _run(self, passes: dict[str, _Pass], commit: bool) -> dict[str, torch.Tensor]:
+    def _run(self, passes: dict[str, _Pass], commit: bool, kern: Kernels = REFERENCE) -> dict[str, torch.Tensor]:
         names = list(passes)
+        sub = kern.sublayers
+        modulation = sub.get("modulation", StreamBlock.modulation)
+        project = sub.get("project", StreamBlock.project)
+        self_attention = sub.get("self_attention", StreamBlock.self_attention)
+        cross_query = sub.get("cross_query", StreamBlock.cross_query)
+        cross_modal_out = sub.get("cross_modal_out", StreamBlock.cross_modal_out)
+        phoneme_query = sub.get("phoneme_query", StreamBlock.phoneme_query)
+        phoneme_kv = sub.get("phoneme_kv", StreamBlock.phoneme_kv)
+        phoneme_out = sub.get("phoneme_out", StreamBlock.phoneme_out)
+        feed_forward = sub.get("feed_forward", StreamBlock.feed_forward)
         for layer in range(len(self.streams[names[0]].blocks)):
-            keys, values, q_self, mods = {}, {}, {}, {}
+            keys, values, mods = {}, {}, {}
             for s, p in passes.items():
                 blk = self.streams[s].blocks[layer]
-                mods[s] = tuple(_per_token(m, p.group) for m in blk.modulation(p.c))
-                q, k, v = blk.project(p.h, mods[s][0], mods[s][1])
-                q, k = Rotary.rotate(q, p.rope), Rotary.rotate(k, p.rope)
-                if commit:
-                    p.write.append((k, v))
-                keys[s], values[s] = p.kv(layer, k, v)  # (B, H, P + N, Dh)
-                q_self[s] = q
-            for s, p in passes.items():
-                p.h = self.streams[s].blocks[layer].self_attention(p.h, q_self[s], keys[s], values[s], p.self_mask, mods[s][2])
+                mods[s] = tuple(_per_token(m, p.group) for m in modulation(blk, p.c))
+                q, k, v = project(blk, p.h, mods[s][0], mods[s][1])  # (B, H, N, Dh) each, not rotated yet
+                if p.ring is not None:  # chunk step: rotate, write into the cache's scratch, attend (one kernel)
+                    a, keys[s], values[s] = kern.ring_attention(q, k, v, p.ring.k[layer], p.ring.v[layer],
+                                                                p.ring.scratch_start, p.rope, p.self_mask)
+                else:
+                    q, k = Rotary.rotate(q, p.rope), Rotary.rotate(k, p.rope)
+                    keys[s], values[s] = p.kv(layer, k, v)  # type: ignore[misc]  (B, H, P + N, Dh)
+                    a = masked_attention(q, keys[s], values[s], p.self_mask)
+                if commit:  # the chunk's rotated keys and values: the last N positions
+                    n = k.shape[2]
+                    p.write.append((keys[s][:, :, -n:], values[s][:, :, -n:]))
+                p.h = self_attention(blk, p.h, a, mods[s][2])
             if len(names) == 2:
                 for s, p in passes.items():
                     other = names[1 - names.index(s)]
                     blk = self.streams[s].blocks[layer]
-                    qx = Rotary.rotate(blk.cross_query(p.h), p.rope_t)
-                    p.h = blk.cross_modal_out(p.h, qx, keys[other], values[other], p.cross_mask)
+                    a = kern.attend(cross_query(blk, p.h), keys[other], values[other], p.cross_mask, p.rope_t)
+                    p.h = cross_modal_out(blk, p.h, a)
             for s, p in passes.items():
                 blk = self.streams[s].blocks[layer]
-                qp = Rotary.rotate(blk.phoneme_query(p.h), p.rope_t)
                 if len(p.ph_kv) <= layer:
-                    kp, vp = blk.phoneme_kv(p.ph)
+                    kp, vp = phoneme_kv(blk, p.ph)
                     p.ph_kv.append((Rotary.rotate(kp, p.ph_rope), vp))
-                p.h = blk.phoneme_out(p.h, qp, *p.ph_kv[layer], p.ph_mask)
-                p.h = blk.feed_forward(p.h, mods[s][3], mods[s][4], mods[s][5])
+                a = kern.attend(phoneme_query(blk, p.h), *p.ph_kv[layer], p.ph_mask, p.rope_t)
+                p.h = phoneme_out(blk, p.h, a)
+                p.h = feed_forward(blk, p.h, mods[s][3], mods[s][4], mods[s][5])
         return {s: self.streams[s].head(p.h, _per_token(p.c, p.group)) for s, p in passes.items()}
 
-    def _phonemes(self, s: str, ph: PhonemeWindow | None, batch: int, q_chunk: torch.Tensor, first: int, device):
-        """Phoneme tokens, their angles and the (B, 1, N, M) mask letting each query see its chunk's window."""
+    def _phonemes(self, s: str, ph: PhonemeWindow | None, batch: int, q_chunk: torch.Tensor, first: int, device,
+                  full_mask: bool = True):
+        """Phoneme tokens, their angles and the mask letting each query see its chunk's window: (B, 1, N, M)
+        additive, or for one chunk (``full_mask`` False) the (B, M) key validity, the same for every query."""
         tok, times, valid = self.streams[s].phoneme_tokens(ph, batch, device)
+        if not full_mask:
+            return tok, self.rotary.angles(times), valid
         # Windows are (B, P) for one chunk or (B, C, P) for C chunks; None leaves only the null token.
         per_chunk = ph.ids.shape[-1] if ph is not None else 0
         chunks_in_ph = 0 if ph is None else (1 if ph.ids.dim() == 2 else ph.ids.shape[1])
@@ -437,21 +461,17 @@ class TwinStreamTransformer(nn.Module):
                 kv = _concat_kv(pk, pv)
                 k_chunk = torch.cat([chunk_ids.repeat_interleave(sink_k.shape[-2]), tok_chunk])
                 k_kind = torch.cat([torch.full((pk.shape[-2],), SINK, device=dev), q_kind])
-                valid = None
-            else:  # [sink at this chunk's time | ring cache | current chunk], read in place
+                ring = None
+                entries[s] = (tok_chunk, q_kind, k_chunk, k_kind)
+            else:  # [sink at this chunk's time | ring cache | current chunk], read in place by the kernels
                 ring = cache.caches[s]
                 if ring.sink_chunk != first:
                     ring.set_sink_keys(self._rotated_sink(ring.sink_k, chunk_ids), first)
-                kv = ring.with_current
-                k_chunk = torch.cat([chunk_ids.repeat_interleave(ring.sink_tokens),
-                                     ring.slot_chunk.repeat_interleave(tpc).to(dev), tok_chunk])
-                k_kind = torch.cat([torch.full((ring.sink_tokens,), SINK, device=dev),
-                                    torch.full((ring.window * tpc,), CONTEXT, device=dev), q_kind])
-                valid = ring.valid().to(dev)
-            entries[s] = (tok_chunk, q_kind, k_chunk, k_kind, valid)
-            ph_tok, ph_rope, ph_mask = self._phonemes(s, ph, batch, tok_chunk, first, dev)
-            passes[s] = _Pass(h=h, c=c, group=tpc, rope=cis[None], rope_t=cis_t[None],
-                              kv=kv, self_mask=None, cross_mask=None,  # type: ignore[arg-type]
+                kv = None
+                entries[s] = ring.valid(first).to(dev)[None]  # (1, S + W·Tc + Tc) key validity
+            ph_tok, ph_rope, ph_mask = self._phonemes(s, ph, batch, tok_chunk, first, dev, full_mask=cache is None)
+            passes[s] = _Pass(h=h, c=c, group=tpc, rope=cis[None], rope_t=cis_t[None], kv=kv, ring=ring,
+                              self_mask=None, cross_mask=None,  # type: ignore[arg-type]
                               ph=ph_tok, ph_rope=ph_rope, ph_mask=ph_mask)
         if cache is not None and not torch.is_grad_enabled():
             memo = cache.phoneme_memo
@@ -461,20 +481,21 @@ class TwinStreamTransformer(nn.Module):
                 p.ph_kv = memo[2][s]
         w = self.cfg.window_chunks
         for s, p in passes.items():
-            q_chunk, q_kind, k_chunk, k_kind, valid = entries[s]
-            p.self_mask = self._mask(q_chunk, q_kind, k_chunk, k_kind, valid, w)
-            if len(passes) == 2:
-                other = [o for o in passes if o != s][0]
-                _, _, ok_chunk, ok_kind, ovalid = entries[other]
-                p.cross_mask = self._mask(q_chunk, q_kind, ok_chunk, ok_kind, ovalid, w)
+            other = [o for o in passes if o != s]
+            if cache is not None:  # chunk step: the masks are the key-validity vectors of the caches
+                p.self_mask = entries[s]
+                p.cross_mask = entries[other[0]] if other else None
+                continue
+            q_chunk, q_kind, k_chunk, k_kind = entries[s]
+            p.self_mask = self._mask(q_chunk, q_kind, k_chunk, k_kind, w)
+            if other:
+                _, _, ok_chunk, ok_kind = entries[other[0]]
+                p.cross_mask = self._mask(q_chunk, q_kind, ok_chunk, ok_kind, w)
         return passes
 
     @staticmethod
-    def _mask(q_chunk, q_kind, k_chunk, k_kind, valid, window) -> torch.Tensor:
-        m = attention_mask(q_chunk, q_kind, k_chunk, k_kind, window)
-        if valid is not None:
-            m = m & valid[None, :]
-        return additive_mask(m[None, None])  # (1, 1, Nq, Nk)
+    def _mask(q_chunk, q_kind, k_chunk, k_kind, window) -> torch.Tensor:
+        return additive_mask(attention_mask(q_chunk, q_kind, k_chunk, k_kind, window)[None, None])  # (1, 1, Nq, Nk)
 
     # --- public entry points -----------------------------------------------------------
     def forward_sequence(self, x: dict[str, torch.Tensor], t: dict, d: dict, phonemes: PhonemeWindow | None,
@@ -492,8 +513,9 @@ class TwinStreamTransformer(nn.Module):
         n_in = {s: self.tokens_per_chunk(s) * chunks for s in out}
         return {s: self._untokens(s, y[:, -n_in[s]:], chunks) for s, y in out.items()}
 
-    def new_state(self, sinks: dict, batch: int) -> StreamState:
-        """A fresh streaming state (set up separately from __init__, as the cache size depends on the batch)."""
+    def new_state(self, sinks: dict, batch: int, kernels: Kernels = REFERENCE) -> StreamState:
+        """A fresh streaming state (set up separately from __init__, as the cache size depends on the batch);
+        ``kernels``: the implementation of the cache operations its chunk steps use (engine/kernels.py)."""
         dev = next(self.parameters()).device
         caches = {}
         for s in self.active:
@@ -501,7 +523,7 @@ class TwinStreamTransformer(nn.Module):
             sink_k, sink_v = sinks[s]
             caches[s] = RingKVCache(cfg.layers, batch, cfg.heads, cfg.head_dim, self.cfg.window_chunks,  # type: ignore[union-attr]
                                     self.tokens_per_chunk(s), sink_k, sink_v, device=dev)
-        return StreamState(caches=caches, anchor=sinks.get("anchor"))
+        return StreamState(caches=caches, anchor=sinks.get("anchor"), kernels=kernels)
 
     def chunk_step(self, state: StreamState, x: dict[str, torch.Tensor], t: dict, d: dict,
                    phonemes: PhonemeWindow | None) -> dict[str, torch.Tensor]:
@@ -511,17 +533,17 @@ class TwinStreamTransformer(nn.Module):
         x: per stream latents (B, 1, ...); t, d: per stream numbers or (B,); phonemes: (B, P) window or None.
         """
         passes = self._build(x, t, d, phonemes, state.chunk, None, None, cache=state)
-        out = self._run(passes, commit=False)
+        out = self._run(passes, commit=False, kern=state.kernels)
         return {s: self._untokens(s, y, 1) for s, y in out.items()}
 
     def commit(self, state: StreamState, x: dict[str, torch.Tensor], phonemes: PhonemeWindow | None) -> None:
         """The extra forward at t = 0 that writes the finished chunk's keys/values, then advances the state."""
         zeros = {s: 0.0 for s in self.active}
         passes = self._build(x, zeros, zeros, phonemes, state.chunk, None, None, cache=state)
-        self._run(passes, commit=True)
+        self._run(passes, commit=True, kern=state.kernels)
         for s, p in passes.items():
             ring = state.caches[s]
             for layer, (k, v) in enumerate(p.write):
-                ring.write(layer, state.chunk, k, v)
+                state.kernels.ring_write(ring.k[layer], ring.v[layer], k, v, state.chunk, ring.ring_start, ring.window)
             ring.mark_written(state.chunk)
         state.chunk += 1

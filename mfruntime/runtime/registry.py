@@ -1,4 +1,4 @@
-"""Loaded models shared by every Session in the process (one copy of the weights per model, device, backend)."""
+"""Loaded models shared by every Session in the process (one copy of the weights per model and device)."""
 from __future__ import annotations
 
 import threading
@@ -6,30 +6,29 @@ import threading
 import torch
 
 from mfruntime.model.bundle import load_model, resolve
-from mfruntime.model.generate import AVModel
-from mfruntime.runtime.backends import apply_backend
+from mfruntime.model.av import AVModel
 
-_models: dict[tuple[str, str, str], AVModel] = {}
+_models: dict[tuple[str, str], AVModel] = {}
 _lock = threading.Lock()
 
 
-def shared_model(name_or_path: str, device: torch.device, backend: str) -> AVModel:
-    """The model for (bundle, device, backend), loaded on first use and then shared.
+def shared_model(name_or_path: str, device: torch.device) -> AVModel:
+    """The model for (bundle, device), loaded on first use and then shared.
 
     The model is read-only at inference (eval mode, no autograd), so concurrent sessions can run it from
-    several threads; each Session keeps its own KV cache. Compiled backends get their own copy because
-    compilation replaces the blocks' sublayer methods.
+    several threads, whatever their backends (a backend is a set of kernels, engine/backends.py, not a
+    copy of the weights); each Session keeps its own KV cache.
     """
-    key = (str(resolve(name_or_path).resolve()), str(device), backend)
+    key = (str(resolve(name_or_path).resolve()), str(device))
     with _lock:
         model = _models.get(key)
         if model is None:
-            model = apply_backend(load_model(key[0], device), backend)
+            model = load_model(key[0], device)
             _models[key] = model
         return model
 
 
-def loaded() -> list[tuple[str, str, str]]:
-    """Keys of the models loaded so far (bundle path, device, backend)."""
+def loaded() -> list[tuple[str, str]]:
+    """Keys of the models loaded so far (bundle path, device)."""
     with _lock:
         return list(_models)

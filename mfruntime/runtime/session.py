@@ -28,8 +28,8 @@ from scipy.signal import resample_poly
 
 from mfruntime.data.speech import Voice, synthesize, voice_known
 from mfruntime.data.spoken_text import prepare_text
-from mfruntime.model.generate import GenerationOptions, Generator
-from mfruntime.runtime.backends import pick_backend, resolve_device
+from mfruntime.engine.generator import GenerationOptions, Generator
+from mfruntime.engine.backends import kernels_for, pick_backend, resolve_device
 from mfruntime.runtime.character import as_voice, default_character, prepare_image, voice_sample
 from mfruntime.runtime.registry import shared_model
 from mfruntime.runtime.threads import THREADS_AUTO, ThreadPolicy
@@ -190,7 +190,8 @@ class Session:
         self._threads = ThreadPolicy(threads)  # checked first: a bad setting fails before the model loads
         self.device = resolve_device(device)
         self.backend = pick_backend(backend, self.device)
-        self.model = shared_model(model, self.device, self.backend)
+        self.model = shared_model(model, self.device)
+        self._kernels = kernels_for(self.backend)
         self.cfg = self.model.cfg
         if "video" not in self.model.transformer.active or "audio" not in self.model.transformer.active:
             raise ValueError(f"model {model!r} is not a joint audio-video model; a Session needs one")
@@ -322,7 +323,8 @@ class Session:
             need = self.cfg.audio_ref_steps * self.cfg.audio_codec.hop
             self._generator = Generator(self.model, reference_image=self._image,
                                         audio_reference=voice_sample(self._voice, self.sample_rate, need),
-                                        options=GenerationOptions(steps=self._steps, seed=self.seed))
+                                        options=GenerationOptions(steps=self._steps, seed=self.seed),
+                                        kernels=self._kernels)
         return self._generator
 
     def _run(self, uid: int, start: float, n: int, steps: int, phonemes, driving) -> Iterator[Chunk]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mfruntime.model.generate import GenerationOptions
+from mfruntime.engine.generator import GenerationOptions
 from mfruntime.model.phonemes import PhonemeWindow
 from mfruntime.model.transformer import StreamState
 from mfruntime.sampling import FlowMatching, euler_sample, uniform_schedule

@@ -11,7 +11,8 @@ to know which slots are filled. The sink's keys are kept time-unrotated in
 sits at the same relative time for every chunk (no drift on long streams).
 Shapes never change after ``__init__`` (friendly to torch.compile/export), and the
 per-chunk cost is constant in stream length. Attention reads the whole buffer in
-place: no concatenation per step.
+place: no concatenation per step. Writing into the buffer and attending over it are the kernel seam's job
+(engine/kernels.py); this object only owns the memory and the bookkeeping.
 """
 from __future__ import annotations
 
@@ -59,31 +60,14 @@ class RingKVCache:
         self.k[:, :, :, : self.sink_tokens] = rotated
         self.sink_chunk = chunk
 
-    def write(self, layer: int, chunk: int, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Store chunk ``chunk``'s keys/values (B, H, Tc, Dh) of one layer in its ring slot (detached: context)."""
-        s = self.ring_start + (chunk % self.window) * self.tokens_per_chunk
-        self.k[layer, :, :, s : s + self.tokens_per_chunk] = k.detach()
-        self.v[layer, :, :, s : s + self.tokens_per_chunk] = v.detach()
-
     def mark_written(self, chunk: int) -> None:
         self.slot_chunk[chunk % self.window] = chunk
 
-    def with_current(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys/values [sink | ring | current chunk] of one layer, (B, H, S + W·Tc + Tc, Dh).
-
-        Without autograd the current chunk is written into the scratch region in place; with autograd
-        (training rollouts) a concatenation keeps the graph valid.
-        """
-        s = self.scratch_start
-        if torch.is_grad_enabled() and (k.requires_grad or v.requires_grad):
-            return torch.cat([self.k[layer, :, :, :s], k], dim=2), torch.cat([self.v[layer, :, :, :s], v], dim=2)
-        self.k[layer, :, :, s:] = k
-        self.v[layer, :, :, s:] = v
-        return self.k[layer], self.v[layer]
-
-    def valid(self) -> torch.Tensor:
-        """(S + W·Tc + Tc,) bool: which key positions hold something (sink and current chunk always do)."""
-        ring = (self.slot_chunk >= 0).repeat_interleave(self.tokens_per_chunk)
+    def valid(self, chunk: int) -> torch.Tensor:
+        """(S + W·Tc + Tc,) bool: the key positions chunk ``chunk`` attends to — the sink, the ring slots holding
+        one of the W chunks before it, and the chunk itself (in the scratch region)."""
+        held = (self.slot_chunk >= 0) & (self.slot_chunk < chunk) & (self.slot_chunk >= chunk - self.window)  # (W,)
+        ring = held.repeat_interleave(self.tokens_per_chunk)
         ones = torch.ones(self.sink_tokens, dtype=torch.bool, device=ring.device)
         return torch.cat([ones, ring, torch.ones(self.tokens_per_chunk, dtype=torch.bool, device=ring.device)])
 

@@ -14,26 +14,13 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
-from mfruntime.config import ModelConfig
 from mfruntime.data.speech import Phoneme
-from mfruntime.model.codec_audio import make_audio_codec
-from mfruntime.model.codec_video import VideoCodec
+from mfruntime.model.av import AVModel
 from mfruntime.model.phonemes import PhonemeTrack, PhonemeWindow
-from mfruntime.model.transformer import StreamState, TwinStreamTransformer
+from mfruntime.engine.kernels import REFERENCE, Kernels
+from mfruntime.model.transformer import StreamState
 from mfruntime.sampling import SCHEDULES, euler_sample
-
-
-class AVModel(nn.Module):
-    """The transformer and both codecs, as one loadable unit."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.transformer = TwinStreamTransformer(cfg)
-        self.video_codec = VideoCodec(cfg.video_codec)
-        self.audio_codec = make_audio_codec(cfg.audio_codec)
 
 
 @dataclass(frozen=True)
@@ -84,7 +71,8 @@ class Generator:
     """Streaming generation for one character (batch 1). Holds the KV cache between utterances."""
 
     def __init__(self, model: AVModel, reference_image=None, audio_reference: np.ndarray | None = None,
-                 options: GenerationOptions = GenerationOptions()) -> None:
+                 options: GenerationOptions = GenerationOptions(), kernels: Kernels = REFERENCE) -> None:
+        """kernels: the cache operations' implementation (engine/kernels.py; a backend's choice, same weights)."""
         self.model, self.cfg, self.options = model, model.cfg, options
         tr = model.transformer
         dev = next(model.parameters()).device
@@ -105,7 +93,7 @@ class Generator:
                 audio_ref = model.audio_codec.encode(pcm[None])  # (1, R, Ca)
             self.sinks = tr.make_sinks(identity, audio_ref, batch=1)
             self.identity = identity
-        self.state: StreamState = tr.new_state(self.sinks, batch=1)
+        self.state: StreamState = tr.new_state(self.sinks, batch=1, kernels=kernels)
         self.audio_state = model.audio_codec.new_decode_state()
         self.rng = torch.Generator(device="cpu").manual_seed(options.seed)
         self.device = dev

@@ -1,32 +1,45 @@
-"""Execution backends for the chunk step: ``eager``, ``compile`` (torch.compile), ``tensorrt`` (Torch-TensorRT).
+"""Execution backends for the chunk step: ``eager``, ``native``, ``compile`` (torch.compile), ``tensorrt``.
 
-What gets compiled: the sublayers of every transformer block (modulation, q/k/v projection, self-,
-cross-modal and phoneme attention, MLP), each with ``dynamic=False``. Their shapes never change during
-a stream because the ring KV cache has a fixed size (sink + W chunks + current chunk). Compiling the whole
-``chunk_step`` instead is not possible as is: it branches on the Python chunk index, so every chunk would
-be a new graph (and torch 2.13's inductor fails on the dynamic-shape version: ``NameError: name 's35' is
-not defined`` on CPU). The cache bookkeeping between sublayers stays eager, which costs little.
+A backend is a :class:`~mfruntime.engine.kernels.Kernels` object the stream state carries; the model and its
+weights are the same for every backend (one copy per process), nothing is patched:
+
+* ``eager`` — the PyTorch reference kernels.
+* ``native`` — the C++ kernels (csrc/, built by ``pip install``) for the ring-cache attention, the
+  cross-modal and phoneme attention and the ring write; everything else stays PyTorch.
+* ``compile`` / ``tensorrt`` — the block sublayers (modulation, q/k/v projection, attention output
+  projections, MLP) compiled with ``torch.compile(dynamic=False)`` (with the Torch-TensorRT backend for
+  ``tensorrt``); the attention runs through the seam like eager. Each sublayer is compiled once as a plain
+  function of (block, inputs), so every block of the same shape shares its graph. Shapes never change
+  during a stream because the ring KV cache has a fixed size. Compiling the whole ``chunk_step`` is not
+  possible as is: it branches on the Python chunk index, so every chunk would be a new graph.
 
 ``auto`` picks by a fixed rule, logged once: ``tensorrt`` on a CUDA device with ``torch_tensorrt``
-importable, else ``compile`` on CUDA, else ``eager`` — on this project's 2-core CPU the compiled sublayers
-were not faster than eager (``benchmarks/runtime.py`` measures both side by side).
+importable, else ``compile`` on CUDA; on the CPU :data:`CPU_AUTO`, the backend measured fastest on this
+project's CPU (``benchmarks/model.py`` measures eager and native side by side; docs/RUNTIME.md).
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
+import threading
 
 import torch
 
+from mfruntime.engine import BACKENDS, native
+from mfruntime.engine.kernels import REFERENCE, Kernels
 from mfruntime.errors import UserFacingError
-from mfruntime.model.generate import AVModel
+from mfruntime.model.block import StreamBlock
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "eager", "compile", "tensorrt")
-#: Block methods that run once per layer and stream per model call; compiled in place on the block.
+#: Block sublayers that run once per layer and stream per model call; what compile/tensorrt compile.
 SUBLAYERS = ("modulation", "project", "self_attention", "cross_query", "cross_modal_out", "phoneme_query",
              "phoneme_kv", "phoneme_out", "feed_forward")
+#: What ``auto`` runs on the CPU: the backend measured fastest here (benchmarks/model.py, docs/RUNTIME.md).
+CPU_AUTO = "eager"
+_kernels: dict[str, Kernels] = {}  # one Kernels object (and so one set of compiled graphs) per backend
+_lock = threading.Lock()
 
 
 class BackendUnavailable(UserFacingError, RuntimeError):
@@ -52,6 +65,10 @@ def why_unavailable(backend: str, device: torch.device) -> str | None:
     """None when ``backend`` can run on ``device``, else the reason in one line."""
     if backend not in BACKENDS:
         return f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}"
+    if backend == "native":
+        if device.type != "cpu":
+            return f"the native backend has CPU kernels only (the CUDA kernels are not wired in yet); the session runs on {device.type}"
+        return native.why_unavailable()
     if backend == "compile" and not hasattr(torch, "compile"):
         return "torch.compile needs PyTorch 2.0 or newer"
     if backend == "tensorrt":
@@ -68,7 +85,7 @@ def pick_backend(requested: str, device: torch.device) -> str:
         if device.type == "cuda":
             choice = "tensorrt" if why_unavailable("tensorrt", device) is None else "compile"
         else:
-            choice = "eager"
+            choice = CPU_AUTO if why_unavailable(CPU_AUTO, torch.device("cpu")) is None else "eager"
         log.info("backend auto → %s on %s", choice, device)
         return choice
     reason = why_unavailable(requested, device)
@@ -77,13 +94,25 @@ def pick_backend(requested: str, device: torch.device) -> str:
     return requested
 
 
-def apply_backend(model: AVModel, backend: str) -> AVModel:
-    """Compile ``model``'s block sublayers in place for ``compile`` / ``tensorrt``; ``eager`` leaves it alone.
+def kernels_for(backend: str) -> Kernels:
+    """The kernels of ``backend`` (eager, native, compile or tensorrt), created once per process.
 
     Compilation happens lazily on the first chunk (seconds to a minute); later chunks reuse the graphs.
     """
+    with _lock:
+        if backend not in _kernels:
+            _kernels[backend] = _make(backend)
+        return _kernels[backend]
+
+
+def _make(backend: str) -> Kernels:
     if backend == "eager":
-        return model
+        return REFERENCE
+    if backend == "native":
+        reason = native.why_unavailable()
+        if reason:
+            raise BackendUnavailable(reason)
+        return native.NATIVE
     if backend == "compile":
         kwargs: dict = {"dynamic": False}
     elif backend == "tensorrt":
@@ -92,11 +121,6 @@ def apply_backend(model: AVModel, backend: str) -> AVModel:
         kwargs = {"dynamic": False, "backend": "torch_tensorrt",
                   "options": {"enabled_precisions": {torch.float32, torch.float16}, "min_block_size": 1}}
     else:
-        raise ValueError(f"apply_backend takes eager, compile or tensorrt, got {backend!r}")
-    for stream in model.transformer.streams.values():
-        for blk in stream.blocks:
-            for name in SUBLAYERS:
-                if name.startswith("cross") and not blk.cross_modal:
-                    continue
-                setattr(blk, name, torch.compile(getattr(blk, name), **kwargs))  # instance attribute shadows the method
-    return model
+        raise ValueError(f"kernels_for takes eager, native, compile or tensorrt, got {backend!r}")
+    compiled = {name: torch.compile(getattr(StreamBlock, name), **kwargs) for name in SUBLAYERS}
+    return dataclasses.replace(REFERENCE, name=backend, sublayers=compiled)

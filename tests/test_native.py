@@ -1,0 +1,162 @@
+"""The native kernels (csrc/, bindings/) against the PyTorch reference, the native backend against eager,
+their custom-operator registration, and that every CUDA source compiles."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mfruntime.config import PRESETS
+from mfruntime.engine import native
+from mfruntime.engine.kernels import reference_attend, reference_ring_attention, reference_ring_write
+
+ROOT = Path(__file__).resolve().parents[1]
+TOL = 1e-4  # max abs error, fp32
+
+if not native.available():
+    # make test installs the package with its C++ build; a missing build is a setup error, not a skip.
+    pytest.fail(f"native kernels missing: {native.why_unavailable()}", pytrace=False)
+
+HEAD_SHAPES = sorted({(c.video.heads, c.video.head_dim) for c in PRESETS.values()})  # every preset's (H, Dh)
+
+
+def _strided(b, h, n, d, g):
+    """A (B, H, N, D) tensor laid out (B, N, H, D), as the model's split heads are."""
+    return torch.randn(b, n, h, d, generator=g).transpose(1, 2)
+
+
+def _rotations(cb, n, d, g):
+    return torch.polar(torch.ones(cb, n, d // 2), torch.rand(cb, n, d // 2, generator=g) * 6.3)
+
+
+@pytest.mark.parametrize("heads,head_dim", HEAD_SHAPES + [(3, 8), (2, 20)])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_ring_attention_equals_reference(heads, head_dim, batch):
+    g = torch.Generator().manual_seed(heads * 100 + head_dim + batch)
+    for sink, window, n in ((16, 8, 64), (5, 3, 7), (1, 1, 1)):
+        t = sink + window * n + n
+        q, k, v = (_strided(batch, heads, n, head_dim, g) for _ in range(3))
+        kb, vb = torch.randn(batch, heads, t, head_dim, generator=g), torch.randn(batch, heads, t, head_dim, generator=g)
+        for case in ("first chunk", "some slots", "full ring"):
+            valid = torch.ones(1, t, dtype=torch.bool)
+            if case == "first chunk":  # an empty ring: only the sink and the chunk itself
+                valid[:, sink:sink + window * n] = False
+            elif case == "some slots":
+                valid = valid.repeat(batch, 1)
+                valid[:, sink:sink + window * n] = torch.rand(batch, window * n, generator=g) > 0.5
+            for cb in (1, batch):
+                cis = _rotations(cb, n, head_dim, g)
+                k1, v1, k2, v2 = kb.clone(), vb.clone(), kb.clone(), vb.clone()
+                with torch.no_grad():
+                    want, _, _ = reference_ring_attention(q, k, v, k1, v1, t - n, cis, valid)
+                    got, k_all, v_all = native.ring_attention(q, k, v, k2, v2, t - n, cis, valid)
+                assert k_all is k2 and v_all is v2  # the buffers themselves: read in place
+                assert (got - want).abs().max() <= TOL, case
+                assert (k1 - k2).abs().max() <= TOL and torch.equal(v1, v2)  # the scratch rows written alike
+
+
+@pytest.mark.parametrize("heads,head_dim", HEAD_SHAPES)
+def test_attend_equals_reference_with_and_without_rotation(heads, head_dim):
+    g = torch.Generator().manual_seed(7)
+    for batch, n, t in ((1, 64, 592), (2, 8, 33), (3, 5, 1)):
+        q = _strided(batch, heads, n, head_dim, g)
+        k, v = _strided(batch, heads, t, head_dim, g), _strided(batch, heads, t, head_dim, g)  # strided, like phoneme keys
+        valid = torch.rand(batch, t, generator=g) > 0.3
+        valid[:, 0] = True  # the model always has one valid key (the null phoneme, the sink)
+        for cis in (None, _rotations(1, n, head_dim, g)):
+            with torch.no_grad():
+                assert (native.attend(q, k, v, valid, cis) - reference_attend(q, k, v, valid, cis)).abs().max() <= TOL
+
+
+def test_ring_write_wraps_around():
+    g = torch.Generator().manual_seed(1)
+    b, h, n, d, sink, window = 2, 4, 6, 32, 3, 4
+    t = sink + window * n + n
+    kb, vb = torch.zeros(b, h, t, d), torch.zeros(b, h, t, d)
+    kr, vr = kb.clone(), vb.clone()
+    for chunk in range(11):  # wraps the ring twice
+        k, v = _strided(b, h, n, d, g), _strided(b, h, n, d, g)
+        native.ring_write(kb, vb, k, v, chunk, sink, window)
+        reference_ring_write(kr, vr, k, v, chunk, sink, window)
+        assert torch.equal(kb, kr) and torch.equal(vb, vr)
+    slot = 10 % window
+    assert torch.equal(kb[:, :, sink + slot * n: sink + (slot + 1) * n], k)
+
+
+def test_bad_shapes_are_refused_and_autograd_falls_back():
+    q = torch.randn(1, 2, 4, 8)
+    kb, vb = torch.zeros(1, 2, 10, 8), torch.zeros(1, 2, 10, 8)
+    valid, cis = torch.ones(1, 10, dtype=torch.bool), _rotations(1, 4, 8, torch.Generator())
+    with torch.no_grad(), pytest.raises(ValueError, match="do not fit together"):
+        native.ring_attention(q, q, q, kb, vb, 8, cis, valid)  # offset 8 + 4 rows > 10
+    with torch.no_grad(), pytest.raises(ValueError, match="key validity"):
+        native.attend(q, kb, vb, torch.ones(1, 9, dtype=torch.bool))
+    qg = q.clone().requires_grad_()
+    out, k_all, _ = native.ring_attention(qg, q, q, kb, vb, 6, cis, valid)  # training: the reference path
+    out.sum().backward()
+    assert qg.grad is not None and k_all is not kb
+
+
+def test_custom_ops_pass_opcheck():
+    g = torch.Generator().manual_seed(2)
+    q, k, v = (_strided(1, 4, 8, 32, g) for _ in range(3))
+    kb, vb = torch.randn(1, 4, 24, 32, generator=g), torch.randn(1, 4, 24, 32, generator=g)
+    valid, cis = torch.ones(1, 24, dtype=torch.bool), _rotations(1, 8, 32, g)
+    ops = torch.ops.mfruntime
+    torch.library.opcheck(ops.ring_attention.default, (q, k, v, kb, vb, 16, cis, valid))
+    torch.library.opcheck(ops.attend.default, (q, kb, vb, valid, cis))
+    torch.library.opcheck(ops.ring_write.default, (kb, vb, k, v, 5, 0, 2))
+
+
+def test_native_backend_streams_like_eager():
+    """40 chunks of the bundled model: frames within 1 level, PCM within 1e-3 of the eager backend."""
+    from mfruntime.data.render import FaceRenderer, FaceState, Identity
+    from mfruntime.data.speech import synthesize
+    from mfruntime.engine.backends import kernels_for
+    from mfruntime.engine.generator import GenerationOptions, Generator
+    from mfruntime.model.bundle import load_model
+
+    model = load_model("tiny")
+    face = FaceRenderer(Identity.from_seed(0), model.cfg.video_codec.size).render(FaceState())
+    one = synthesize("Every chunk of this line should match, whichever kernels run it.").phonemes
+    period = one[-1].end
+    phonemes = [type(p)(p.symbol, p.start + r * period, p.end + r * period, p.stressed) for r in range(3) for p in one]
+    runs = {}
+    for backend in ("eager", "native"):
+        gen = Generator(model, face, options=GenerationOptions(steps=4, seed=3), kernels=kernels_for(backend))
+        runs[backend] = list(gen.generate(phonemes, n_chunks=40))
+    for a, b in zip(runs["eager"], runs["native"]):
+        assert a.index == b.index
+        assert np.abs(a.frames.astype(int) - b.frames.astype(int)).max() <= 1
+        assert np.abs(a.pcm - b.pcm).max() <= 1e-3
+
+
+def test_one_model_for_every_backend():
+    from mfruntime import Session
+
+    assert Session(device="cpu", backend="native").model is Session(device="cpu", backend="eager").model
+
+
+def test_cuda_sources_compile():
+    """Every .cu file compiles with nvcc (syntax and types; no GPU needed). CI sets MFR_REQUIRE_NVCC=1."""
+    nvcc = shutil.which("nvcc") or next((str(p) for p in Path("/usr/local").glob("cuda*/bin/nvcc")), None)
+    if nvcc is None:
+        if os.environ.get("MFR_REQUIRE_NVCC"):
+            pytest.fail("nvcc not found but MFR_REQUIRE_NVCC is set (install the CUDA toolkit)")
+        pytest.skip("nvcc not found (the CUDA toolkit); the CUDA sources were not compiled")
+    import pybind11
+
+    sources = sorted((ROOT / "csrc").rglob("*.cu")) + [ROOT / "bindings" / "cuda_module.cpp"]
+    assert len(sources) >= 2
+    import sysconfig
+
+    for src in sources:
+        cmd = [nvcc, "-std=c++17", "-c", str(src), "-o", os.devnull, "-I", pybind11.get_include(),
+               "-I", sysconfig.get_paths()["include"], "-Xcompiler", "-fPIC"]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        assert res.returncode == 0, f"{src.name}:\n{res.stderr[-3000:]}"
