@@ -4,8 +4,9 @@ A backend is a :class:`~mfruntime.engine.kernels.Kernels` object the stream stat
 weights are the same for every backend (one copy per process), nothing is patched:
 
 * ``eager`` — the PyTorch reference kernels.
-* ``native`` — the C++ kernels (csrc/, built by ``pip install``) for the ring-cache attention, the
-  cross-modal and phoneme attention and the ring write; everything else stays PyTorch.
+* ``native`` — the C++ kernels (csrc/, built by ``pip install``; CUDA ones when built with ``MFR_CUDA``)
+  for the ring-cache attention, the cross-modal and phoneme attention and the ring write; everything
+  else stays PyTorch.
 * ``compile`` / ``tensorrt`` — the block sublayers (modulation, q/k/v projection, attention output
   projections, MLP) compiled with ``torch.compile(dynamic=False)`` (with the Torch-TensorRT backend for
   ``tensorrt``); the attention runs through the seam like eager. Each sublayer is compiled once as a plain
@@ -66,9 +67,7 @@ def why_unavailable(backend: str, device: torch.device) -> str | None:
     if backend not in BACKENDS:
         return f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}"
     if backend == "native":
-        if device.type != "cpu":
-            return f"the native backend has CPU kernels only (the CUDA kernels are not wired in yet); the session runs on {device.type}"
-        return native.why_unavailable()
+        return native.why_unavailable(device.type)
     if backend == "compile" and not hasattr(torch, "compile"):
         return "torch.compile needs PyTorch 2.0 or newer"
     if backend == "tensorrt":
@@ -109,10 +108,7 @@ def _make(backend: str) -> Kernels:
     if backend == "eager":
         return REFERENCE
     if backend == "native":
-        reason = native.why_unavailable()
-        if reason:
-            raise BackendUnavailable(reason)
-        return native.NATIVE
+        return native.NATIVE  # pick_backend has checked that the device's module is built
     if backend == "compile":
         kwargs: dict = {"dynamic": False}
     elif backend == "tensorrt":

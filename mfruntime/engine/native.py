@@ -5,10 +5,12 @@
 custom operators — ``torch.ops.mfruntime.ring_attention``, ``.attend``, ``.ring_write`` — with fake (meta)
 implementations, so ``torch.compile`` and exporters can trace through them.
 
-The kernels are for inference: float32 tensors on the CPU, last dimension contiguous, KV buffers contiguous.
-Anything else (autograd, another dtype or device) falls back to the reference implementation for that call,
-so a native state never gives a wrong result, only a slower one. Without a built module (no C++ compiler
-when the package was installed) :func:`available` is False and :func:`why_unavailable` says why in one line.
+The kernels are for inference: float32 tensors on the CPU — or float32/float16/bfloat16 on a CUDA device
+when the CUDA module ``_mfruntime_native_cuda`` was built (``MFR_CUDA=ON``, see CMakeLists.txt) — with
+the last dimension contiguous and the KV buffers contiguous. Anything else (autograd, another dtype or
+device) falls back to the reference implementation for that call, so a native state never gives a wrong
+result, only a slower one. Without a built module (no C++ compiler when the package was installed)
+:func:`available` is False and :func:`why_unavailable` says why in one line.
 """
 from __future__ import annotations
 
@@ -21,46 +23,64 @@ from mfruntime.engine.kernels import (Kernels, reference_attend, reference_ring_
 
 log = logging.getLogger(__name__)
 
-ABI = 1  # the module's `abi` this file speaks
-_module = None
-_error: str | None = None
+ABI = 1  # the modules' `abi` this file speaks
+CUDA_DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+_modules: dict[str, object] = {}
+_errors: dict[str, str] = {}
+_HOW = {"cpu": "install a C++ compiler (apt-get install g++) and reinstall mfruntime (pip install -e .)",
+        "cuda": "reinstall mfruntime with the CUDA kernels on a machine with nvcc "
+                "(MFR_CUDA=1 make setup, or pip install -e . -Ccmake.define.MFR_CUDA=ON)"}
 
 
-def _load():
-    global _module, _error
-    if _module is None and _error is None:
+def _load(device: str = "cpu"):
+    """The compiled module for ``device`` ("cpu" or "cuda"), or None (the reason is kept for why_unavailable)."""
+    if device not in _modules and device not in _errors:
+        name = "_mfruntime_native" if device == "cpu" else "_mfruntime_native_cuda"
         try:
-            mod = importlib.import_module("_mfruntime_native")
+            mod = importlib.import_module(name)
             if getattr(mod, "abi", None) != ABI:
-                raise ImportError(f"it speaks ABI {getattr(mod, 'abi', None)}, this mfruntime needs {ABI}: "
+                raise ImportError(f"{name} speaks ABI {getattr(mod, 'abi', None)}, this mfruntime needs {ABI}: "
                                   "reinstall the package (pip install -e .) to rebuild it")
-            _module = mod
+            _modules[device] = mod
         except ImportError as exc:
-            _error = (f"the native kernels are not built ({exc}); install a C++ compiler (apt-get install g++) "
-                      "and reinstall mfruntime (pip install -e .)")
-    return _module
+            _errors[device] = f"the native {device} kernels are not built ({exc}); {_HOW[device]}"
+    return _modules.get(device)
 
 
-def available() -> bool:
-    return _load() is not None
+def available(device: str = "cpu") -> bool:
+    return _load(device) is not None
 
 
-def why_unavailable() -> str | None:
-    _load()
-    return _error
+def why_unavailable(device: str = "cpu") -> str | None:
+    _load(device)
+    return _errors.get(device)
 
 
-def _fits(*tensors: torch.Tensor) -> bool:
-    """Whether the kernels can take these tensors as they are (else the caller falls back to the reference)."""
-    for t in tensors:
-        if t.dtype != torch.float32 or t.device.type != "cpu" or t.stride(-1) != 1 or t.requires_grad:
-            return False
-    return True
+def _module_for(*tensors: torch.Tensor):
+    """The compiled module that can take these tensors as they are, or None (the caller uses the reference)."""
+    dev = tensors[0].device
+    if dev.type == "cpu":
+        ok = all(t.dtype == torch.float32 for t in tensors)
+    elif dev.type == "cuda":
+        ok = all(t.dtype == tensors[0].dtype for t in tensors) and tensors[0].dtype in CUDA_DTYPES
+    else:
+        return None
+    if not ok or any(t.device != dev or t.stride(-1) != 1 or t.requires_grad for t in tensors):
+        return None
+    return _load(dev.type)
+
+
+def _launch(mod, fn: str, first: torch.Tensor, *args) -> None:
+    """Call ``mod.fn`` with the threads (CPU) or the dtype and stream (CUDA) of the tensors."""
+    if first.device.type == "cpu":
+        getattr(mod, fn)(*args, torch.get_num_threads())
+    else:
+        getattr(mod, fn)(CUDA_DTYPES[first.dtype], *args, torch.cuda.current_stream(first.device).cuda_stream)
 
 
 def _rotation(cis: torch.Tensor, n: int, half: int) -> tuple[torch.Tensor, int]:
     """(1 or B, N, D/2) complex rotations → contiguous (cos, sin) floats and their batch stride (0: shared)."""
-    cs = torch.view_as_real(cis.resolve_conj()).contiguous()  # (cb, N, D/2, 2)
+    cs = torch.view_as_real(cis.resolve_conj()).float().contiguous()  # (cb, N, D/2, 2)
     if cs.dim() != 4 or tuple(cs.shape[1:]) != (n, half, 2):
         raise ValueError(f"rotations must be (1 or B, {n}, {half}) complex, got {tuple(cis.shape)}")
     return cs, (0 if cs.shape[0] == 1 else cs.stride(0))
@@ -73,17 +93,15 @@ def _validity(valid: torch.Tensor, t: int) -> tuple[torch.Tensor, int]:
     return valid, (0 if valid.shape[0] == 1 else valid.stride(0))
 
 
-def _out(b: int, h: int, n: int, d: int) -> torch.Tensor:
+def _out(like: torch.Tensor, b: int, h: int, n: int, d: int) -> torch.Tensor:
     """(B, H, N, D) output stored as (B, N, H, D), so merging the heads afterwards is a view, not a copy."""
-    return torch.empty(b, n, h, d).transpose(1, 2)
+    return torch.empty(b, n, h, d, dtype=like.dtype, device=like.device).transpose(1, 2)
 
 
 def ring_attention(q, k, v, k_buf, v_buf, offset: int, cis, valid):
     """Native :func:`~mfruntime.engine.kernels.reference_ring_attention` (same contract)."""
-    mod = _load()
-    if (mod is None or (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
-            or not _fits(q, k, v, k_buf, v_buf) or not (k_buf.is_contiguous() and v_buf.is_contiguous())
-            or valid.dim() != 2):
+    mod = _module_for(q, k, v, k_buf, v_buf)
+    if mod is None or not (k_buf.is_contiguous() and v_buf.is_contiguous()) or valid.dim() != 2:
         return reference_ring_attention(q, k, v, k_buf, v_buf, offset, cis, valid)
     b, h, n, d = q.shape
     t = k_buf.shape[2]
@@ -93,17 +111,17 @@ def ring_attention(q, k, v, k_buf, v_buf, offset: int, cis, valid):
                          "do not fit together")
     cs, cs_stride = _rotation(cis, n, d // 2)
     valid, v_stride = _validity(valid, t)
-    out = _out(b, h, n, d)
-    mod.ring_attention(q.data_ptr(), q.stride(), k.data_ptr(), k.stride(), v.data_ptr(), v.stride(),
-                       k_buf.data_ptr(), v_buf.data_ptr(), out.data_ptr(), out.stride(), cs.data_ptr(), cs_stride,
-                       valid.data_ptr(), v_stride, b, h, n, t, d, offset, torch.get_num_threads())
+    out = _out(q, b, h, n, d)
+    _launch(mod, "ring_attention", q, q.data_ptr(), q.stride(), k.data_ptr(), k.stride(), v.data_ptr(), v.stride(),
+            k_buf.data_ptr(), v_buf.data_ptr(), out.data_ptr(), out.stride(), cs.data_ptr(), cs_stride,
+            valid.data_ptr(), v_stride, b, h, n, t, d, offset)
     return out, k_buf, v_buf
 
 
 def attend(q, k, v, valid, cis=None):
     """Native :func:`~mfruntime.engine.kernels.reference_attend` (same contract)."""
-    mod = _load()
-    if mod is None or not _fits(q, k, v) or valid.dim() != 2 or (torch.is_grad_enabled() and q.requires_grad):
+    mod = _module_for(q, k, v)
+    if mod is None or valid.dim() != 2:
         return reference_attend(q, k, v, valid, cis)
     b, h, n, d = q.shape
     t = k.shape[2]
@@ -111,17 +129,17 @@ def attend(q, k, v, valid, cis=None):
         raise ValueError(f"attend: q {tuple(q.shape)} and k/v {tuple(k.shape)}/{tuple(v.shape)} do not fit together")
     cs, cs_stride = _rotation(cis, n, d // 2) if cis is not None else (None, 0)
     valid, v_stride = _validity(valid, t)
-    out = _out(b, h, n, d)
-    mod.attend(q.data_ptr(), q.stride(), k.data_ptr(), k.stride(), v.data_ptr(), v.stride(), out.data_ptr(),
-               out.stride(), 0 if cs is None else cs.data_ptr(), cs_stride, valid.data_ptr(), v_stride, b, h, n, t, d,
-               torch.get_num_threads())
+    out = _out(q, b, h, n, d)
+    _launch(mod, "attend", q, q.data_ptr(), q.stride(), k.data_ptr(), k.stride(), v.data_ptr(), v.stride(),
+            out.data_ptr(), out.stride(), 0 if cs is None else cs.data_ptr(), cs_stride, valid.data_ptr(), v_stride,
+            b, h, n, t, d)
     return out
 
 
 def ring_write(k_buf, v_buf, k, v, chunk: int, ring_start: int, window: int) -> None:
     """Native :func:`~mfruntime.engine.kernels.reference_ring_write` (same contract)."""
-    mod = _load()
-    if mod is None or not _fits(k_buf, v_buf, k, v) or not (k_buf.is_contiguous() and v_buf.is_contiguous()):
+    mod = _module_for(k_buf, v_buf, k.detach(), v.detach())
+    if mod is None or not (k_buf.is_contiguous() and v_buf.is_contiguous()):
         return reference_ring_write(k_buf, v_buf, k, v, chunk, ring_start, window)
     b, h, n, d = k.shape
     t = k_buf.shape[2]
@@ -129,8 +147,8 @@ def ring_write(k_buf, v_buf, k, v, chunk: int, ring_start: int, window: int) -> 
             or ring_start < 0 or ring_start + window * n > t:
         raise ValueError(f"ring_write: chunk {tuple(k.shape)} and buffers {tuple(k_buf.shape)} with ring_start "
                          f"{ring_start}, window {window} do not fit together")
-    mod.ring_write(k_buf.data_ptr(), v_buf.data_ptr(), k.data_ptr(), k.stride(), v.data_ptr(), v.stride(),
-                   b, h, n, t, d, chunk, ring_start, window, torch.get_num_threads())
+    _launch(mod, "ring_write", k_buf, k_buf.data_ptr(), v_buf.data_ptr(), k.data_ptr(), k.stride(), v.data_ptr(),
+            v.stride(), b, h, n, t, d, chunk, ring_start, window)
 
 
 NATIVE = Kernels("native", ring_attention=ring_attention, attend=attend, ring_write=ring_write)
