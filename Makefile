@@ -10,12 +10,15 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+NATIVE_SRC := CMakeLists.txt $(wildcard csrc/*.h csrc/cpu/*.cpp csrc/cuda/*.h csrc/cuda/*.cu bindings/*.cpp)
+
+$(STAMP): pyproject.toml Makefile $(NATIVE_SRC)
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; install Python 3.11 (or run make PYTHON=python3)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# CPU build of PyTorch first, so nothing else can pull a CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# Builds the native kernels (CMake + g++, via scikit-build-core); MFR_CUDA=1 also builds the CUDA ones.
+	$(BIN)/python -m pip install --quiet -e '.[dev]' $(if $(MFR_CUDA),-Ccmake.define.MFR_CUDA=ON)
 	touch $(STAMP)
 
 # Main job: the bundled model says a sentence; writes demo.mp4, prints time to first chunk and RTF.

@@ -1,8 +1,11 @@
-"""Speed of the model on this machine: `python -m benchmarks.model [--preset tiny]`.
+"""Speed of the model on this machine: `python -m benchmarks.model [--preset tiny] [--backends eager,native]`.
 
 Untrained weights (cost does not depend on the values). A chunk is 160 ms of
 output: the denoising steps, the commit forward at t = 0 and decoding to frames
-and PCM. Everything is measured in one run so the ratios are side by side.
+and PCM. Everything is measured in one run so the ratios are side by side: the
+step-count table, the FLOP count, the backends (eager vs native kernels, one chunk
+of each in turn so machine drift hits both alike, plus the seam's attention calls
+alone at the preset's shapes) and chunk 10 vs chunk N.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from mfruntime.config import preset
 from mfruntime.data.render import FaceRenderer, FaceState, Identity
 from mfruntime.data.speech import Phoneme, synthesize
 from mfruntime.model.av import AVModel
+from mfruntime.engine.backends import kernels_for, pick_backend
 from mfruntime.engine.generator import GenerationOptions, Generator
 
 
@@ -82,6 +86,11 @@ def main(args: argparse.Namespace) -> None:
     print(f"measured matmul peak: {peak / 1e9:.1f} GFLOP/s; achieved at 4 steps: {achieved / 1e9:.1f} GFLOP/s "
           f"= {100 * achieved / peak:.1f}% of peak")
 
+    backends = [b for b in args.backends.split(",") if b]
+    if len(backends) > 1:
+        compare_backends(model, face, phonemes, backends, args.backend_chunks)
+        compare_attention(model, backends)
+
     # Chunk ~10 vs chunk ~N, measured alternately from snapshots so machine drift hits both alike.
     early_gen = Generator(model, face, options=GenerationOptions(steps=1))
     late_gen = Generator(model, face, options=GenerationOptions(steps=1))
@@ -99,6 +108,64 @@ def main(args: argparse.Namespace) -> None:
           f"ratio {late / early:.3f}")
 
 
+def compare_backends(model, face, phonemes, backends: list[str], chunks: int) -> None:
+    """ms per chunk at 4 steps for each backend, one chunk of each in turn (same seed, same line)."""
+    for b in backends:
+        pick_backend(b, torch.device("cpu"))  # a clear error when a backend cannot run here
+    gens = {b: Generator(model, face, options=GenerationOptions(steps=4), kernels=kernels_for(b)) for b in backends}
+    for gen in gens.values():
+        chunk_times(gen, phonemes, 3, 4)  # warm-up (and compilation, for compile)
+    times: dict[str, list[float]] = {b: [] for b in backends}
+    for _ in range(chunks):
+        for b, gen in gens.items():
+            times[b] += chunk_times(gen, phonemes, 1, 4)
+    base = float(np.median(times[backends[0]]))
+    print(f"\nbackends at 4 steps, {chunks} chunks each, interleaved chunk by chunk")
+    print(f"\n| backend | ms per chunk (median) | p90 | RTF | {backends[0]} / backend |")
+    print("|---|---:|---:|---:|---:|")
+    chunk_s = model.cfg.media.chunk_seconds
+    for b in backends:
+        med, p90 = float(np.median(times[b])), float(np.percentile(times[b], 90))
+        print(f"| {b} | {1000 * med:.1f} | {1000 * p90:.1f} | {med / chunk_s:.3f} | {base / med:.2f} |")
+
+
+def compare_attention(model, backends: list[str], reps: int = 200) -> None:
+    """The seam's attention calls alone at this preset's chunk-step shapes (batch 1), µs per call, interleaved."""
+    cfg = model.cfg
+    h, d = cfg.video.heads, cfg.head_dim
+    nv, na = cfg.video_tokens_per_chunk, cfg.audio_tokens_per_chunk
+    tv = model.transformer.streams["video"].sink_tokens + (cfg.window_chunks + 1) * nv
+    ta = cfg.audio_ref_steps + (cfg.window_chunks + 1) * na
+    ph = 1 + cfg.max_phonemes
+    shapes = [("video self-attention", "ring", nv, tv), ("audio self-attention", "ring", na, ta),
+              ("video → audio cross", "attend", nv, ta), ("audio → video cross", "attend", na, tv),
+              ("video phonemes", "attend", nv, ph), ("audio phonemes", "attend", na, ph)]
+    g = torch.Generator().manual_seed(0)
+    print(f"\nattention calls alone (µs per call, median of {reps}, interleaved; {h} heads × {d})")
+    print("\n| call | queries | keys | " + " | ".join(backends) + " |")
+    print("|---|---:|---:|" + "---:|" * len(backends))
+    for name, kind, n, t in shapes:
+        q, k, v = (torch.randn(1, n, h, d, generator=g).transpose(1, 2) for _ in range(3))
+        kb, vb = torch.randn(1, h, t, d, generator=g), torch.randn(1, h, t, d, generator=g)
+        valid = torch.ones(1, t, dtype=torch.bool)
+        cis = torch.polar(torch.ones(1, n, d // 2), torch.rand(1, n, d // 2, generator=g) * 6.3)
+        calls = {}
+        for b in backends:
+            kern = kernels_for(b)
+            if kind == "ring":
+                calls[b] = lambda kern=kern: kern.ring_attention(q, k, v, kb, vb, t - n, cis, valid)
+            else:
+                calls[b] = lambda kern=kern: kern.attend(q, kb, vb, valid, cis)
+        times: dict[str, list[float]] = {b: [] for b in backends}
+        with torch.no_grad():
+            for _ in range(reps):
+                for b, fn in calls.items():
+                    start = time.perf_counter()
+                    fn()
+                    times[b].append(time.perf_counter() - start)
+        print(f"| {name} | {n} | {t} | " + " | ".join(f"{1e6 * float(np.median(times[b])):.1f}" for b in backends) + " |")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="tiny", help="model preset (default: tiny)")
@@ -106,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--long-chunks", type=int, default=500, help="N for the chunk-10 vs chunk-N comparison")
     p.add_argument("--long-steps", type=int, default=4, help="steps per chunk when timing chunk 10 vs chunk N")
     p.add_argument("--repeats", type=int, default=30, help="alternating measurements of chunk 10 and chunk N")
+    p.add_argument("--backends", default="eager,native",
+                   help="backends to compare, comma-separated; the first is the baseline (default: eager,native)")
+    p.add_argument("--backend-chunks", type=int, default=40, help="chunks per backend in the comparison (default: 40)")
     return p
 
 

@@ -56,41 +56,71 @@ def why_unavailable(device: str = "cpu") -> str | None:
     return _errors.get(device)
 
 
+#: Below this many query-key pairs (B·H·N·T) a call runs on one thread: the fork/join of a thread team costs
+#: more than it saves on small attentions (the audio stream's, the phoneme cross-attention).
+PARALLEL_MIN_PAIRS = 32_768
+_F32 = torch.float32
+
+
 def _module_for(*tensors: torch.Tensor):
     """The compiled module that can take these tensors as they are, or None (the caller uses the reference)."""
-    dev = tensors[0].device
-    if dev.type == "cpu":
-        ok = all(t.dtype == torch.float32 for t in tensors)
-    elif dev.type == "cuda":
-        ok = all(t.dtype == tensors[0].dtype for t in tensors) and tensors[0].dtype in CUDA_DTYPES
-    else:
+    first = tensors[0]
+    if not first.is_cuda:  # the common case, kept cheap: it runs ~120 times per chunk
+        for t in tensors:
+            if t.dtype is not _F32 or t.is_cuda or t.requires_grad or t.stride(-1) != 1:
+                return None
+        return _load("cpu") if first.device.type == "cpu" else None
+    dt = first.dtype
+    if dt not in CUDA_DTYPES or any(t.dtype != dt or t.device != first.device or t.stride(-1) != 1
+                                    or t.requires_grad for t in tensors):
         return None
-    if not ok or any(t.device != dev or t.stride(-1) != 1 or t.requires_grad for t in tensors):
-        return None
-    return _load(dev.type)
+    return _load("cuda")
 
 
-def _launch(mod, fn: str, first: torch.Tensor, *args) -> None:
+def _launch(mod, fn: str, first: torch.Tensor, pairs: int, *args) -> None:
     """Call ``mod.fn`` with the threads (CPU) or the dtype and stream (CUDA) of the tensors."""
-    if first.device.type == "cpu":
-        getattr(mod, fn)(*args, torch.get_num_threads())
+    if not first.is_cuda:
+        getattr(mod, fn)(*args, torch.get_num_threads() if pairs >= PARALLEL_MIN_PAIRS else 1)
     else:
         getattr(mod, fn)(CUDA_DTYPES[first.dtype], *args, torch.cuda.current_stream(first.device).cuda_stream)
 
 
+class _Memo:
+    """The last few conversions of rotation tables and masks: a forward pass reuses the same tensors in every
+    layer, so each is converted once per pass instead of once per call."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size, self.entries = size, {}
+
+    def get(self, obj, make):
+        hit = self.entries.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        if len(self.entries) >= self.size:
+            self.entries.clear()
+        value = make(obj)
+        self.entries[id(obj)] = (obj, value)  # holds obj, so its id cannot be reused while the entry lives
+        return value
+
+
+_memo = _Memo()
+
+
 def _rotation(cis: torch.Tensor, n: int, half: int) -> tuple[torch.Tensor, int]:
     """(1 or B, N, D/2) complex rotations → contiguous (cos, sin) floats and their batch stride (0: shared)."""
-    cs = torch.view_as_real(cis.resolve_conj()).float().contiguous()  # (cb, N, D/2, 2)
-    if cs.dim() != 4 or tuple(cs.shape[1:]) != (n, half, 2):
+    def make(c):
+        cs = torch.view_as_real(c.resolve_conj()).float().contiguous()  # (cb, N, D/2, 2)
+        return cs, (0 if cs.shape[0] == 1 else cs.stride(0))
+    cs, stride = _memo.get(cis, make)
+    if cs.dim() != 4 or cs.shape[1] != n or cs.shape[2] != half:
         raise ValueError(f"rotations must be (1 or B, {n}, {half}) complex, got {tuple(cis.shape)}")
-    return cs, (0 if cs.shape[0] == 1 else cs.stride(0))
+    return cs, stride
 
 
 def _validity(valid: torch.Tensor, t: int) -> tuple[torch.Tensor, int]:
     if valid.dtype != torch.bool or valid.dim() != 2 or valid.shape[1] != t:
         raise ValueError(f"key validity must be a (1 or B, {t}) bool tensor, got {tuple(valid.shape)} {valid.dtype}")
-    valid = valid.contiguous()
-    return valid, (0 if valid.shape[0] == 1 else valid.stride(0))
+    return _memo.get(valid, lambda m: (m.contiguous(), 0 if m.shape[0] == 1 else m.contiguous().stride(0)))
 
 
 def _out(like: torch.Tensor, b: int, h: int, n: int, d: int) -> torch.Tensor:
@@ -112,7 +142,7 @@ def ring_attention(q, k, v, k_buf, v_buf, offset: int, cis, valid):
     cs, cs_stride = _rotation(cis, n, d // 2)
     valid, v_stride = _validity(valid, t)
     out = _out(q, b, h, n, d)
-    _launch(mod, "ring_attention", q, q.data_ptr(), q.stride(), k.data_ptr(), k.stride(), v.data_ptr(), v.stride(),
+    _launch(mod, "ring_attention", q, b * h * n * t, q.data_ptr(), q.stride(), k.data_ptr(), k.stride(), v.data_ptr(), v.stride(),
             k_buf.data_ptr(), v_buf.data_ptr(), out.data_ptr(), out.stride(), cs.data_ptr(), cs_stride,
             valid.data_ptr(), v_stride, b, h, n, t, d, offset)
     return out, k_buf, v_buf
@@ -130,7 +160,7 @@ def attend(q, k, v, valid, cis=None):
     cs, cs_stride = _rotation(cis, n, d // 2) if cis is not None else (None, 0)
     valid, v_stride = _validity(valid, t)
     out = _out(q, b, h, n, d)
-    _launch(mod, "attend", q, q.data_ptr(), q.stride(), k.data_ptr(), k.stride(), v.data_ptr(), v.stride(),
+    _launch(mod, "attend", q, b * h * n * t, q.data_ptr(), q.stride(), k.data_ptr(), k.stride(), v.data_ptr(), v.stride(),
             out.data_ptr(), out.stride(), 0 if cs is None else cs.data_ptr(), cs_stride, valid.data_ptr(), v_stride,
             b, h, n, t, d)
     return out
@@ -147,7 +177,7 @@ def ring_write(k_buf, v_buf, k, v, chunk: int, ring_start: int, window: int) -> 
             or ring_start < 0 or ring_start + window * n > t:
         raise ValueError(f"ring_write: chunk {tuple(k.shape)} and buffers {tuple(k_buf.shape)} with ring_start "
                          f"{ring_start}, window {window} do not fit together")
-    _launch(mod, "ring_write", k_buf, k_buf.data_ptr(), v_buf.data_ptr(), k.data_ptr(), k.stride(), v.data_ptr(),
+    _launch(mod, "ring_write", k_buf, b * h * n * t, k_buf.data_ptr(), v_buf.data_ptr(), k.data_ptr(), k.stride(), v.data_ptr(),
             v.stride(), b, h, n, t, d, chunk, ring_start, window)
 
 
