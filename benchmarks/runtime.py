@@ -2,12 +2,12 @@
 
 Three parts, measured in one run so the numbers are side by side:
 
-1. Session per backend (``eager`` and ``compile``) on the CPU with the bundled tiny model at 4 steps.
+1. Session per backend (``eager``, ``native`` and ``compile``) on the CPU with the bundled tiny model at 4 steps.
    Each backend's Session is made (model load; ``compile`` also wraps the block sublayers in
    torch.compile) and warmed up with one short utterance, which for ``compile`` is when compilation
    happens ("warm-up s"; torch's on-disk compile cache makes later runs of this script faster: run with
    ``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)`` for a cold compile). Then a fixed ~3-s sentence is spoken
-   ``--repeats`` times per backend, the backends interleaved (eager, compile, eager, …) so machine noise
+   ``--repeats`` times per backend, the backends interleaved (eager, native, compile, eager, …) so machine noise
    hits both alike. Per utterance: TTFC = wall time from calling ``say()`` to receiving the first chunk
    (eSpeak's phoneme timing of the sentence is cached by then, so this is the model's share), and
    RTF = Σ compute_seconds / media seconds (0.16 s per chunk; below 1 is faster than real time).
@@ -267,10 +267,11 @@ def print_sessions(res: dict[str, dict], repeats: int) -> None:
     for backend, r in res.items():
         print(f"| {backend} | {r['load_s']:.2f} | {r['warm_up_s']:.2f} | {r['ttfc_ms']:.1f} | {r['rtf']:.3f} | "
               f"{r['chunk_ms_p50']:.1f} | {r['chunk_ms_p95']:.1f} |")
-    if "eager" in res and "compile" in res:
-        e, c = res["eager"], res["compile"]
-        print(f"\ncompile / eager: RTF {c['rtf'] / e['rtf']:.3f}, TTFC {c['ttfc_ms'] / e['ttfc_ms']:.3f}, "
-              f"chunk p50 {c['chunk_ms_p50'] / e['chunk_ms_p50']:.3f} (below 1: compile is faster)")
+    e = res.get("eager")
+    for backend, c in res.items():
+        if e is not None and backend != "eager":
+            print(f"\n{backend} / eager: RTF {c['rtf'] / e['rtf']:.3f}, TTFC {c['ttfc_ms'] / e['ttfc_ms']:.3f}, "
+                  f"chunk p50 {c['chunk_ms_p50'] / e['chunk_ms_p50']:.3f} (below 1: {backend} is faster)")
 
 
 def print_transport(rows: list[dict], args: argparse.Namespace) -> None:
@@ -316,7 +317,7 @@ def main(args: argparse.Namespace) -> None:
     result: dict = {"torch": torch.__version__, "threads": torch.get_num_threads(), "pyzmq": zmq.__version__,
                     "libzmq": zmq.zmq_version(), "repeats": args.repeats}
     if not args.skip_session:
-        backends = ["eager"] if args.skip_compile else ["eager", "compile"]
+        backends = ["eager", "native"] if args.skip_compile else ["eager", "native", "compile"]
         print("session:", flush=True)
         sessions = bench_sessions(backends, args.repeats)
         result["sessions"] = {b: {k: v for k, v in r.items() if k != "runs"} | {
@@ -345,7 +346,7 @@ def main(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=3, help="utterances per backend, interleaved (default: 3)")
-    p.add_argument("--skip-compile", action="store_true", help="measure the eager backend only")
+    p.add_argument("--skip-compile", action="store_true", help="leave the compile backend out (eager and native only)")
     p.add_argument("--skip-session", action="store_true", help="measure the transport only")
     p.add_argument("--skip-server", action="store_true", help="skip the end-to-end run through mf serve")
     p.add_argument("--messages", type=int, default=2000, help="messages per size for throughput (default: 2000)")
