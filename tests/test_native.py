@@ -114,7 +114,14 @@ def test_custom_ops_pass_opcheck():
 
 
 def test_native_backend_streams_like_eager():
-    """40 chunks of the bundled model: frames within 1 level, PCM within 1e-3 of the eager backend."""
+    """40 chunks of the bundled model: the generated latents within 1e-4 of the eager backend, frames within 1
+    level, PCM within 1e-2.
+
+    PCM is the loosest because the harmonic audio decoder integrates phase from the pitch track: a latent
+    difference of a few 1e-6 (float rounding) grows into a phase difference over seconds. Eager itself, at one
+    thread vs two, differs by 2.4e-3 in PCM over these 40 chunks (latents: 2.9e-6); native vs eager measured
+    3e-4 at one thread and 1.2e-3–2.7e-3 at two (docs/ENGINE.md).
+    """
     from mfruntime.data.render import FaceRenderer, FaceState, Identity
     from mfruntime.data.speech import synthesize
     from mfruntime.engine.backends import kernels_for
@@ -132,8 +139,10 @@ def test_native_backend_streams_like_eager():
         runs[backend] = list(gen.generate(phonemes, n_chunks=40))
     for a, b in zip(runs["eager"], runs["native"]):
         assert a.index == b.index
+        for s in ("video", "audio"):
+            assert (a.latents[s] - b.latents[s]).abs().max() <= 1e-4
         assert np.abs(a.frames.astype(int) - b.frames.astype(int)).max() <= 1
-        assert np.abs(a.pcm - b.pcm).max() <= 1e-3
+        assert np.abs(a.pcm - b.pcm).max() <= 1e-2
 
 
 def test_one_model_for_every_backend():

@@ -63,3 +63,31 @@ def test_auto_uses_what_is_left_and_session_reports_it():
         torch.set_num_threads(before)
     with pytest.raises(ValueError, match="threads must be"):
         Session(threads=0)
+
+
+def test_fixed_threads_give_the_same_output_whatever_another_thread_set():
+    """A fixed setting sets the thread count before every chunk, even when the calling thread's own reading
+    already matches it: the BLAS thread count is process-wide, and another session may have changed it."""
+    import threading
+
+    import numpy as np
+
+    from mfruntime import Session
+
+    if usable_cores() < 2:
+        pytest.skip("needs two cores to tell one thread from two")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        ref = list(Session(device="cpu", backend="eager", seed=4, threads=2).say("Threads, again."))
+        torch.set_num_threads(1)  # as an auto session on a busy machine would, in this (another) thread
+        out: list = []
+        worker = threading.Thread(target=lambda: out.extend(
+            Session(device="cpu", backend="eager", seed=4, threads=2).say("Threads, again.")))
+        worker.start()
+        worker.join()
+        assert len(out) == len(ref)
+        for a, b in zip(ref, out):
+            assert np.array_equal(a.frames, b.frames) and np.array_equal(a.pcm, b.pcm)
+    finally:
+        torch.set_num_threads(before)

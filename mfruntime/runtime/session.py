@@ -333,13 +333,15 @@ class Session:
         source = None  # the Generator's iterator, made on the first chunk (a character swap applies next utterance)
         for seq in range(n):
             t0 = time.perf_counter()
+            # CPU threads for this chunk (fixed, or what other processes leave free); set before the generator is
+            # made too, since making it runs the model (reference encoding, sinks).
+            self._threads.apply()
             with self._lock:
                 if uid != self._utterance:
                     return  # a newer utterance took over
                 if source is None:
                     source = self._ensure_generator().generate(phonemes, n_chunks=n, driving_pcm=driving, steps=steps)
             # The model runs without the lock, so stats(), interrupt() and set_character() never wait for a chunk.
-            self._threads.apply()  # CPU threads for this chunk (fixed, or what other processes leave free)
             out = next(source)
             compute = time.perf_counter() - t0
             with self._lock:

@@ -119,6 +119,9 @@ class ThreadPolicy:
             if reading is not None:
                 self._other = _SMOOTHING * reading + (1 - _SMOOTHING) * self._other
             self.current = threads_for(self._other, len(self._meter.cpus), self.max_threads)
-        if torch.get_num_threads() != self.current:
-            torch.set_num_threads(self.current)
+        # Always set, never "only when torch.get_num_threads() differs": that reads the calling thread's OpenMP
+        # setting, while the BLAS thread count is process-wide, so another session (or thread) may have changed
+        # it since — and a different BLAS thread count changes the float rounding, so a fixed setting would no
+        # longer give bit-identical output. The call costs well under a microsecond.
+        torch.set_num_threads(self.current)
         return self.current
