@@ -19,9 +19,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from mfruntime.config import preset
 from mfruntime.data.render import FaceRenderer, FaceState, Identity
 from mfruntime.data.speech import Phoneme, synthesize
-from mfruntime.model.av import AVModel
 from mfruntime.engine.backends import kernels_for, pick_backend
 from mfruntime.engine.generator import GenerationOptions, Generator
+from mfruntime.model.av import AVModel
 
 
 def long_phonemes(seconds: float) -> list[Phoneme]:

@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from mfruntime.engine.generator import GenerationOptions, Generator
 from mfruntime.eval.metrics import frechet_distance, speech_quality
 from mfruntime.eval.offset import estimate_offset
 from mfruntime.eval.references import reference_clips
 from mfruntime.eval.weights import load_probe
 from mfruntime.model.av import AVModel
-from mfruntime.engine.generator import GenerationOptions, Generator
 from mfruntime.runtime.character import voice_sample
 from mfruntime.training.recipe import load_recipe
 

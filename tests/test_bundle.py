@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mfruntime.model.bundle import BundleError, bundle_info, config_from_dict, config_to_dict, load_model, save_bundle
 from mfruntime.model.av import AVModel
+from mfruntime.model.bundle import BundleError, bundle_info, config_from_dict, config_to_dict, load_model, save_bundle
 from tests.model_helpers import micro_config, randomize
 
 

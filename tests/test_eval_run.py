@@ -7,8 +7,8 @@ from mfruntime.cli import main
 from mfruntime.config import preset
 from mfruntime.eval.report import format_table, write_json
 from mfruntime.eval.run import EvalConfig, evaluate
-from mfruntime.model.bundle import save_bundle
 from mfruntime.model.av import AVModel
+from mfruntime.model.bundle import save_bundle
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from mfruntime.data.render import FaceRenderer, FaceState, Identity
-from mfruntime.model.av import AVModel
 from mfruntime.engine.generator import GenerationOptions, Generator
+from mfruntime.model.av import AVModel
 from tests.model_helpers import micro_config, randomize, sample_phonemes
 
 

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from mfruntime.data.speech import Phoneme
+from mfruntime.engine.kernels import REFERENCE, Kernels
 from mfruntime.model.av import AVModel
 from mfruntime.model.phonemes import PhonemeTrack, PhonemeWindow
-from mfruntime.engine.kernels import REFERENCE, Kernels
 from mfruntime.model.transformer import StreamState
 from mfruntime.sampling import SCHEDULES, euler_sample
 

@@ -26,16 +26,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mfruntime.engine.generator import GenerationOptions, Generator
+from mfruntime.errors import UserFacingError
 from mfruntime.eval.metrics import frechet_distance, psnr, speech_quality, ssim
 from mfruntime.eval.offset import estimate_offset, shift_audio
 from mfruntime.eval.probe import FaceProbe
 from mfruntime.eval.references import Reference, reference_clips
 from mfruntime.eval.report import save_contact_sheet, save_plots, write_json
-from mfruntime.errors import UserFacingError
 from mfruntime.eval.syncnet import sync_score
 from mfruntime.eval.weights import load_probe, load_syncnet
 from mfruntime.model.av import AVModel
-from mfruntime.engine.generator import GenerationOptions, Generator
 from mfruntime.runtime.character import voice_sample
 
 log = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ import threading
 
 import torch
 
-from mfruntime.model.bundle import load_model, resolve
 from mfruntime.model.av import AVModel
+from mfruntime.model.bundle import load_model, resolve
 
 _models: dict[tuple[str, str], AVModel] = {}
 _lock = threading.Lock()

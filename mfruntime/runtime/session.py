@@ -28,8 +28,8 @@ from scipy.signal import resample_poly
 
 from mfruntime.data.speech import Voice, synthesize, voice_known
 from mfruntime.data.spoken_text import prepare_text
-from mfruntime.engine.generator import GenerationOptions, Generator
 from mfruntime.engine.backends import kernels_for, pick_backend, resolve_device
+from mfruntime.engine.generator import GenerationOptions, Generator
 from mfruntime.runtime.character import as_voice, default_character, prepare_image, voice_sample
 from mfruntime.runtime.registry import shared_model
 from mfruntime.runtime.threads import THREADS_AUTO, ThreadPolicy

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from mfruntime.config import preset
 from mfruntime.errors import UserFacingError
-from mfruntime.model.bundle import save_bundle
 from mfruntime.model.av import AVModel
+from mfruntime.model.bundle import save_bundle
 from mfruntime.training.checkpoint import load_weights
 from mfruntime.training.recipe import STAGE_NAMES
 
