@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
-NATIVE_SRC := CMakeLists.txt $(wildcard csrc/*.h csrc/cpu/*.cpp csrc/cuda/*.h csrc/cuda/*.cu bindings/*.cpp)
+NATIVE_SRC := CMakeLists.txt $(wildcard csrc/*.h csrc/cpu/*.h csrc/cpu/*.cpp csrc/cuda/*.h csrc/cuda/*.cu bindings/*.cpp)
 
 $(STAMP): pyproject.toml Makefile $(NATIVE_SRC)
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; install Python 3.11 (or run make PYTHON=python3)"; exit 1; }

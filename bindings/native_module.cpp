@@ -1,4 +1,5 @@
-// pybind11 module `_mfruntime_native`: the CPU kernels of csrc/ for mfruntime/engine/native.py.
+// pybind11 module `_mfruntime_native`: the CPU kernels of csrc/ for mfruntime/engine/native.py (attention
+// over the ring cache) and mfruntime/engine/native_block.py (fused block sublayers).
 //
 // Arguments are raw addresses (tensor.data_ptr()), element strides and sizes: the Python side checks
 // dtype, device, shapes and layout before calling, and keeps the tensors alive for the call. Passing
@@ -9,7 +10,9 @@
 
 #include <array>
 #include <cstdint>
+#include <stdexcept>
 
+#include "../csrc/block_ops.h"
 #include "../csrc/ring_attention.h"
 
 namespace py = pybind11;
@@ -49,6 +52,33 @@ void ring_write(std::uintptr_t k_buf, std::uintptr_t v_buf, std::uintptr_t k, St
                       B, H, N, T, D, chunk, ring_start, window, threads);
 }
 
+void pack_weight(std::uintptr_t w, int64_t n, int64_t k, std::uintptr_t wp) {
+  py::gil_scoped_release nogil;
+  mfr::pack_weight(reinterpret_cast<const float*>(w), n, k, reinterpret_cast<float*>(wp));
+}
+
+void linear(std::uintptr_t x, int64_t ldx, std::uintptr_t wp, std::uintptr_t bias, std::uintptr_t y, int64_t ldy,
+            int64_t m, int64_t k, int64_t n, int epilogue, std::uintptr_t r, int64_t ldr, std::uintptr_t g,
+            int64_t g_stride, int64_t rows_per_gate, int threads) {
+  if (epilogue < 0 || epilogue > 3) throw std::invalid_argument("epilogue must be 0..3");
+  if (n % 32 != 0) throw std::invalid_argument("linear: N must be a multiple of 32");
+  py::gil_scoped_release nogil;
+  mfr::linear(reinterpret_cast<const float*>(x), ldx, reinterpret_cast<const float*>(wp),
+              reinterpret_cast<const float*>(bias), reinterpret_cast<float*>(y), ldy, m, k, n,
+              static_cast<mfr::Epilogue>(epilogue), reinterpret_cast<const float*>(r), ldr,
+              reinterpret_cast<const float*>(g), g_stride, rows_per_gate, threads);
+}
+
+void layer_norm_modulate(std::uintptr_t x, int64_t ldx, std::uintptr_t out, int64_t m, int64_t d, float eps,
+                         std::uintptr_t w, std::uintptr_t b, std::uintptr_t shift, std::uintptr_t scale,
+                         int64_t mod_stride, int64_t rows_per_mod, int threads) {
+  py::gil_scoped_release nogil;
+  mfr::layer_norm_modulate(reinterpret_cast<const float*>(x), ldx, reinterpret_cast<float*>(out), m, d, eps,
+                           reinterpret_cast<const float*>(w), reinterpret_cast<const float*>(b),
+                           reinterpret_cast<const float*>(shift), reinterpret_cast<const float*>(scale),
+                           mod_stride, rows_per_mod, threads);
+}
+
 bool has_openmp() {
 #ifdef _OPENMP
   return true;
@@ -64,6 +94,9 @@ PYBIND11_MODULE(_mfruntime_native, m) {
   m.def("ring_attention", &ring_attention, "rotate, write the chunk into the scratch rows, attend over the buffer");
   m.def("attend", &attend, "attention with a key-validity mask (queries rotated first when cis != 0)");
   m.def("ring_write", &ring_write, "copy a chunk's keys/values into ring slot chunk mod window");
+  m.def("pack_weight", &pack_weight, "W (N × K) → Wp (K × N), the linear kernel's layout");
+  m.def("linear", &linear, "Y = epilogue(X·Wp + b): 0 bias, 1 GELU (tanh), 2 residual, 3 gated residual");
+  m.def("layer_norm_modulate", &layer_norm_modulate, "layer norm (affine optional) fused with adaLN modulation");
   m.def("has_openmp", &has_openmp, "whether the kernels were built with OpenMP");
-  m.attr("abi") = 1;  // bumped when a signature changes; engine/native.py checks it
+  m.attr("abi") = 2;  // bumped when a signature changes; engine/native.py checks it
 }

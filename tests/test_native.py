@@ -169,3 +169,61 @@ def test_cuda_sources_compile():
                "-I", sysconfig.get_paths()["include"], "-Xcompiler", "-fPIC"]
         res = subprocess.run(cmd, capture_output=True, text=True)
         assert res.returncode == 0, f"{src.name}:\n{res.stderr[-3000:]}"
+
+
+def _block(dim, heads, seed):
+    from mfruntime.config import StreamConfig
+    from mfruntime.model.block import StreamBlock
+
+    torch.manual_seed(seed)
+    blk = StreamBlock(StreamConfig(dim=dim, layers=1, heads=heads), cross_modal=True).eval()
+    with torch.no_grad():
+        for p in blk.parameters():  # non-zero everywhere (the zero-initialised gates would hide errors)
+            p.copy_(torch.randn_like(p) * 0.1)
+    return blk
+
+
+@pytest.mark.parametrize("dim,heads", [(128, 4), (384, 6), (64, 2)])
+@pytest.mark.parametrize("batch,tokens", [(1, 64), (2, 8), (3, 7)])
+def test_native_sublayers_equal_the_block(dim, heads, batch, tokens):
+    """Every native sublayer against the block's own method: per-chunk and per-token modulation, row tails."""
+    from mfruntime.engine import native_block
+    from mfruntime.model.block import StreamBlock
+
+    blk = _block(dim, heads, seed=dim + batch)
+    g = torch.Generator().manual_seed(tokens)
+    x = torch.randn(batch, tokens, dim, generator=g)
+    a = _strided(batch, heads, tokens, dim // heads, g)  # attention output, stored as the kernels store it
+    for groups in (1, tokens):  # one modulation per batch element (a chunk step), or one per token
+        c = torch.randn(batch, groups, dim, generator=g)
+        with torch.no_grad():
+            mods = StreamBlock.modulation(blk, c)
+            pairs = {
+                "project": ((blk, x, mods[0], mods[1]), {}),
+                "self_attention": ((blk, x, a, mods[2]), {}),
+                "cross_query": ((blk, x), {}),
+                "cross_modal_out": ((blk, x, a), {}),
+                "phoneme_query": ((blk, x), {}),
+                "phoneme_out": ((blk, x, a), {}),
+                "feed_forward": ((blk, x, mods[3], mods[4], mods[5]), {}),
+            }
+            for name, (args, kw) in pairs.items():
+                want = getattr(StreamBlock, name)(*args, **kw)
+                got = native_block.SUBLAYERS[name](*args, **kw)
+                for w, o in zip(want if isinstance(want, tuple) else (want,), got if isinstance(got, tuple) else (got,)):
+                    assert w.shape == o.shape, name
+                    assert (w - o).abs().max() <= TOL * max(1.0, float(w.abs().max())), (name, groups)
+
+
+def test_packed_weights_follow_weight_changes():
+    from mfruntime.engine import native_block
+
+    blk = _block(128, 4, seed=0)
+    x = torch.randn(1, 8, 128)
+    with torch.no_grad():
+        before = native_block.cross_query(blk, x)
+        blk.x_q.weight.mul_(2.0)  # an in-place change, as loading new weights would make
+        after = native_block.cross_query(blk, x)
+        want = type(blk).cross_query(blk, x)
+    assert not torch.allclose(before, after)
+    assert (after - want).abs().max() <= TOL

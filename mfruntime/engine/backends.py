@@ -108,7 +108,9 @@ def _make(backend: str) -> Kernels:
     if backend == "eager":
         return REFERENCE
     if backend == "native":
-        return native.NATIVE  # pick_backend has checked that the device's module is built
+        from mfruntime.engine.native_block import NATIVE
+
+        return NATIVE  # pick_backend has checked that the device's module is built
     if backend == "compile":
         kwargs: dict = {"dynamic": False}
     elif backend == "tensorrt":

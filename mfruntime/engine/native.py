@@ -1,9 +1,11 @@
 """The ``native`` kernels: the C++ implementation of the kernel seam (csrc/, bindings/), built by ``pip install``.
 
-:data:`NATIVE` is a :class:`~mfruntime.engine.kernels.Kernels` whose operations call the compiled module
-``_mfruntime_native`` directly (a few microseconds per call). The same kernels are also registered as PyTorch
-custom operators — ``torch.ops.mfruntime.ring_attention``, ``.attend``, ``.ring_write`` — with fake (meta)
-implementations, so ``torch.compile`` and exporters can trace through them.
+:func:`ring_attention`, :func:`attend` and :func:`ring_write` implement the seam's operations by calling the
+compiled module ``_mfruntime_native`` directly (a few microseconds per call); with the fused block
+sublayers of native_block.py they make the ``native`` backend (``native_block.NATIVE``). The same kernels
+are also registered as PyTorch custom operators — ``torch.ops.mfruntime.ring_attention``, ``.attend``,
+``.ring_write`` — with fake (meta) implementations, so ``torch.compile`` and exporters can trace through
+them.
 
 The kernels are for inference: float32 tensors on the CPU — or float32/float16/bfloat16 on a CUDA device
 when the CUDA module ``_mfruntime_native_cuda`` was built (``MFR_CUDA=ON``, see CMakeLists.txt) — with
@@ -19,11 +21,12 @@ import logging
 
 import torch
 
-from mfruntime.engine.kernels import (Kernels, reference_attend, reference_ring_attention, reference_ring_write)
+from mfruntime.engine.kernels import reference_attend, reference_ring_attention, reference_ring_write
 
 log = logging.getLogger(__name__)
 
-ABI = 1  # the modules' `abi` this file speaks
+ABI = 2  # the CPU module's `abi` this file speaks (the CUDA module's: CUDA_ABI)
+CUDA_ABI = 1
 CUDA_DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 _modules: dict[str, object] = {}
 _errors: dict[str, str] = {}
@@ -38,8 +41,9 @@ def _load(device: str = "cpu"):
         name = "_mfruntime_native" if device == "cpu" else "_mfruntime_native_cuda"
         try:
             mod = importlib.import_module(name)
-            if getattr(mod, "abi", None) != ABI:
-                raise ImportError(f"{name} speaks ABI {getattr(mod, 'abi', None)}, this mfruntime needs {ABI}: "
+            want = ABI if device == "cpu" else CUDA_ABI
+            if getattr(mod, "abi", None) != want:
+                raise ImportError(f"{name} speaks ABI {getattr(mod, 'abi', None)}, this mfruntime needs {want}: "
                                   "reinstall the package (pip install -e .) to rebuild it")
             _modules[device] = mod
         except ImportError as exc:
@@ -179,9 +183,6 @@ def ring_write(k_buf, v_buf, k, v, chunk: int, ring_start: int, window: int) -> 
                          f"{ring_start}, window {window} do not fit together")
     _launch(mod, "ring_write", k_buf, b * h * n * t, k_buf.data_ptr(), v_buf.data_ptr(), k.data_ptr(), k.stride(), v.data_ptr(),
             v.stride(), b, h, n, t, d, chunk, ring_start, window)
-
-
-NATIVE = Kernels("native", ring_attention=ring_attention, attend=attend, ring_write=ring_write)
 
 
 # --- PyTorch custom operators (for torch.compile / export tracing) ------------------------------------------

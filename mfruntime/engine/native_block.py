@@ -1,0 +1,230 @@
+"""Native block sublayers: the ``native`` backend's replacements for :class:`~mfruntime.model.block.StreamBlock`'s
+methods, through the kernel seam's ``Kernels.sublayers`` (the network is not patched).
+
+Each sublayer is one or two calls into the compiled module (csrc/cpu/block_ops.cpp) instead of a chain of
+small PyTorch ops:
+
+* ``project``: layer norm fused with the adaLN modulation, then the q/k/v linear layer;
+* ``self_attention`` / ``cross_modal_out`` / ``phoneme_out``: the output projection with the (gated)
+  residual fused into its epilogue — ``x + g ⊙ (a·Wᵀ + b)`` written once;
+* ``cross_query`` / ``phoneme_query``: the affine layer norm, then the query projection;
+* ``feed_forward``: layer norm + modulation, the first linear layer with GELU (tanh) in its epilogue, the
+  second with the gated residual in its.
+
+The linear kernel streams weights packed K × N: one packed copy per linear layer of a block, made the first
+time the block runs natively and remade when its weights change (tracked by the tensor's version counter)
+— 8.4 MB for ``tiny`` (its blocks' linear weights). Anything the kernels do not
+take (autograd, other dtypes or devices, widths that are not multiples of 32) runs the block's own method.
+"""
+from __future__ import annotations
+
+import threading
+
+import torch
+from torch import nn
+
+from mfruntime.engine import native
+from mfruntime.engine.kernels import Kernels
+from mfruntime.model.block import StreamBlock
+from mfruntime.model.layers import merge_heads, split_heads
+
+BIAS, GELU, RESIDUAL, GATED_RESIDUAL = 0, 1, 2, 3  # epilogues of the linear kernel (csrc/block_ops.h)
+EPS = 1e-6  # the blocks' LayerNorm eps
+LINEARS = ("qkv", "proj", "x_q", "x_out", "p_q", "p_out", "mlp.fc1", "mlp.fc2")
+
+
+class _Linear:
+    """One linear layer as the kernel takes it: the packed weight, remade when the weight changes."""
+
+    def __init__(self, lin: nn.Linear) -> None:
+        self.weight, self.bias = lin.weight, lin.bias
+        self.n, self.k = lin.out_features, lin.in_features
+        self.version = -1
+        self.packed: torch.Tensor | None = None
+        self.ptrs = (0, 0)
+
+    def pointers(self) -> tuple[int, int]:
+        """(packed weight, bias) addresses, packing first if the weight changed since (tensor version)."""
+        if self.weight._version != self.version or self.packed is None:
+            src = self.weight.detach().contiguous()
+            packed = torch.empty(self.k, self.n)
+            native._load("cpu").pack_weight(src.data_ptr(), self.n, self.k, packed.data_ptr())
+            self.packed, self.version = packed, self.weight._version
+            self.ptrs = (packed.data_ptr(), self.bias.data_ptr())
+        return self.ptrs
+
+
+class _Plan:
+    """What the native sublayers need of one block, gathered once (module attribute lookups are slow)."""
+
+    def __init__(self, blk: StreamBlock) -> None:
+        self.blk = blk
+        self.heads = blk.heads
+        self.dim = blk.qkv.in_features
+        self.fits = self.dim % 32 == 0 and blk.mlp.fc1.out_features % 32 == 0
+        self.lin: dict[str, _Linear] = {}
+        for name in LINEARS:
+            mod = blk.get_submodule(name) if hasattr(blk, name.split(".")[0]) else None
+            if mod is not None:
+                self.lin[name] = _Linear(mod)
+        self.norm_x = blk.norm_x if blk.cross_modal else None
+        self.norm_p = blk.norm_p
+
+
+_plans: dict[int, _Plan] = {}
+_lock = threading.Lock()
+
+
+def _plan(blk: StreamBlock) -> _Plan:
+    plan = _plans.get(id(blk))
+    if plan is None or plan.blk is not blk:
+        with _lock:
+            plan = _plans[id(blk)] = _Plan(blk)
+    return plan
+
+
+def packed(lin: nn.Linear) -> torch.Tensor:
+    """``lin.weight`` (N × K) packed K × N, the linear kernel's layout (for tests and tools; the sublayers keep
+    theirs in their block's plan)."""
+    one = _Linear(lin)
+    one.pointers()
+    return one.packed  # type: ignore[return-value]
+
+
+def _ok(*tensors: torch.Tensor) -> bool:
+    """Whether the kernels take these as they are: float32 CPU, no autograd, last dim contiguous."""
+    grad = torch.is_grad_enabled()
+    for t in tensors:
+        if t.dtype is not torch.float32 or t.is_cuda or t.stride(-1) != 1 or (grad and t.requires_grad):
+            return False
+    return native._load("cpu") is not None
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor | None:
+    """x (B, N, D) as contiguous rows (B·N, D) without a copy, or None."""
+    return x.view(-1, x.shape[-1]) if x.is_contiguous() else None
+
+
+def _per_batch(m: torch.Tensor, n: int) -> tuple[torch.Tensor, int, int] | None:
+    """A modulation or gate (B, 1, D) (one row per batch element) or (B, N, D) (one per token) →
+    (tensor, row stride, rows per modulation row), or None."""
+    if m.shape[1] == 1:
+        return m, m.stride(0), n
+    if m.shape[1] == n:
+        m = m.contiguous()
+        return m, m.shape[-1], 1
+    return None
+
+
+def _layer_norm(x2: torch.Tensor, norm: nn.LayerNorm | None, mod: tuple | None) -> torch.Tensor:
+    """LN(x) (affine when ``norm`` is given) and, with ``mod`` = (shift, scale, stride, rows per row), the
+    adaLN modulation, as new contiguous rows."""
+    m, d = x2.shape
+    out = torch.empty(m, d)
+    w = b = 0
+    if norm is not None:
+        w, b = norm.weight.data_ptr(), norm.bias.data_ptr()
+    shift = scale = 0
+    stride, per = d, 1
+    if mod is not None:
+        sh, sc, stride, per = mod
+        shift, scale = sh.data_ptr(), sc.data_ptr()
+    native._load("cpu").layer_norm_modulate(x2.data_ptr(), x2.stride(0), out.data_ptr(), m, d, EPS, w, b, shift,
+                                           scale, stride, per, torch.get_num_threads())
+    return out
+
+
+def _linear(x2: torch.Tensor, lin: _Linear, epilogue: int = BIAS, residual: torch.Tensor | None = None,
+            gate: tuple | None = None) -> torch.Tensor:
+    m = x2.shape[0]
+    y = torch.empty(m, lin.n)
+    wp, bias = lin.pointers()
+    r, ldr = (residual.data_ptr(), residual.stride(0)) if residual is not None else (0, 0)
+    g, g_stride, per = (gate[0].data_ptr(), gate[1], gate[2]) if gate is not None else (0, 0, 1)
+    native._load("cpu").linear(x2.data_ptr(), x2.stride(0), wp, bias, y.data_ptr(), lin.n, m, lin.k, lin.n,
+                               epilogue, r, ldr, g, g_stride, per, torch.get_num_threads())
+    return y
+
+
+def project(blk: StreamBlock, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor):
+    """q, k, v (B, H, N, Dh) before rotary: LN + modulation, then the q/k/v linear layer."""
+    plan, x2 = _plan(blk), _rows(x)
+    b, n, d = x.shape
+    mod = _per_batch(shift, n), _per_batch(scale, n)
+    if x2 is None or None in mod or not plan.fits or not _ok(x, shift, scale) or mod[0][1] != mod[1][1]:
+        return StreamBlock.project(blk, x, shift, scale)
+    h = _layer_norm(x2, None, (mod[0][0], mod[1][0], mod[0][1], mod[0][2]))
+    qkv = _linear(h, plan.lin["qkv"]).view(b, n, 3 * d)
+    q, k, v = qkv.chunk(3, dim=-1)
+    return split_heads(q, plan.heads), split_heads(k, plan.heads), split_heads(v, plan.heads)
+
+
+def _merged(a: torch.Tensor) -> torch.Tensor:
+    """Attention output (B, H, N, Dh) as rows (B·N, H·Dh): a view when it is stored (B, N, H, Dh), as the
+    native attention kernels store it; a copy otherwise."""
+    t = a.transpose(1, 2)  # (B, N, H, Dh)
+    if t.is_contiguous():
+        return t.view(-1, t.shape[2] * t.shape[3])
+    return merge_heads(a).reshape(-1, a.shape[1] * a.shape[3])
+
+
+def self_attention(blk: StreamBlock, x: torch.Tensor, a: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """x + gate ⊙ proj(a), the residual fused into the projection."""
+    plan, x2 = _plan(blk), _rows(x)
+    g = _per_batch(gate, x.shape[1])
+    if x2 is None or g is None or not plan.fits or not _ok(x, a, gate):
+        return StreamBlock.self_attention(blk, x, a, gate)
+    return _linear(_merged(a), plan.lin["proj"], GATED_RESIDUAL, x2, g).view(x.shape)
+
+
+def cross_query(blk: StreamBlock, x: torch.Tensor) -> torch.Tensor:
+    plan, x2 = _plan(blk), _rows(x)
+    if x2 is None or not plan.fits or plan.norm_x is None or not _ok(x):
+        return StreamBlock.cross_query(blk, x)
+    return split_heads(_linear(_layer_norm(x2, plan.norm_x, None), plan.lin["x_q"]).view(x.shape), plan.heads)
+
+
+def cross_modal_out(blk: StreamBlock, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    plan, x2 = _plan(blk), _rows(x)
+    if x2 is None or not plan.fits or "x_out" not in plan.lin or not _ok(x, a):
+        return StreamBlock.cross_modal_out(blk, x, a)
+    return _linear(_merged(a), plan.lin["x_out"], RESIDUAL, x2).view(x.shape)
+
+
+def phoneme_query(blk: StreamBlock, x: torch.Tensor) -> torch.Tensor:
+    plan, x2 = _plan(blk), _rows(x)
+    if x2 is None or not plan.fits or not _ok(x):
+        return StreamBlock.phoneme_query(blk, x)
+    return split_heads(_linear(_layer_norm(x2, plan.norm_p, None), plan.lin["p_q"]).view(x.shape), plan.heads)
+
+
+def phoneme_out(blk: StreamBlock, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    plan, x2 = _plan(blk), _rows(x)
+    if x2 is None or not plan.fits or not _ok(x, a):
+        return StreamBlock.phoneme_out(blk, x, a)
+    return _linear(_merged(a), plan.lin["p_out"], RESIDUAL, x2).view(x.shape)
+
+
+def feed_forward(blk: StreamBlock, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor,
+                 gate: torch.Tensor) -> torch.Tensor:
+    """x + gate ⊙ fc2(gelu(fc1(LN(x)·(1 + scale) + shift))), in three native calls."""
+    plan, x2 = _plan(blk), _rows(x)
+    n = x.shape[1]
+    mod, g = (_per_batch(shift, n), _per_batch(scale, n)), _per_batch(gate, n)
+    if x2 is None or None in mod or g is None or not plan.fits or not _ok(x, shift, scale, gate) \
+            or mod[0][1] != mod[1][1]:
+        return StreamBlock.feed_forward(blk, x, shift, scale, gate)
+    h = _layer_norm(x2, None, (mod[0][0], mod[1][0], mod[0][1], mod[0][2]))
+    u = _linear(h, plan.lin["mlp.fc1"], GELU)
+    return _linear(u, plan.lin["mlp.fc2"], GATED_RESIDUAL, x2, g).view(x.shape)
+
+
+#: What the native backend puts in ``Kernels.sublayers`` (modulation and the phoneme keys/values stay PyTorch:
+#: they run once per chunk step on one row, or once per chunk).
+SUBLAYERS = {"project": project, "self_attention": self_attention, "cross_query": cross_query,
+             "cross_modal_out": cross_modal_out, "phoneme_query": phoneme_query, "phoneme_out": phoneme_out,
+             "feed_forward": feed_forward}
+
+#: The ``native`` backend: native attention over the ring cache, ring writes and block sublayers.
+NATIVE = Kernels("native", ring_attention=native.ring_attention, attend=native.attend, ring_write=native.ring_write,
+                 sublayers=SUBLAYERS)
