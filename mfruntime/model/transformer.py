@@ -162,13 +162,20 @@ class StreamState:
     # Phoneme keys/values of the current chunk, reused by all its denoising steps and the commit
     # (only without autograd): (chunk, phoneme window object, {stream: per-layer list}).
     phoneme_memo: tuple | None = None
+    # What every forward of one chunk shares (positions, rotations, frame-aligned phonemes, phoneme tokens,
+    # key validity), reused by its denoising steps and the commit (only without autograd):
+    # (chunk, phoneme window object, {stream: parts}).
+    chunk_memo: tuple | None = None
+    # Noise-level conditioning per (stream, t, d) for number-valued t and d (the schedule's values repeat
+    # every chunk); only without autograd, bounded.
+    cond_memo: dict = field(default_factory=dict)
 
     def snapshot(self) -> dict:
         return {"chunk": self.chunk, "caches": {k: c.snapshot() for k, c in self.caches.items()}}
 
     def restore(self, snap: dict) -> None:
         self.chunk = snap["chunk"]
-        self.phoneme_memo = None
+        self.phoneme_memo = self.chunk_memo = None
         for k, c in self.caches.items():
             c.restore(snap["caches"][k])
 
@@ -424,6 +431,34 @@ class TwinStreamTransformer(nn.Module):
         mask = allowed[None] & valid[:, None, :]  # (B, N, M)
         return tok, self.rotary.angles(times), additive_mask(mask[:, None])  # rotations (B, M, Dh/2)
 
+    def _chunk_parts(self, s: str, ph: PhonemeWindow | None, first: int, chunks: int, batch: int, dev,
+                     anchor: torch.Tensor | None, tok_chunk: torch.Tensor, cache: StreamState | None,
+                     teacher: bool = False) -> tuple:
+        """What does not depend on the latents or the noise level: added features, rotations, phoneme tokens
+        and masks (for [context | input] queries when ``teacher``), and (chunk steps) the ring's key validity."""
+        extra = self._extra(s, ph, first, chunks, batch, dev, anchor)
+        tt, rr, cc_ = self._positions(s, first, chunks)
+        cis = self.rotary.angles(tt.to(dev), None if rr is None else rr.to(dev), None if cc_ is None else cc_.to(dev))
+        cis_t = self.rotary.angles(tt.to(dev))
+        q_chunk = tok_chunk.repeat(2) if teacher else tok_chunk
+        ph_tok, ph_rope, ph_mask = self._phonemes(s, ph, batch, q_chunk, first, dev, full_mask=cache is None)
+        valid = cache.caches[s].valid(first).to(dev)[None] if cache is not None else None
+        return extra, cis, cis_t, ph_tok, ph_rope, ph_mask, valid
+
+    def _condition(self, s: str, t, d, batch: int, chunks: int, dev, cache: StreamState | None) -> torch.Tensor:
+        """(B, C, dim) noise-level conditioning; memoised in ``cache.cond_memo`` for number-valued t and d."""
+        st = self.streams[s]
+        key = (s, float(t), float(d), batch) if cache is not None and isinstance(t, (int, float)) \
+            and isinstance(d, (int, float)) else None
+        if key is not None and key in cache.cond_memo:  # type: ignore[union-attr]
+            return cache.cond_memo[key]  # type: ignore[union-attr]
+        c = st.condition(self._per_chunk(t, batch, chunks, dev), self._per_chunk(d, batch, chunks, dev))
+        if key is not None:
+            if len(cache.cond_memo) >= 256:  # type: ignore[union-attr]
+                cache.cond_memo.clear()  # type: ignore[union-attr]
+            cache.cond_memo[key] = c  # type: ignore[union-attr]
+        return c
+
     def _build(self, x: dict[str, torch.Tensor], t: dict, d: dict, ph: PhonemeWindow | None, first: int,
                context: dict[str, torch.Tensor] | None, sinks, cache: StreamState | None) -> dict[str, _Pass]:
         batch, chunks = self._check(x, t, d)
@@ -435,18 +470,26 @@ class TwinStreamTransformer(nn.Module):
         chunk_ids = first + torch.arange(chunks, device=dev)
         entries: dict[str, tuple] = {}
         passes: dict[str, _Pass] = {}
+        memo = None  # chunk steps without autograd share their chunk's parts (StreamState.chunk_memo)
+        if cache is not None and not torch.is_grad_enabled():
+            memo = cache.chunk_memo
+            if memo is None or memo[0] != first or memo[1] is not ph:
+                memo = cache.chunk_memo = (first, ph, {})
         for s in self.active:
             st, tpc = self.streams[s], self.tokens_per_chunk(s)
             tok_chunk = chunk_ids.repeat_interleave(tpc)
-            extra = self._extra(s, ph, first, chunks, batch, dev, sinks.get("anchor") if cache is None else cache.anchor)
+            parts = memo[2].get(s) if memo is not None else None
+            if parts is None:
+                anchor = sinks.get("anchor") if cache is None else cache.anchor
+                parts = self._chunk_parts(s, ph, first, chunks, batch, dev, anchor, tok_chunk, cache, context is not None)
+                if memo is not None:
+                    memo[2][s] = parts
+            extra, cis, cis_t, ph_tok, ph_rope, ph_mask, valid = parts
             h = self._tokens(s, x[s]) + extra
-            c = st.condition(self._per_chunk(t[s], batch, chunks, dev), self._per_chunk(d[s], batch, chunks, dev))  # (B, C, dim)
+            c = self._condition(s, t[s], d[s], batch, chunks, dev, cache if memo is not None else None)  # (B, C, dim)
             # With a clean context (teacher forcing) the inputs are INPUT tokens that see CONTEXT chunks; without
             # one (plain block-causal pass, or a chunk step over the cache) each chunk is context for the next.
             q_kind = torch.full_like(tok_chunk, INPUT if context is not None else CONTEXT)
-            tt, rr, cc_ = self._positions(s, first, chunks)
-            cis = self.rotary.angles(tt.to(dev), None if rr is None else rr.to(dev), None if cc_ is None else cc_.to(dev))
-            cis_t = self.rotary.angles(tt.to(dev))
             if context is not None:  # teacher forcing: [clean context | input], context at t = 0
                 h = torch.cat([self._tokens(s, context[s]) + extra, h], dim=1)
                 zero = torch.zeros(batch, chunks, device=dev)
@@ -468,8 +511,7 @@ class TwinStreamTransformer(nn.Module):
                 if ring.sink_chunk != first:
                     ring.set_sink_keys(self._rotated_sink(ring.sink_k, chunk_ids), first)
                 kv = None
-                entries[s] = ring.valid(first).to(dev)[None]  # (1, S + W·Tc + Tc) key validity
-            ph_tok, ph_rope, ph_mask = self._phonemes(s, ph, batch, tok_chunk, first, dev, full_mask=cache is None)
+                entries[s] = valid  # (1, S + W·Tc + Tc) key validity
             passes[s] = _Pass(h=h, c=c, group=tpc, rope=cis[None], rope_t=cis_t[None], kv=kv, ring=ring,
                               self_mask=None, cross_mask=None,  # type: ignore[arg-type]
                               ph=ph_tok, ph_rope=ph_rope, ph_mask=ph_mask)
