@@ -8,11 +8,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <vector>
+
 #include <array>
 #include <cstdint>
 #include <stdexcept>
 
 #include "../csrc/block_ops.h"
+#include "../csrc/layer_step.h"
 #include "../csrc/ring_attention.h"
 
 namespace py = pybind11;
@@ -79,6 +82,42 @@ void layer_norm_modulate(std::uintptr_t x, int64_t ldx, std::uintptr_t out, int6
                            mod_stride, rows_per_mod, threads);
 }
 
+// A StreamLayer from its weights part (built once per block: 20 addresses, then D, hidden, H) and this call's
+// part (23 values, in the order of the struct's fields from h on).
+mfr::StreamLayer stream_layer(const std::vector<int64_t>& w, const std::vector<int64_t>& c) {
+  if (w.size() != 23 || c.size() != 23) throw std::invalid_argument("layer_step: 23 weight and 23 call values per stream");
+  auto f = [](int64_t v) { return reinterpret_cast<const float*>(static_cast<std::uintptr_t>(v)); };
+  auto m = [](int64_t v) { return reinterpret_cast<float*>(static_cast<std::uintptr_t>(v)); };
+  auto u = [](int64_t v) { return reinterpret_cast<const uint8_t*>(static_cast<std::uintptr_t>(v)); };
+  mfr::StreamLayer s{};
+  s.w_qkv = f(w[0]); s.b_qkv = f(w[1]); s.w_proj = f(w[2]); s.b_proj = f(w[3]); s.w_xq = f(w[4]); s.b_xq = f(w[5]);
+  s.w_xo = f(w[6]); s.b_xo = f(w[7]); s.w_pq = f(w[8]); s.b_pq = f(w[9]); s.w_po = f(w[10]); s.b_po = f(w[11]);
+  s.w_fc1 = f(w[12]); s.b_fc1 = f(w[13]); s.w_fc2 = f(w[14]); s.b_fc2 = f(w[15]);
+  s.nx_w = f(w[16]); s.nx_b = f(w[17]); s.np_w = f(w[18]); s.np_b = f(w[19]);
+  s.D = w[20]; s.hidden = w[21]; s.H = w[22];
+  if (s.D % 32 != 0 || s.hidden % 32 != 0 || s.H <= 0 || s.D % s.H != 0)
+    throw std::invalid_argument("layer_step: width and MLP width must be multiples of 32, heads must divide width");
+  s.h = m(c[0]); s.B = c[1]; s.N = c[2]; s.mod = f(c[3]); s.mod_stride = c[4];
+  s.k_buf = m(c[5]); s.v_buf = m(c[6]); s.T = c[7]; s.offset = c[8]; s.cis = f(c[9]); s.cis_t = f(c[10]);
+  s.valid = u(c[11]); s.pk = f(c[12]); s.pv = f(c[13]); s.M = c[14];
+  s.pk_s0 = c[15]; s.pk_s1 = c[16]; s.pk_s2 = c[17]; s.pv_s0 = c[18]; s.pv_s1 = c[19]; s.pv_s2 = c[20];
+  s.ph_valid = u(c[21]); s.ph_valid_stride = c[22];
+  return s;
+}
+
+void layer_step(const std::vector<int64_t>& w0, const std::vector<int64_t>& c0, const std::vector<int64_t>& w1,
+                const std::vector<int64_t>& c1, int threads) {
+  mfr::StreamLayer s[2];
+  s[0] = stream_layer(w0, c0);
+  int count = 1;
+  if (!w1.empty()) {
+    s[1] = stream_layer(w1, c1);
+    count = 2;
+  }
+  py::gil_scoped_release nogil;
+  mfr::layer_step(s, count, threads);
+}
+
 bool has_openmp() {
 #ifdef _OPENMP
   return true;
@@ -97,6 +136,7 @@ PYBIND11_MODULE(_mfruntime_native, m) {
   m.def("pack_weight", &pack_weight, "W (N × K) → Wp (K × N), the linear kernel's layout");
   m.def("linear", &linear, "Y = epilogue(X·Wp + b): 0 bias, 1 GELU (tanh), 2 residual, 3 gated residual");
   m.def("layer_norm_modulate", &layer_norm_modulate, "layer norm (affine optional) fused with adaLN modulation");
+  m.def("layer_step", &layer_step, "one whole layer of a chunk step for one or two streams (csrc/layer_step.h)");
   m.def("has_openmp", &has_openmp, "whether the kernels were built with OpenMP");
-  m.attr("abi") = 2;  // bumped when a signature changes; engine/native.py checks it
+  m.attr("abi") = 3;  // bumped when a signature changes; engine/native.py checks it
 }

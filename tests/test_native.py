@@ -227,3 +227,60 @@ def test_packed_weights_follow_weight_changes():
         want = type(blk).cross_query(blk, x)
     assert not torch.allclose(before, after)
     assert (after - want).abs().max() <= TOL
+
+
+def test_without_the_module_auto_runs_eager_and_native_is_refused_clearly(caplog):
+    """As on a machine without a C++ compiler at install time: the module is absent (simulated by hiding it)."""
+    from mfruntime import Session
+    from mfruntime.engine import backends
+    from mfruntime.engine.backends import BackendUnavailable, pick_backend
+
+    saved = native._modules.pop("cpu")
+    native._errors["cpu"] = "the native cpu kernels are not built (no module); install a C++ compiler (apt-get install g++)"
+    warned = list(backends._warned)
+    backends._warned.clear()
+    try:
+        with caplog.at_level("WARNING", logger="mfruntime.engine.backends"):
+            assert pick_backend("auto", torch.device("cpu")) == "eager"
+            assert pick_backend("auto", torch.device("cpu")) == "eager"
+        lines = [r for r in caplog.records if "running the eager backend" in r.getMessage()]
+        assert len(lines) == 1 and "apt-get install g++" in lines[0].getMessage()  # one clear line
+        with pytest.raises(BackendUnavailable, match="not built"):
+            Session(device="cpu", backend="native")
+    finally:
+        native._errors.pop("cpu", None)
+        native._modules["cpu"] = saved
+        backends._warned[:] = warned
+
+
+def test_fused_layer_equals_the_sublayer_path_and_is_used():
+    """The native backend's one-call layer (csrc/layer_step.h) against the same kernels sublayer by sublayer."""
+    import dataclasses
+
+    from mfruntime.data.render import FaceRenderer, FaceState, Identity
+    from mfruntime.data.speech import synthesize
+    from mfruntime.engine import native_layer
+    from mfruntime.engine.backends import kernels_for
+    from mfruntime.engine.generator import GenerationOptions, Generator
+    from mfruntime.model.bundle import load_model
+
+    model = load_model("tiny")
+    face = FaceRenderer(Identity.from_seed(1), model.cfg.video_codec.size).render(FaceState())
+    phonemes = synthesize("One call per layer.").phonemes
+    fused = kernels_for("native")
+    calls = []
+
+    def counted(*args):
+        done = native_layer.layer_step(*args)
+        calls.append(done)
+        return done
+
+    runs = {}
+    for name, kern in (("fused", dataclasses.replace(fused, layer=counted)),
+                       ("sublayers", dataclasses.replace(fused, layer=None))):
+        gen = Generator(model, face, options=GenerationOptions(steps=2, seed=2), kernels=kern)
+        runs[name] = list(gen.generate(phonemes, n_chunks=8))
+    assert calls and all(calls)  # every layer of every forward took the fused path
+    for a, b in zip(runs["fused"], runs["sublayers"]):
+        for s in ("video", "audio"):
+            assert (a.latents[s] - b.latents[s]).abs().max() <= 1e-5

@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 SUBLAYERS = ("modulation", "project", "self_attention", "cross_query", "cross_modal_out", "phoneme_query",
              "phoneme_kv", "phoneme_out", "feed_forward")
 #: What ``auto`` runs on the CPU: the backend measured fastest here (benchmarks/model.py, docs/RUNTIME.md).
-CPU_AUTO = "eager"
-_kernels: dict[str, Kernels] = {}  # one Kernels object (and so one set of compiled graphs) per backend
+CPU_AUTO = "native"
+_kernels: dict[str, Kernels] = {}
+_warned: list[str] = []  # the one "native kernels missing" warning of this process  # one Kernels object (and so one set of compiled graphs) per backend
 _lock = threading.Lock()
 
 
@@ -84,7 +85,11 @@ def pick_backend(requested: str, device: torch.device) -> str:
         if device.type == "cuda":
             choice = "tensorrt" if why_unavailable("tensorrt", device) is None else "compile"
         else:
-            choice = CPU_AUTO if why_unavailable(CPU_AUTO, torch.device("cpu")) is None else "eager"
+            reason = why_unavailable(CPU_AUTO, torch.device("cpu"))
+            choice = "eager" if reason else CPU_AUTO
+            if reason and not _warned:
+                _warned.append(reason)
+                log.warning("running the eager backend: %s", reason)  # once per process
         log.info("backend auto → %s on %s", choice, device)
         return choice
     reason = why_unavailable(requested, device)
@@ -108,9 +113,10 @@ def _make(backend: str) -> Kernels:
     if backend == "eager":
         return REFERENCE
     if backend == "native":
-        from mfruntime.engine.native_block import NATIVE
+        from mfruntime.engine import native_block, native_layer  # pick_backend has checked the module is built
 
-        return NATIVE  # pick_backend has checked that the device's module is built
+        return Kernels("native", ring_attention=native.ring_attention, attend=native.attend,
+                       ring_write=native.ring_write, sublayers=native_block.SUBLAYERS, layer=native_layer.layer_step)
     if backend == "compile":
         kwargs: dict = {"dynamic": False}
     elif backend == "tensorrt":

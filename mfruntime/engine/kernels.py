@@ -88,6 +88,9 @@ class Kernels:
     #: Block sublayers by name → function(block, *args); missing names run the block's own method.
     #: The ``compile`` backend puts compiled versions here (one graph per sublayer, shared by all blocks).
     sublayers: dict[str, Callable] = field(default_factory=dict)
+    #: Optional: a whole layer of a chunk step, ``layer(model, layer_index, passes, commit) → bool``; it returns
+    #: False when it cannot take the call, and the layer then runs sublayer by sublayer (the native backend).
+    layer: Callable[..., bool] | None = None
 
 
 REFERENCE = Kernels("reference")

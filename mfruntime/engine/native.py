@@ -2,7 +2,7 @@
 
 :func:`ring_attention`, :func:`attend` and :func:`ring_write` implement the seam's operations by calling the
 compiled module ``_mfruntime_native`` directly (a few microseconds per call); with the fused block
-sublayers of native_block.py they make the ``native`` backend (``native_block.NATIVE``). The same kernels
+sublayers of native_block.py and the fused layer of native_layer.py they make the ``native`` backend. The same kernels
 are also registered as PyTorch custom operators — ``torch.ops.mfruntime.ring_attention``, ``.attend``,
 ``.ring_write`` — with fake (meta) implementations, so ``torch.compile`` and exporters can trace through
 them.
@@ -25,7 +25,7 @@ from mfruntime.engine.kernels import reference_attend, reference_ring_attention,
 
 log = logging.getLogger(__name__)
 
-ABI = 2  # the CPU module's `abi` this file speaks (the CUDA module's: CUDA_ABI)
+ABI = 3  # the CPU module's `abi` this file speaks (the CUDA module's: CUDA_ABI)
 CUDA_ABI = 1
 CUDA_DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 _modules: dict[str, object] = {}

@@ -24,7 +24,6 @@ import torch
 from torch import nn
 
 from mfruntime.engine import native
-from mfruntime.engine.kernels import Kernels
 from mfruntime.model.block import StreamBlock
 from mfruntime.model.layers import merge_heads, split_heads
 
@@ -225,6 +224,3 @@ SUBLAYERS = {"project": project, "self_attention": self_attention, "cross_query"
              "cross_modal_out": cross_modal_out, "phoneme_query": phoneme_query, "phoneme_out": phoneme_out,
              "feed_forward": feed_forward}
 
-#: The ``native`` backend: native attention over the ring cache, ring writes and block sublayers.
-NATIVE = Kernels("native", ring_attention=native.ring_attention, attend=native.attend, ring_write=native.ring_write,
-                 sublayers=SUBLAYERS)

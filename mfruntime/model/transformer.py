@@ -383,6 +383,8 @@ class TwinStreamTransformer(nn.Module):
         phoneme_out = sub.get("phoneme_out", StreamBlock.phoneme_out)
         feed_forward = sub.get("feed_forward", StreamBlock.feed_forward)
         for layer in range(len(self.streams[names[0]].blocks)):
+            if kern.layer is not None and kern.layer(self, layer, passes, commit):
+                continue  # the backend ran the whole layer (fused); else it runs sublayer by sublayer below
             keys, values, mods = {}, {}, {}
             for s, p in passes.items():
                 blk = self.streams[s].blocks[layer]

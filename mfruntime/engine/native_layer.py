@@ -1,0 +1,73 @@
+"""The native backend's fused layer: one call into C++ runs a whole layer of a chunk step for both streams
+(csrc/layer_step.h) — the self-attention over the ring cache, the cross-modal and phoneme attention, the MLP
+and every layer norm, modulation and residual between them — where the per-sublayer path
+(native_block.py) makes about twenty calls. The math is the same; tests compare the two paths and eager.
+
+It runs when :meth:`TwinStreamTransformer._run` offers it a chunk step without autograd on float32 CPU
+tensors; anything else returns False and the layer runs sublayer by sublayer.
+"""
+from __future__ import annotations
+
+import torch
+
+from mfruntime.engine import native
+from mfruntime.engine.native_block import _plan
+from mfruntime.model.block import StreamBlock
+from mfruntime.model.rope import Rotary
+
+
+def _weights(blk: StreamBlock) -> list[int] | None:
+    """The 23 weight values of ``blk`` for the kernel (addresses of packed weights, biases, norms; widths),
+    from its plan (repacked when a weight changed), or None when the block does not fit the kernel."""
+    plan = _plan(blk)
+    if not plan.fits or "x_q" not in plan.lin or plan.norm_x is None:
+        return None
+    out: list[int] = []
+    for name in ("qkv", "proj", "x_q", "x_out", "p_q", "p_out", "mlp.fc1", "mlp.fc2"):
+        out += plan.lin[name].pointers()
+    out += [plan.norm_x.weight.data_ptr(), plan.norm_x.bias.data_ptr(), plan.norm_p.weight.data_ptr(),
+            plan.norm_p.bias.data_ptr(), plan.dim, plan.lin["mlp.fc1"].n, plan.heads]
+    return out
+
+
+def _fits(t: torch.Tensor) -> bool:
+    return t.dtype is torch.float32 and not t.is_cuda and not t.requires_grad
+
+
+def layer_step(model, layer: int, passes: dict, commit: bool) -> bool:
+    """Run layer ``layer`` of a chunk step for every stream in ``passes`` natively; False when it cannot."""
+    mod = native._load("cpu")
+    if mod is None or torch.is_grad_enabled() or len(passes) != 2:
+        return False
+    calls, keep = [], []
+    for s, p in passes.items():
+        blk = model.streams[s].blocks[layer]
+        w = _weights(blk)
+        ring = p.ring
+        if w is None or ring is None or not p.h.is_contiguous() or not _fits(p.h) or p.c.shape[1] != 1:
+            return False
+        b, n, _ = p.h.shape
+        m = StreamBlock.modulation(blk, p.c)[0]  # (B, 1, D) views of one (B, 1, 6D) tensor
+        if len(p.ph_kv) <= layer:
+            kp, vp = blk.phoneme_kv(p.ph)
+            p.ph_kv.append((Rotary.rotate(kp, p.ph_rope), vp))
+        pk, pv = p.ph_kv[layer]
+        k_buf, v_buf = ring.k[layer], ring.v[layer]
+        cis = torch.view_as_real(p.rope[0]).contiguous()  # (N, Dh/2, 2)
+        cis_t = torch.view_as_real(p.rope_t[0]).contiguous()
+        valid = p.self_mask.contiguous()
+        ph_valid = p.ph_mask.contiguous()
+        if p.rope.shape[0] != 1 or valid.shape[0] != 1 or pk.stride(-1) != 1 or pv.stride(-1) != 1 \
+                or not (k_buf.is_contiguous() and v_buf.is_contiguous()):
+            return False
+        keep += [m, cis, cis_t, valid, ph_valid, pk, pv]
+        calls += [w, [p.h.data_ptr(), b, n, m.data_ptr(), m.stride(0), k_buf.data_ptr(), v_buf.data_ptr(),
+                      k_buf.shape[2], ring.scratch_start, cis.data_ptr(), cis_t.data_ptr(), valid.data_ptr(),
+                      pk.data_ptr(), pv.data_ptr(), pk.shape[2], pk.stride(0), pk.stride(1), pk.stride(2),
+                      pv.stride(0), pv.stride(1), pv.stride(2), ph_valid.data_ptr(), ph_valid.stride(0)]]
+    mod.layer_step(*calls, torch.get_num_threads())
+    if commit:  # the chunk's rotated keys and values, where the kernel wrote them
+        for p in passes.values():
+            k_buf, v_buf = p.ring.k[layer], p.ring.v[layer]
+            p.write.append((k_buf[:, :, p.ring.scratch_start:], v_buf[:, :, p.ring.scratch_start:]))
+    return True
