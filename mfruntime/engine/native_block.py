@@ -68,6 +68,9 @@ class _Plan:
                 self.lin[name] = _Linear(mod)
         self.norm_x = blk.norm_x if blk.cross_modal else None
         self.norm_p = blk.norm_p
+        # for the fused layer (native_layer.py): its weight values, and adaLN modulations by conditioning tensor
+        self.layer_weights: tuple | None = None
+        self.mod_memo: dict = {}
 
 
 _plans: dict[int, _Plan] = {}

@@ -18,16 +18,48 @@ from mfruntime.model.rope import Rotary
 
 def _weights(blk: StreamBlock) -> list[int] | None:
     """The 23 weight values of ``blk`` for the kernel (addresses of packed weights, biases, norms; widths),
-    from its plan (repacked when a weight changed), or None when the block does not fit the kernel."""
+    kept in its plan and rebuilt when a weight changed (repacked), or None when the block does not fit."""
     plan = _plan(blk)
     if not plan.fits or "x_q" not in plan.lin or plan.norm_x is None:
         return None
+    versions = tuple(lin.weight._version for lin in plan.lin.values())
+    cached = plan.layer_weights
+    if cached is not None and cached[0] == versions:
+        return cached[1]
     out: list[int] = []
     for name in ("qkv", "proj", "x_q", "x_out", "p_q", "p_out", "mlp.fc1", "mlp.fc2"):
         out += plan.lin[name].pointers()
     out += [plan.norm_x.weight.data_ptr(), plan.norm_x.bias.data_ptr(), plan.norm_p.weight.data_ptr(),
             plan.norm_p.bias.data_ptr(), plan.dim, plan.lin["mlp.fc1"].n, plan.heads]
+    plan.layer_weights = (versions, out)
     return out
+
+
+def _modulation(blk: StreamBlock, c: torch.Tensor) -> torch.Tensor:
+    """adaLN modulation (B, 1, 6·D) of ``c``, memoised per (block, conditioning tensor): a chunk step's
+    conditioning is itself memoised per noise level (StreamState.cond_memo), so the same few tensors recur."""
+    plan = _plan(blk)
+    memo = plan.mod_memo
+    key = (id(c), blk.ada.weight._version)
+    hit = memo.get(key)
+    if hit is not None and hit[0] is c:
+        return hit[1]
+    if len(memo) >= 64:
+        memo.clear()
+    m = blk.ada(torch.nn.functional.silu(c))  # (B, 1, 6·D)
+    memo[key] = (c, m)
+    return m
+
+
+def _pass_parts(p) -> tuple:
+    """A pass's rotations and masks as the kernel takes them, converted once per pass (all layers share them)."""
+    parts = p.backend_parts
+    if parts is None:
+        cis = torch.view_as_real(p.rope[0]).contiguous()  # (N, Dh/2, 2)
+        cis_t = torch.view_as_real(p.rope_t[0]).contiguous()
+        valid, ph_valid = p.self_mask.contiguous(), p.ph_mask.contiguous()
+        parts = p.backend_parts = (cis, cis_t, valid, ph_valid)
+    return parts
 
 
 def _fits(t: torch.Tensor) -> bool:
@@ -39,28 +71,25 @@ def layer_step(model, layer: int, passes: dict, commit: bool) -> bool:
     mod = native._load("cpu")
     if mod is None or torch.is_grad_enabled() or len(passes) != 2:
         return False
-    calls, keep = [], []
+    calls = []
     for s, p in passes.items():
         blk = model.streams[s].blocks[layer]
         w = _weights(blk)
         ring = p.ring
-        if w is None or ring is None or not p.h.is_contiguous() or not _fits(p.h) or p.c.shape[1] != 1:
+        if w is None or ring is None or not p.h.is_contiguous() or not _fits(p.h) or p.c.shape[1] != 1 \
+                or p.rope.shape[0] != 1 or p.self_mask.shape[0] != 1:
             return False
         b, n, _ = p.h.shape
-        m = StreamBlock.modulation(blk, p.c)[0]  # (B, 1, D) views of one (B, 1, 6D) tensor
+        m = _modulation(blk, p.c)
         if len(p.ph_kv) <= layer:
             kp, vp = blk.phoneme_kv(p.ph)
             p.ph_kv.append((Rotary.rotate(kp, p.ph_rope), vp))
         pk, pv = p.ph_kv[layer]
         k_buf, v_buf = ring.k[layer], ring.v[layer]
-        cis = torch.view_as_real(p.rope[0]).contiguous()  # (N, Dh/2, 2)
-        cis_t = torch.view_as_real(p.rope_t[0]).contiguous()
-        valid = p.self_mask.contiguous()
-        ph_valid = p.ph_mask.contiguous()
-        if p.rope.shape[0] != 1 or valid.shape[0] != 1 or pk.stride(-1) != 1 or pv.stride(-1) != 1 \
-                or not (k_buf.is_contiguous() and v_buf.is_contiguous()):
+        cis, cis_t, valid, ph_valid = _pass_parts(p)
+        if pk.stride(-1) != 1 or pv.stride(-1) != 1 or not (k_buf.is_contiguous() and v_buf.is_contiguous()) \
+                or not m.is_contiguous():
             return False
-        keep += [m, cis, cis_t, valid, ph_valid, pk, pv]
         calls += [w, [p.h.data_ptr(), b, n, m.data_ptr(), m.stride(0), k_buf.data_ptr(), v_buf.data_ptr(),
                       k_buf.shape[2], ring.scratch_start, cis.data_ptr(), cis_t.data_ptr(), valid.data_ptr(),
                       pk.data_ptr(), pv.data_ptr(), pk.shape[2], pk.stride(0), pk.stride(1), pk.stride(2),

@@ -149,6 +149,7 @@ class _Pass:
     ph_mask: torch.Tensor  # (B, 1, N, M) additive, or (B, M) key validity in a chunk step
     write: list = field(default_factory=list)  # filled with (k, v) per layer when committing
     ph_kv: list = field(default_factory=list)  # per layer rotated phoneme keys and values (memoised per chunk)
+    backend_parts: tuple | None = None  # what a backend's fused layer converts once per pass (engine/native_layer.py)
 
 
 @dataclass
