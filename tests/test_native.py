@@ -221,9 +221,9 @@ def test_packed_weights_follow_weight_changes():
     blk = _block(128, 4, seed=0)
     x = torch.randn(1, 8, 128)
     with torch.no_grad():
-        before = native_block.cross_query(blk, x)
+        before = native_block.SUBLAYERS["cross_query"](blk, x)
         blk.x_q.weight.mul_(2.0)  # an in-place change, as loading new weights would make
-        after = native_block.cross_query(blk, x)
+        after = native_block.SUBLAYERS["cross_query"](blk, x)
         want = type(blk).cross_query(blk, x)
     assert not torch.allclose(before, after)
     assert (after - want).abs().max() <= TOL
@@ -284,3 +284,19 @@ def test_fused_layer_equals_the_sublayer_path_and_is_used():
     for a, b in zip(runs["fused"], runs["sublayers"]):
         for s in ("video", "audio"):
             assert (a.latents[s] - b.latents[s]).abs().max() <= 1e-5
+
+
+def test_a_batch_other_than_the_caches_is_refused_not_written_out_of_bounds():
+    from mfruntime.engine.backends import kernels_for
+    from mfruntime.model.transformer import TwinStreamTransformer
+    from tests.model_helpers import micro_config, random_latents, randomize
+
+    torch.manual_seed(0)
+    m = TwinStreamTransformer(micro_config()).eval()
+    randomize(m)
+    cfg = m.cfg
+    ident = torch.randn(1, cfg.video_codec.latent_channels, cfg.video_codec.latent_size, cfg.video_codec.latent_size)
+    state = m.new_state(m.make_sinks(ident, None, batch=1), 1, kernels=kernels_for("native"))
+    x = random_latents(m, 2, 1, seed=0)  # batch 2 against a batch-1 cache
+    with torch.no_grad(), pytest.raises((ValueError, RuntimeError)):
+        m.chunk_step(state, x, {s: 0.5 for s in m.active}, {s: 0.25 for s in m.active}, None)

@@ -71,9 +71,9 @@ def _module_for(*tensors: torch.Tensor):
     first = tensors[0]
     if not first.is_cuda:  # the common case, kept cheap: it runs ~120 times per chunk
         for t in tensors:
-            if t.dtype is not _F32 or t.is_cuda or t.requires_grad or t.stride(-1) != 1:
+            if t.dtype is not _F32 or t.device.type != "cpu" or t.requires_grad or t.stride(-1) != 1:
                 return None
-        return _load("cpu") if first.device.type == "cpu" else None
+        return _load("cpu")
     dt = first.dtype
     if dt not in CUDA_DTYPES or any(t.dtype != dt or t.device != first.device or t.stride(-1) != 1
                                     or t.requires_grad for t in tensors):
@@ -110,20 +110,24 @@ class _Memo:
 _memo = _Memo()
 
 
-def _rotation(cis: torch.Tensor, n: int, half: int) -> tuple[torch.Tensor, int]:
+def _rotation(cis: torch.Tensor, n: int, half: int, batch: int, device: torch.device) -> tuple[torch.Tensor, int]:
     """(1 or B, N, D/2) complex rotations → contiguous (cos, sin) floats and their batch stride (0: shared)."""
     def make(c):
         cs = torch.view_as_real(c.resolve_conj()).float().contiguous()  # (cb, N, D/2, 2)
         return cs, (0 if cs.shape[0] == 1 else cs.stride(0))
     cs, stride = _memo.get(cis, make)
-    if cs.dim() != 4 or cs.shape[1] != n or cs.shape[2] != half:
-        raise ValueError(f"rotations must be (1 or B, {n}, {half}) complex, got {tuple(cis.shape)}")
+    if cs.dim() != 4 or cs.shape[1] != n or cs.shape[2] != half or cs.shape[0] not in (1, batch) \
+            or cs.device != device:
+        raise ValueError(f"rotations must be (1 or {batch}, {n}, {half}) complex on {device}, got "
+                         f"{tuple(cis.shape)} on {cis.device}")
     return cs, stride
 
 
-def _validity(valid: torch.Tensor, t: int) -> tuple[torch.Tensor, int]:
-    if valid.dtype != torch.bool or valid.dim() != 2 or valid.shape[1] != t:
-        raise ValueError(f"key validity must be a (1 or B, {t}) bool tensor, got {tuple(valid.shape)} {valid.dtype}")
+def _validity(valid: torch.Tensor, t: int, batch: int, device: torch.device) -> tuple[torch.Tensor, int]:
+    if valid.dtype != torch.bool or valid.dim() != 2 or valid.shape[1] != t or valid.shape[0] not in (1, batch) \
+            or valid.device != device:
+        raise ValueError(f"key validity must be a (1 or {batch}, {t}) bool tensor on {device}, got "
+                         f"{tuple(valid.shape)} {valid.dtype} on {valid.device}")
     return _memo.get(valid, lambda m: (m.contiguous(), 0 if m.shape[0] == 1 else m.contiguous().stride(0)))
 
 
@@ -143,8 +147,8 @@ def ring_attention(q, k, v, k_buf, v_buf, offset: int, cis, valid):
             or not 0 <= offset <= t - n:
         raise ValueError(f"ring_attention: q/k/v {tuple(q.shape)}, buffers {tuple(k_buf.shape)}, offset {offset} "
                          "do not fit together")
-    cs, cs_stride = _rotation(cis, n, d // 2)
-    valid, v_stride = _validity(valid, t)
+    cs, cs_stride = _rotation(cis, n, d // 2, b, q.device)
+    valid, v_stride = _validity(valid, t, b, q.device)
     out = _out(q, b, h, n, d)
     _launch(mod, "ring_attention", q, b * h * n * t, q.data_ptr(), q.stride(), k.data_ptr(), k.stride(), v.data_ptr(), v.stride(),
             k_buf.data_ptr(), v_buf.data_ptr(), out.data_ptr(), out.stride(), cs.data_ptr(), cs_stride,
@@ -161,8 +165,8 @@ def attend(q, k, v, valid, cis=None):
     t = k.shape[2]
     if tuple(k.shape) != (b, h, t, d) or v.shape != k.shape:
         raise ValueError(f"attend: q {tuple(q.shape)} and k/v {tuple(k.shape)}/{tuple(v.shape)} do not fit together")
-    cs, cs_stride = _rotation(cis, n, d // 2) if cis is not None else (None, 0)
-    valid, v_stride = _validity(valid, t)
+    cs, cs_stride = _rotation(cis, n, d // 2, b, q.device) if cis is not None else (None, 0)
+    valid, v_stride = _validity(valid, t, b, q.device)
     out = _out(q, b, h, n, d)
     _launch(mod, "attend", q, b * h * n * t, q.data_ptr(), q.stride(), k.data_ptr(), k.stride(), v.data_ptr(), v.stride(),
             out.data_ptr(), out.stride(), 0 if cs is None else cs.data_ptr(), cs_stride, valid.data_ptr(), v_stride,

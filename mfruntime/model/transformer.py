@@ -165,7 +165,7 @@ class StreamState:
     phoneme_memo: tuple | None = None
     # What every forward of one chunk shares (positions, rotations, frame-aligned phonemes, phoneme tokens,
     # key validity), reused by its denoising steps and the commit (only without autograd):
-    # (chunk, phoneme window object, {stream: parts}).
+    # (chunk, phoneme window object, batch, {stream: parts}).
     chunk_memo: tuple | None = None
     # Noise-level conditioning per (stream, t, d) for number-valued t and d (the schedule's values repeat
     # every chunk); only without autograd, bounded.
@@ -476,17 +476,17 @@ class TwinStreamTransformer(nn.Module):
         memo = None  # chunk steps without autograd share their chunk's parts (StreamState.chunk_memo)
         if cache is not None and not torch.is_grad_enabled():
             memo = cache.chunk_memo
-            if memo is None or memo[0] != first or memo[1] is not ph:
-                memo = cache.chunk_memo = (first, ph, {})
+            if memo is None or memo[0] != first or memo[1] is not ph or memo[2] != batch:
+                memo = cache.chunk_memo = (first, ph, batch, {})
         for s in self.active:
             st, tpc = self.streams[s], self.tokens_per_chunk(s)
             tok_chunk = chunk_ids.repeat_interleave(tpc)
-            parts = memo[2].get(s) if memo is not None else None
+            parts = memo[3].get(s) if memo is not None else None
             if parts is None:
                 anchor = sinks.get("anchor") if cache is None else cache.anchor
                 parts = self._chunk_parts(s, ph, first, chunks, batch, dev, anchor, tok_chunk, cache, context is not None)
                 if memo is not None:
-                    memo[2][s] = parts
+                    memo[3][s] = parts
             extra, cis, cis_t, ph_tok, ph_rope, ph_mask, valid = parts
             h = self._tokens(s, x[s]) + extra
             c = self._condition(s, t[s], d[s], batch, chunks, dev, cache if memo is not None else None)  # (B, C, dim)
