@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml Makefile $(NATIVE_SRC)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# CPU build of PyTorch first, so nothing else can pull a CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	# Builds the native kernels (CMake + g++, via scikit-build-core); MFR_CUDA=1 also builds the CUDA ones.
+	# Builds the native kernels (CMake + g++, via scikit-build-core); the CUDA ones too on a machine with nvcc and
+	# a GPU, or always with MFR_CUDA=1.
 	$(BIN)/python -m pip install --quiet -e '.[dev]' $(if $(MFR_CUDA),-Ccmake.define.MFR_CUDA=ON)
 	touch $(STAMP)
 

@@ -1,6 +1,7 @@
-"""Long-stream soak of `mf serve`: `python -m benchmarks.soak --minutes N [--json out.json]`.
+"""Long-stream soak of `mf serve`: `python -m benchmarks.soak --minutes N [--backend auto] [--json out.json]`.
 
-A real server (in this process, engine in a background thread, bundled tiny model, eager, 4 steps) streams
+A real server (in this process, engine in a background thread, bundled tiny model, 4 steps, the backend
+``auto`` picks unless ``--backend`` says otherwise) streams
 one character without pause: say after say of new random sentences, about a third of them interrupted
 part-way, and a new face every fifth line (``set_character``). A subscriber on the stream socket checks
 every utterance: its chunks' ``seq`` must run 0, 1, 2, … with no gap or repeat, ``pts`` must rise, and it
@@ -89,10 +90,10 @@ class StreamChecker(threading.Thread):
         return False
 
 
-def run(minutes: float, seed: int = 0, report=print, max_lines: int | None = None) -> dict:
+def run(minutes: float, seed: int = 0, report=print, max_lines: int | None = None, backend: str = "auto") -> dict:
     """Stream for ``minutes`` (or until ``max_lines`` lines have been spoken); the numbers as a dict."""
     rng = np.random.default_rng(seed)
-    cfg = ServeConfig(bind="tcp://127.0.0.1:*", stream="tcp://127.0.0.1:*", backend="eager", send_hwm=1000)
+    cfg = ServeConfig(bind="tcp://127.0.0.1:*", stream="tcp://127.0.0.1:*", backend=backend, send_hwm=1000)
     rows, unended, lines = [], 0, 0
     with Server(cfg) as server, Client(server.control_address, timeout=30) as ctl, \
             Subscriber(server.stream_address, ["default"], rcvhwm=10_000) as sub:
@@ -146,11 +147,12 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=10, help="how long to stream (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="sentence and interrupt choices (default: 0)")
     p.add_argument("--json", metavar="PATH", help="also write the numbers to this JSON file")
+    p.add_argument("--backend", default="auto", help="chunk-step backend of the server (default: auto; docs/RUNTIME.md)")
     args = p.parse_args()
-    print(f"soak: {args.minutes:g} min of continuous speech through mf serve (one character)\n")
+    print(f"soak: {args.minutes:g} min of continuous speech through mf serve (one character, backend {args.backend})\n")
     print("| minute | RSS MB | lines | chunks | lost (total) | duplicated (total) | unended (total) | chunk ms p50 | p95 |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    r = run(args.minutes, args.seed)
+    r = run(args.minutes, args.seed, backend=args.backend)
     print(f"\n{r['lines']} lines, {r['chunks']} chunks; lost {r['lost']}, duplicated {r['duplicated']}, "
           f"unended {r['unended']}, pts out of order {r['bad_pts']}, one end per utterance: {r['one_eou_each']}; "
           f"RSS {r['rss_mb_after_warmup']:.1f} MB after the warm-up (minute {r['warm_minute']}) → {r['rss_mb_end']:.1f} MB "
