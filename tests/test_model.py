@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 import torch
 
+from mfruntime.engine.step import chunk_step, commit, new_state
 from mfruntime.model.phonemes import PhonemeTrack, PhonemeWindow
 from mfruntime.model.transformer import TwinStreamTransformer
 from tests.model_helpers import micro_config, random_latents, randomize, sample_phonemes, windows
@@ -33,12 +34,12 @@ def _batched_windows(cfg, chunks: int) -> list[PhonemeWindow]:
 
 def _stream(m, sinks, x, t, d, ph, clean):
     """Chunk by chunk against the cache: denoise-step output for x, then commit the clean chunk."""
-    state = m.new_state(sinks, B)
+    state = new_state(m, sinks, B)
     outs = []
     for c in range(C):
         xc = {s: v[:, c:c + 1] for s, v in x.items()}
-        outs.append(m.chunk_step(state, xc, {s: t[s][:, c] for s in t}, {s: d[s][:, c] for s in d}, ph[c]))
-        m.commit(state, {s: v[:, c:c + 1] for s, v in clean.items()}, ph[c])
+        outs.append(chunk_step(m, state, xc, {s: t[s][:, c] for s in t}, {s: d[s][:, c] for s in d}, ph[c]))
+        commit(m, state, {s: v[:, c:c + 1] for s, v in clean.items()}, ph[c])
     return {s: torch.cat([o[s] for o in outs], dim=1) for s in m.active}, state
 
 
@@ -135,12 +136,12 @@ def test_cost_is_constant_in_stream_length():
     """The cache has static shapes: the keys attended per chunk are the same at chunk 2 and chunk 40."""
     m = _model()
     sinks = _sinks(m, 1)
-    state = m.new_state(sinks, 1)
+    state = new_state(m, sinks, 1)
     shapes = []
     for c in range(40):
         x = random_latents(m, 1, 1, seed=c)
         with torch.no_grad():
-            m.commit(state, x, None)
+            commit(m, state, x, None)
         shapes.append({s: tuple(r.k.shape) for s, r in state.caches.items()})
     assert all(sh == shapes[0] for sh in shapes)
 

@@ -288,6 +288,7 @@ def test_fused_layer_equals_the_sublayer_path_and_is_used():
 
 def test_a_batch_other_than_the_caches_is_refused_not_written_out_of_bounds():
     from mfruntime.engine.backends import kernels_for
+    from mfruntime.engine.step import chunk_step, new_state
     from mfruntime.model.transformer import TwinStreamTransformer
     from tests.model_helpers import micro_config, random_latents, randomize
 
@@ -296,7 +297,7 @@ def test_a_batch_other_than_the_caches_is_refused_not_written_out_of_bounds():
     randomize(m)
     cfg = m.cfg
     ident = torch.randn(1, cfg.video_codec.latent_channels, cfg.video_codec.latent_size, cfg.video_codec.latent_size)
-    state = m.new_state(m.make_sinks(ident, None, batch=1), 1, kernels=kernels_for("native"))
+    state = new_state(m, m.make_sinks(ident, None, batch=1), 1, kernels=kernels_for("native"))
     x = random_latents(m, 2, 1, seed=0)  # batch 2 against a batch-1 cache
     with torch.no_grad(), pytest.raises((ValueError, RuntimeError)):
-        m.chunk_step(state, x, {s: 0.5 for s in m.active}, {s: 0.25 for s in m.active}, None)
+        chunk_step(m, state, x, {s: 0.5 for s in m.active}, {s: 0.25 for s in m.active}, None)

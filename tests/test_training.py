@@ -242,9 +242,11 @@ def test_recipe_model_switches(tmp_path):
         load_recipe(ablation).model_config()  # the shipped ablation recipes are valid
 
 
-def test_mutual_stage_keeps_driven_audio_clean(trained_runs):
+def test_mutual_stage_keeps_driven_audio_clean(trained_runs, monkeypatch):
     """Audio-driven examples in the Mutual Forcing rollout: the audio stream is the given speech throughout,
     so what the rollout commits for audio is exactly the real latents, and the losses stay finite."""
+    from mfruntime.training.stages import mutual
+
     tmp, recipe, _ = trained_runs
     st = STAGES["mutual"](preset("tiny"), recipe.stage("mutual"), recipe.data, tmp / "runs" / "tiny", progress=False)
     st.load_init("joint", load_weights(st.stage_output("joint")))
@@ -253,10 +255,12 @@ def test_mutual_stage_keeps_driven_audio_clean(trained_runs):
     batch["drive"] = torch.tensor([True, False])
     batch["phonemes"].mask[0] = False
     committed = []
-    original = st.net.commit
-    st.net.commit = lambda state, x, ph: (committed.append(x["audio"].clone()), original(state, x, ph))[1]
+    original = mutual.commit  # the engine's commit, as the stage calls it
+    monkeypatch.setattr(mutual, "commit", lambda net, state, x, ph: (committed.append(x["audio"].clone()),
+                                                                     original(net, state, x, ph))[1])
     out = st(batch, step_generator(1, 0, 0))
     assert torch.isfinite(out["loss"])
+    assert committed  # the rollout committed chunks through the engine's commit
     for k, audio in enumerate(committed):
         assert torch.equal(audio[0, 0], batch["audio"][0, k])  # driven: the real latents
         assert not torch.equal(audio[1, 0], batch["audio"][1, k])  # generated

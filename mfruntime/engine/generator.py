@@ -19,7 +19,8 @@ from mfruntime.data.speech import Phoneme
 from mfruntime.engine.kernels import REFERENCE, Kernels
 from mfruntime.model.av import AVModel
 from mfruntime.model.phonemes import PhonemeTrack, PhonemeWindow
-from mfruntime.model.transformer import StreamState
+from mfruntime.engine.state import StreamState
+from mfruntime.engine.step import chunk_step, commit, new_state
 from mfruntime.sampling import SCHEDULES, euler_sample
 
 
@@ -93,7 +94,7 @@ class Generator:
                 audio_ref = model.audio_codec.encode(pcm[None])  # (1, R, Ca)
             self.sinks = tr.make_sinks(identity, audio_ref, batch=1)
             self.identity = identity
-        self.state: StreamState = tr.new_state(self.sinks, batch=1, kernels=kernels)
+        self.state: StreamState = new_state(tr, self.sinks, batch=1, kernels=kernels)
         self.audio_state = model.audio_codec.new_decode_state()
         self.rng = torch.Generator(device="cpu").manual_seed(options.seed)
         self.device = dev
@@ -165,12 +166,12 @@ class Generator:
             def step_fn(xs, t, d, _cond):
                 tt = {s: (t if s in generated else 0.0) for s in tr.active}
                 dd = {s: (d if s in generated else 0.0) for s in tr.active}
-                v = tr.chunk_step(self.state, xs, tt, dd, ph)
+                v = chunk_step(tr, self.state, xs, tt, dd, ph)
                 return {s: v[s] for s in generated}
 
             with torch.no_grad():
                 x = euler_sample(step_fn, x, schedule)
-                tr.commit(self.state, x, ph)
+                commit(tr, self.state, x, ph)
                 frames = pcm_out = None
                 if "video" in x:
                     z = tr.from_residual(x["video"], self.identity)  # (1, 1, F, Cv, h, w)

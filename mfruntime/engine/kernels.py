@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
+from mfruntime.model.layers import masked_attention
 from mfruntime.model.rope import Rotary
 
 
@@ -67,14 +67,6 @@ def reference_ring_write(k_buf: torch.Tensor, v_buf: torch.Tensor, k: torch.Tens
     s = ring_start + (chunk % window) * n
     k_buf[:, :, s:s + n] = k.detach()
     v_buf[:, :, s:s + n] = v.detach()
-
-
-def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Scaled dot-product attention. ``mask``: key validity (1 or B, Nk) bool, or a full mask
-    (1 or B, 1, Nq, Nk), bool (True = attend) or additive float (0 / −inf)."""
-    if mask.dim() == 2:
-        mask = mask[:, None, None, :]  # (1 or B, 1, 1, Nk): the same keys for every query and head
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
 @dataclass(frozen=True)

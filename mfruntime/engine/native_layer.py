@@ -80,7 +80,7 @@ def layer_step(model, layer: int, passes: dict, commit: bool) -> bool:
     for s, p in passes.items():
         blk = model.streams[s].blocks[layer]
         w = _weights(blk, keep)
-        ring = p.ring
+        ring = p.cache  # the stream's ring cache (engine/step.py)
         if w is None or ring is None or not p.h.is_contiguous() or not _fits(p.h) or p.c.shape[1] != 1 \
                 or p.rope.shape[0] != 1 or p.rope_t.shape[0] != 1:
             return False
@@ -113,6 +113,6 @@ def layer_step(model, layer: int, passes: dict, commit: bool) -> bool:
     mod.layer_step(*calls, torch.get_num_threads())
     if commit:  # the chunk's rotated keys and values, where the kernel wrote them
         for p in passes.values():
-            k_buf, v_buf = p.ring.k[layer], p.ring.v[layer]
-            p.write.append((k_buf[:, :, p.ring.scratch_start:], v_buf[:, :, p.ring.scratch_start:]))
+            k_buf, v_buf = p.cache.k[layer], p.cache.v[layer]
+            p.write.append((k_buf[:, :, p.cache.scratch_start:], v_buf[:, :, p.cache.scratch_start:]))
     return True

@@ -54,3 +54,11 @@ def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     b, h, n, dh = x.shape
     return x.transpose(1, 2).reshape(b, n, h * dh)  # (B, N, H·Dh)
+
+
+def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Scaled dot-product attention. ``mask``: key validity (1 or B, Nk) bool, or a full mask
+    (1 or B, 1, Nq, Nk), bool (True = attend) or additive float (0 / −inf)."""
+    if mask.dim() == 2:
+        mask = mask[:, None, None, :]  # (1 or B, 1, 1, Nk): the same keys for every query and head
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)

@@ -8,26 +8,26 @@ network predicts the flow-matching velocity of every latent token given its
 chunk's noise level ``t`` and step size ``d`` (it knows nothing about step
 counts: see sampling.py).
 
-Two entry points share one layer loop (:meth:`TwinStreamTransformer._run`):
-``forward_sequence`` (many chunks at once, block-causal mask, optional clean
-context for teacher forcing) and ``chunk_step`` (one chunk against the KV ring
-cache, as at inference). Setting ``ModelConfig.video`` or ``.audio`` to None
-gives a uni-modal model from the same code.
+One layer loop (:meth:`TwinStreamTransformer.run_layers`) runs prepared passes
+(:class:`StreamPass`): each pass says where its self-attention's keys and values
+come from. ``forward_sequence`` builds passes for many chunks at once (block-causal
+mask, optional clean context for teacher forcing); the streaming engine
+(mfruntime/engine/step.py) builds them for one chunk over its KV ring cache. The
+network itself holds no streaming state. Setting ``ModelConfig.video`` or
+``.audio`` to None gives a uni-modal model from the same code.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mfruntime.config import ModelConfig, StreamConfig
-from mfruntime.engine.cache import RingKVCache
-from mfruntime.engine.kernels import REFERENCE, Kernels, masked_attention
 from mfruntime.model.block import StreamBlock
-from mfruntime.model.layers import ScalarEmbedding, additive_mask, modulate
+from mfruntime.model.layers import ScalarEmbedding, additive_mask, masked_attention, modulate
 from mfruntime.model.phonemes import PhonemeWindow, align
 from mfruntime.model.rope import Rotary
 from mfruntime.model.tokens import (CONTEXT, INPUT, SINK, attention_mask, audio_positions, chunk_start_time, grid,
@@ -41,11 +41,20 @@ def _per_token(m: torch.Tensor, group: int) -> torch.Tensor:
     return m if m.shape[1] == 1 else m.repeat_interleave(group, dim=1)
 
 
-def _concat_kv(prefix_k: torch.Tensor, prefix_v: torch.Tensor):
-    """kv function for full-sequence passes: per-layer prefix (L, B, H, P, Dh) + the tokens' own keys."""
-    def kv(layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.cat([prefix_k[layer], k], dim=2), torch.cat([prefix_v[layer], v], dim=2)
-    return kv
+def rotated_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
+                      cis: torch.Tensor | None = None) -> torch.Tensor:
+    """Attention with the queries rotated by ``cis`` first (cross-modal and phoneme attention)."""
+    return masked_attention(Rotary.rotate(q, cis) if cis is not None else q, k, v, mask)
+
+
+def _sequence_attention(p: "StreamPass", prefix_k: torch.Tensor, prefix_v: torch.Tensor):
+    """Self-attention of a full-sequence pass: per-layer prefix (L, B, H, P, Dh) (the rotated sink copies) and
+    the tokens' own rotated keys, under the pass's block-causal mask."""
+    def attend(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        q, k = Rotary.rotate(q, p.rope), Rotary.rotate(k, p.rope)
+        keys, values = torch.cat([prefix_k[layer], k], dim=2), torch.cat([prefix_v[layer], v], dim=2)
+        return masked_attention(q, keys, values, p.self_mask), keys, values
+    return attend
 
 
 class Stream(nn.Module):
@@ -129,7 +138,7 @@ class Stream(nn.Module):
 
 
 @dataclass
-class _Pass:
+class StreamPass:
     """Everything one stream needs for one run of the layer loop."""
 
     h: torch.Tensor  # (B, N, dim) tokens
@@ -137,48 +146,23 @@ class _Pass:
     group: int  # tokens per conditioning group
     rope: torch.Tensor  # self-attention rotations (1 or B, N, Dh/2) complex
     rope_t: torch.Tensor  # time-only rotations for cross-modal and phoneme queries
-    # Full-sequence passes: (layer, k, v) → all keys/values; chunk steps read and write the ring cache instead.
-    kv: Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None
-    ring: RingKVCache | None
+    # Where the self-attention's keys and values come from: (layer, q, k, v) with q, k, v (B, H, N, Dh) before
+    # rotary → (attention output, all keys, all values). A full-sequence pass concatenates the sinks (this
+    # module); a chunk step reads and writes its stream's ring cache (mfruntime/engine/step.py).
+    self_attend: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     # Masks. Full-sequence passes: (1 or B, 1, N, P + N) additive. Chunk steps: key validity (1 or B, P + N)
-    # bool, which is what the block-causal mask reduces to for one chunk (engine/kernels.py).
+    # bool, which is what the block-causal mask reduces to for one chunk.
     self_mask: torch.Tensor
     cross_mask: torch.Tensor | None  # as self_mask, over the other stream's keys
     ph: torch.Tensor  # (B, M, dim) phoneme tokens
     ph_rope: torch.Tensor
     ph_mask: torch.Tensor  # (B, 1, N, M) additive, or (B, M) key validity in a chunk step
+    # (q, k, v, mask, cis) → output: the cross-modal and phoneme attention, queries rotated by cis first.
+    attend: Callable[..., torch.Tensor] = field(default=None)  # type: ignore[assignment]
+    cache: Any = None  # what the builder of a chunk-step pass attaches for a fused layer (the stream's ring cache)
     write: list = field(default_factory=list)  # filled with (k, v) per layer when committing
     ph_kv: list = field(default_factory=list)  # per layer rotated phoneme keys and values (memoised per chunk)
     backend_parts: tuple | None = None  # what a backend's fused layer converts once per pass (engine/native_layer.py)
-
-
-@dataclass
-class StreamState:
-    """Streaming state of a generation: one ring cache per stream and the next chunk index."""
-
-    caches: dict[str, RingKVCache]
-    chunk: int = 0
-    kernels: Kernels = REFERENCE  # how chunk steps attend over and write to the caches (the backend's choice)
-    anchor: torch.Tensor | None = None  # (B, tokens per frame, dim) reference-anchor embedding of the video stream
-    # Phoneme keys/values of the current chunk, reused by all its denoising steps and the commit
-    # (only without autograd): (chunk, phoneme window object, {stream: per-layer list}).
-    phoneme_memo: tuple | None = None
-    # What every forward of one chunk shares (positions, rotations, frame-aligned phonemes, phoneme tokens,
-    # key validity), reused by its denoising steps and the commit (only without autograd):
-    # (chunk, phoneme window object, batch, {stream: parts}).
-    chunk_memo: tuple | None = None
-    # Noise-level conditioning per (stream, t, d) for number-valued t and d (the schedule's values repeat
-    # every chunk); only without autograd, bounded.
-    cond_memo: dict = field(default_factory=dict)
-
-    def snapshot(self) -> dict:
-        return {"chunk": self.chunk, "caches": {k: c.snapshot() for k, c in self.caches.items()}}
-
-    def restore(self, snap: dict) -> None:
-        self.chunk = snap["chunk"]
-        self.phoneme_memo = self.chunk_memo = None
-        for k, c in self.caches.items():
-            c.restore(snap["caches"][k])
 
 
 class TwinStreamTransformer(nn.Module):
@@ -210,7 +194,7 @@ class TwinStreamTransformer(nn.Module):
             return (chunks, cfg.frames_per_chunk, cfg.video_codec.latent_channels, side, side)
         return (chunks, cfg.latent_steps_per_chunk, cfg.audio_codec.latent_channels)
 
-    def _check(self, x: dict[str, torch.Tensor], t: dict, d: dict, name: str = "x") -> tuple[int, int]:
+    def check_inputs(self, x: dict[str, torch.Tensor], t: dict, d: dict, name: str = "x") -> tuple[int, int]:
         if set(x) != set(self.active):
             raise ValueError(f"{name} must have exactly the streams {list(self.active)}, got {sorted(x)}")
         batch = chunks = None
@@ -240,13 +224,13 @@ class TwinStreamTransformer(nn.Module):
         return v
 
     # --- tokens ------------------------------------------------------------------------
-    def _tokens(self, s: str, x: torch.Tensor) -> torch.Tensor:
+    def tokens(self, s: str, x: torch.Tensor) -> torch.Tensor:
         if s == "video":
             return self.streams[s].token_in(patchify(x, self.cfg.patch))
         b, c, n, ch = x.shape
         return self.streams[s].token_in(x.reshape(b, c * n, ch))  # (B, C·S, dim)
 
-    def _untokens(self, s: str, y: torch.Tensor, chunks: int) -> torch.Tensor:
+    def untokens(self, s: str, y: torch.Tensor, chunks: int) -> torch.Tensor:
         if s == "video":
             vc = self.cfg.video_codec
             return unpatchify(y, chunks, self.cfg.frames_per_chunk, vc.latent_channels, vc.latent_size, vc.latent_size, self.cfg.patch)
@@ -362,7 +346,7 @@ class TwinStreamTransformer(nn.Module):
                              f"({batch}, {', '.join(map(str, want))}), got {tuple(getattr(ref, 'shape', ()))}")
         return ref
 
-    def _rotated_sink(self, sink_k: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
+    def rotated_sink(self, sink_k: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
         """Rotate sink keys (L, B, H, S, Dh) to the start time of each chunk in ``chunk`` (C,) → (L, B, H, C·S, Dh)."""
         cfg = self.cfg
         times = chunk_start_time(cfg, chunk.cpu()).to(sink_k.device)  # (C,)
@@ -371,9 +355,12 @@ class TwinStreamTransformer(nn.Module):
         return Rotary.rotate(rep, cis)
 
     # --- the layer loop ----------------------------------------------------------------
-    def _run(self, passes: dict[str, _Pass], commit: bool, kern: Kernels = REFERENCE) -> dict[str, torch.Tensor]:
+    def run_layers(self, passes: dict[str, StreamPass], commit: bool, sublayers: dict | None = None,
+             fused_layer: Callable[..., bool] | None = None) -> dict[str, torch.Tensor]:
+        """The layer loop. ``sublayers``: replacements for block methods by name (a backend's); ``fused_layer``:
+        ``(model, layer, passes, commit) → bool``, a backend's whole-layer path (False: run it here)."""
         names = list(passes)
-        sub = kern.sublayers
+        sub = sublayers or {}
         modulation = sub.get("modulation", StreamBlock.modulation)
         project = sub.get("project", StreamBlock.project)
         self_attention = sub.get("self_attention", StreamBlock.self_attention)
@@ -384,20 +371,14 @@ class TwinStreamTransformer(nn.Module):
         phoneme_out = sub.get("phoneme_out", StreamBlock.phoneme_out)
         feed_forward = sub.get("feed_forward", StreamBlock.feed_forward)
         for layer in range(len(self.streams[names[0]].blocks)):
-            if kern.layer is not None and kern.layer(self, layer, passes, commit):
+            if fused_layer is not None and fused_layer(self, layer, passes, commit):
                 continue  # the backend ran the whole layer (fused); else it runs sublayer by sublayer below
             keys, values, mods = {}, {}, {}
             for s, p in passes.items():
                 blk = self.streams[s].blocks[layer]
                 mods[s] = tuple(_per_token(m, p.group) for m in modulation(blk, p.c))
                 q, k, v = project(blk, p.h, mods[s][0], mods[s][1])  # (B, H, N, Dh) each, not rotated yet
-                if p.ring is not None:  # chunk step: rotate, write into the cache's scratch, attend (one kernel)
-                    a, keys[s], values[s] = kern.ring_attention(q, k, v, p.ring.k[layer], p.ring.v[layer],
-                                                                p.ring.scratch_start, p.rope, p.self_mask)
-                else:
-                    q, k = Rotary.rotate(q, p.rope), Rotary.rotate(k, p.rope)
-                    keys[s], values[s] = p.kv(layer, k, v)  # type: ignore[misc]  (B, H, P + N, Dh)
-                    a = masked_attention(q, keys[s], values[s], p.self_mask)
+                a, keys[s], values[s] = p.self_attend(layer, q, k, v)  # keys/values (B, H, P + N, Dh)
                 if commit:  # the chunk's rotated keys and values: the last N positions
                     n = k.shape[2]
                     p.write.append((keys[s][:, :, -n:], values[s][:, :, -n:]))
@@ -406,14 +387,14 @@ class TwinStreamTransformer(nn.Module):
                 for s, p in passes.items():
                     other = names[1 - names.index(s)]
                     blk = self.streams[s].blocks[layer]
-                    a = kern.attend(cross_query(blk, p.h), keys[other], values[other], p.cross_mask, p.rope_t)
+                    a = p.attend(cross_query(blk, p.h), keys[other], values[other], p.cross_mask, p.rope_t)
                     p.h = cross_modal_out(blk, p.h, a)
             for s, p in passes.items():
                 blk = self.streams[s].blocks[layer]
                 if len(p.ph_kv) <= layer:
                     kp, vp = phoneme_kv(blk, p.ph)
                     p.ph_kv.append((Rotary.rotate(kp, p.ph_rope), vp))
-                a = kern.attend(phoneme_query(blk, p.h), *p.ph_kv[layer], p.ph_mask, p.rope_t)
+                a = p.attend(phoneme_query(blk, p.h), *p.ph_kv[layer], p.ph_mask, p.rope_t)
                 p.h = phoneme_out(blk, p.h, a)
                 p.h = feed_forward(blk, p.h, mods[s][3], mods[s][4], mods[s][5])
         return {s: self.streams[s].head(p.h, _per_token(p.c, p.group)) for s, p in passes.items()}
@@ -434,103 +415,77 @@ class TwinStreamTransformer(nn.Module):
         mask = allowed[None] & valid[:, None, :]  # (B, N, M)
         return tok, self.rotary.angles(times), additive_mask(mask[:, None])  # rotations (B, M, Dh/2)
 
-    def _chunk_parts(self, s: str, ph: PhonemeWindow | None, first: int, chunks: int, batch: int, dev,
-                     anchor: torch.Tensor | None, tok_chunk: torch.Tensor, cache: StreamState | None,
-                     teacher: bool = False) -> tuple:
-        """What does not depend on the latents or the noise level: added features, rotations, phoneme tokens
-        and masks (for [context | input] queries when ``teacher``), and (chunk steps) the ring's key validity."""
+    def chunk_parts(self, s: str, ph: PhonemeWindow | None, first: int, chunks: int, batch: int, dev,
+                    anchor: torch.Tensor | None, full_masks: bool = True, teacher: bool = False) -> tuple:
+        """What does not depend on the latents or the noise level: added features (B, C·N, dim), rotations
+        (C·N, Dh/2) full and time-only, phoneme tokens, their rotations and mask — (B, 1, N, M) additive with
+        ``full_masks`` (for [context | input] queries when ``teacher``), else the (B, M) key validity a single
+        chunk needs. A streaming caller may reuse them for every forward of one chunk."""
         extra = self._extra(s, ph, first, chunks, batch, dev, anchor)
         tt, rr, cc_ = self._positions(s, first, chunks)
         cis = self.rotary.angles(tt.to(dev), None if rr is None else rr.to(dev), None if cc_ is None else cc_.to(dev))
         cis_t = self.rotary.angles(tt.to(dev))
+        tok_chunk = (first + torch.arange(chunks, device=dev)).repeat_interleave(self.tokens_per_chunk(s))
         q_chunk = tok_chunk.repeat(2) if teacher else tok_chunk
-        ph_tok, ph_rope, ph_mask = self._phonemes(s, ph, batch, q_chunk, first, dev, full_mask=cache is None)
-        valid = cache.caches[s].valid(first).to(dev)[None] if cache is not None else None
-        return extra, cis, cis_t, ph_tok, ph_rope, ph_mask, valid
+        ph_tok, ph_rope, ph_mask = self._phonemes(s, ph, batch, q_chunk, first, dev, full_mask=full_masks)
+        return extra, cis, cis_t, ph_tok, ph_rope, ph_mask
 
-    def _condition(self, s: str, t, d, batch: int, chunks: int, dev, cache: StreamState | None) -> torch.Tensor:
-        """(B, C, dim) noise-level conditioning; memoised in ``cache.cond_memo`` for number-valued t and d."""
-        st = self.streams[s]
-        key = (s, float(t), float(d), batch) if cache is not None and isinstance(t, (int, float)) \
+    def conditioning(self, s: str, t, d, batch: int, chunks: int, dev, memo: dict | None = None) -> torch.Tensor:
+        """(B, C, dim) noise-level conditioning of stream ``s``; with ``memo`` (a caller's dict, used without
+        autograd) it is kept per (stream, t, d) for number-valued t and d."""
+        key = (s, float(t), float(d), batch) if memo is not None and isinstance(t, (int, float)) \
             and isinstance(d, (int, float)) else None
-        if key is not None and key in cache.cond_memo:  # type: ignore[union-attr]
-            return cache.cond_memo[key]  # type: ignore[union-attr]
-        c = st.condition(self._per_chunk(t, batch, chunks, dev), self._per_chunk(d, batch, chunks, dev))
+        if key is not None and key in memo:  # type: ignore[operator]
+            return memo[key]  # type: ignore[index]
+        c = self.streams[s].condition(self._per_chunk(t, batch, chunks, dev), self._per_chunk(d, batch, chunks, dev))
         if key is not None:
-            if len(cache.cond_memo) >= 256:  # type: ignore[union-attr]
-                cache.cond_memo.clear()  # type: ignore[union-attr]
-            cache.cond_memo[key] = c  # type: ignore[union-attr]
+            if len(memo) >= 256:  # type: ignore[arg-type]
+                memo.clear()  # type: ignore[union-attr]
+            memo[key] = c  # type: ignore[index]
         return c
 
     def _build(self, x: dict[str, torch.Tensor], t: dict, d: dict, ph: PhonemeWindow | None, first: int,
-               context: dict[str, torch.Tensor] | None, sinks, cache: StreamState | None) -> dict[str, _Pass]:
-        batch, chunks = self._check(x, t, d)
+               context: dict[str, torch.Tensor] | None, sinks) -> dict[str, StreamPass]:
+        """Passes for a full-sequence forward: C chunks, each with its own rotated sink copy, block-causal masks."""
+        batch, chunks = self.check_inputs(x, t, d)
         if context is not None:
-            cb, cc = self._check(context, t, d, name="context")
+            cb, cc = self.check_inputs(context, t, d, name="context")
             if (cb, cc) != (batch, chunks):
                 raise ValueError(f"context must match x in batch and chunks, got {(cb, cc)} vs {(batch, chunks)}")
         dev = next(self.parameters()).device
         chunk_ids = first + torch.arange(chunks, device=dev)
         entries: dict[str, tuple] = {}
-        passes: dict[str, _Pass] = {}
-        memo = None  # chunk steps without autograd share their chunk's parts (StreamState.chunk_memo)
-        if cache is not None and not torch.is_grad_enabled():
-            memo = cache.chunk_memo
-            if memo is None or memo[0] != first or memo[1] is not ph or memo[2] != batch:
-                memo = cache.chunk_memo = (first, ph, batch, {})
+        passes: dict[str, StreamPass] = {}
         for s in self.active:
             st, tpc = self.streams[s], self.tokens_per_chunk(s)
             tok_chunk = chunk_ids.repeat_interleave(tpc)
-            parts = memo[3].get(s) if memo is not None else None
-            if parts is None:
-                anchor = sinks.get("anchor") if cache is None else cache.anchor
-                parts = self._chunk_parts(s, ph, first, chunks, batch, dev, anchor, tok_chunk, cache, context is not None)
-                if memo is not None:
-                    memo[3][s] = parts
-            extra, cis, cis_t, ph_tok, ph_rope, ph_mask, valid = parts
-            h = self._tokens(s, x[s]) + extra
-            c = self._condition(s, t[s], d[s], batch, chunks, dev, cache if memo is not None else None)  # (B, C, dim)
+            extra, cis, cis_t, ph_tok, ph_rope, ph_mask = self.chunk_parts(
+                s, ph, first, chunks, batch, dev, sinks.get("anchor"), full_masks=True, teacher=context is not None)
+            h = self.tokens(s, x[s]) + extra
+            c = self.conditioning(s, t[s], d[s], batch, chunks, dev)  # (B, C, dim)
             # With a clean context (teacher forcing) the inputs are INPUT tokens that see CONTEXT chunks; without
-            # one (plain block-causal pass, or a chunk step over the cache) each chunk is context for the next.
+            # one (plain block-causal pass) each chunk is context for the next.
             q_kind = torch.full_like(tok_chunk, INPUT if context is not None else CONTEXT)
             if context is not None:  # teacher forcing: [clean context | input], context at t = 0
-                h = torch.cat([self._tokens(s, context[s]) + extra, h], dim=1)
+                h = torch.cat([self.tokens(s, context[s]) + extra, h], dim=1)
                 zero = torch.zeros(batch, chunks, device=dev)
                 c = torch.cat([st.condition(zero, zero), c], dim=1)  # (B, 2C, dim)
                 q_kind = torch.cat([torch.full_like(tok_chunk, CONTEXT), q_kind])
                 tok_chunk = tok_chunk.repeat(2)
                 cis, cis_t = cis.repeat(2, 1), cis_t.repeat(2, 1)
-            if cache is None:  # one sink copy per chunk, rotated to that chunk's start time
-                sink_k, sink_v = sinks[s]
-                pk = self._rotated_sink(sink_k, chunk_ids)  # (L, B, H, C·S, Dh)
-                pv = sink_v.repeat(1, 1, 1, chunks, 1)
-                kv = _concat_kv(pk, pv)
-                k_chunk = torch.cat([chunk_ids.repeat_interleave(sink_k.shape[-2]), tok_chunk])
-                k_kind = torch.cat([torch.full((pk.shape[-2],), SINK, device=dev), q_kind])
-                ring = None
-                entries[s] = (tok_chunk, q_kind, k_chunk, k_kind)
-            else:  # [sink at this chunk's time | ring cache | current chunk], read in place by the kernels
-                ring = cache.caches[s]
-                if ring.sink_chunk != first:
-                    ring.set_sink_keys(self._rotated_sink(ring.sink_k, chunk_ids), first)
-                kv = None
-                entries[s] = valid  # (1, S + W·Tc + Tc) key validity
-            passes[s] = _Pass(h=h, c=c, group=tpc, rope=cis[None], rope_t=cis_t[None], kv=kv, ring=ring,
-                              self_mask=None, cross_mask=None,  # type: ignore[arg-type]
-                              ph=ph_tok, ph_rope=ph_rope, ph_mask=ph_mask)
-        if cache is not None and not torch.is_grad_enabled():
-            memo = cache.phoneme_memo
-            if memo is None or memo[0] != first or memo[1] is not ph:
-                memo = cache.phoneme_memo = (first, ph, {s: [] for s in passes})
-            for s, p in passes.items():
-                p.ph_kv = memo[2][s]
+            sink_k, sink_v = sinks[s]  # one sink copy per chunk, rotated to that chunk's start time
+            pk = self.rotated_sink(sink_k, chunk_ids)  # (L, B, H, C·S, Dh)
+            pv = sink_v.repeat(1, 1, 1, chunks, 1)
+            k_chunk = torch.cat([chunk_ids.repeat_interleave(sink_k.shape[-2]), tok_chunk])
+            k_kind = torch.cat([torch.full((pk.shape[-2],), SINK, device=dev), q_kind])
+            entries[s] = (tok_chunk, q_kind, k_chunk, k_kind)
+            passes[s] = StreamPass(h=h, c=c, group=tpc, rope=cis[None], rope_t=cis_t[None],
+                                   self_attend=None, self_mask=None, cross_mask=None,  # type: ignore[arg-type]
+                                   ph=ph_tok, ph_rope=ph_rope, ph_mask=ph_mask, attend=rotated_attention)
+            passes[s].self_attend = _sequence_attention(passes[s], pk, pv)
         w = self.cfg.window_chunks
         for s, p in passes.items():
             other = [o for o in passes if o != s]
-            if cache is not None:  # chunk step: the masks are the key-validity vectors of the caches
-                p.self_mask = entries[s]
-                p.cross_mask = entries[other[0]] if other else None
-                continue
             q_chunk, q_kind, k_chunk, k_kind = entries[s]
             p.self_mask = self._mask(q_chunk, q_kind, k_chunk, k_kind, w)
             if other:
@@ -552,43 +507,8 @@ class TwinStreamTransformer(nn.Module):
         context: clean latents of the same chunks for teacher forcing (input chunk c then sees clean chunks
         < c, exactly like the cache at inference) or None (plain block-causal over x).
         """
-        passes = self._build(x, t, d, phonemes, first_chunk, context, sinks, cache=None)
+        passes = self._build(x, t, d, phonemes, first_chunk, context, sinks)
         chunks = next(iter(x.values())).shape[1]
-        out = self._run(passes, commit=False)
+        out = self.run_layers(passes, commit=False)
         n_in = {s: self.tokens_per_chunk(s) * chunks for s in out}
-        return {s: self._untokens(s, y[:, -n_in[s]:], chunks) for s, y in out.items()}
-
-    def new_state(self, sinks: dict, batch: int, kernels: Kernels = REFERENCE) -> StreamState:
-        """A fresh streaming state (set up separately from __init__, as the cache size depends on the batch);
-        ``kernels``: the implementation of the cache operations its chunk steps use (engine/kernels.py)."""
-        dev = next(self.parameters()).device
-        caches = {}
-        for s in self.active:
-            cfg = self.cfg.video if s == "video" else self.cfg.audio
-            sink_k, sink_v = sinks[s]
-            caches[s] = RingKVCache(cfg.layers, batch, cfg.heads, cfg.head_dim, self.cfg.window_chunks,  # type: ignore[union-attr]
-                                    self.tokens_per_chunk(s), sink_k, sink_v, device=dev)
-        return StreamState(caches=caches, anchor=sinks.get("anchor"), kernels=kernels)
-
-    def chunk_step(self, state: StreamState, x: dict[str, torch.Tensor], t: dict, d: dict,
-                   phonemes: PhonemeWindow | None) -> dict[str, torch.Tensor]:
-        """Velocity for the current chunk (state.chunk) against the ring cache; the cache is not changed.
-
-        The one chunk-step function: inference samplers and training rollouts both call it.
-        x: per stream latents (B, 1, ...); t, d: per stream numbers or (B,); phonemes: (B, P) window or None.
-        """
-        passes = self._build(x, t, d, phonemes, state.chunk, None, None, cache=state)
-        out = self._run(passes, commit=False, kern=state.kernels)
-        return {s: self._untokens(s, y, 1) for s, y in out.items()}
-
-    def commit(self, state: StreamState, x: dict[str, torch.Tensor], phonemes: PhonemeWindow | None) -> None:
-        """The extra forward at t = 0 that writes the finished chunk's keys/values, then advances the state."""
-        zeros = {s: 0.0 for s in self.active}
-        passes = self._build(x, zeros, zeros, phonemes, state.chunk, None, None, cache=state)
-        self._run(passes, commit=True, kern=state.kernels)
-        for s, p in passes.items():
-            ring = state.caches[s]
-            for layer, (k, v) in enumerate(p.write):
-                state.kernels.ring_write(ring.k[layer], ring.v[layer], k, v, state.chunk, ring.ring_start, ring.window)
-            ring.mark_written(state.chunk)
-        state.chunk += 1
+        return {s: self.untokens(s, y[:, -n_in[s]:], chunks) for s, y in out.items()}

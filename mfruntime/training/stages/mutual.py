@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from mfruntime.engine.generator import GenerationOptions
+from mfruntime.engine.state import StreamState
+from mfruntime.engine.step import chunk_step, commit, new_state
 from mfruntime.model.phonemes import PhonemeWindow
-from mfruntime.model.transformer import StreamState
 from mfruntime.sampling import FlowMatching, euler_sample, uniform_schedule
 from mfruntime.training.stages.diffusion import MULTI_STEP_D, JointStage
 
@@ -68,7 +69,7 @@ class MutualStage(JointStage):
             if drive is not None:
                 tt["audio"] = torch.where(drive, 0.0, torch.full(drive.shape, float(t)))
                 dd["audio"] = torch.where(drive, 0.0, torch.full(drive.shape, float(d)))
-            v = self.net.chunk_step(state, x, tt, dd, ph)
+            v = chunk_step(self.net, state, x, tt, dd, ph)
             if drive is not None:
                 v = {**v, "audio": v["audio"] * (~drive).float().view(-1, *[1] * (v["audio"].dim() - 1))}
             return v
@@ -79,7 +80,7 @@ class MutualStage(JointStage):
         net, streams = self.net, self.streams
         b, chunks = batch["video"].shape[:2]
         sinks = net.make_sinks(batch["identity"], batch["audio_ref"], batch=b)
-        state = net.new_state(sinks, b)  # the cache keeps detached context, as in Self Forcing
+        state = new_state(net, sinks, b)  # the cache keeps detached context, as in Self Forcing
         n = r.few_steps[int(torch.randint(len(r.few_steps), (1,), generator=g))]
         few_grid, teacher_grid = uniform_schedule(n), uniform_schedule(r.teacher_steps)
         d_choices = torch.tensor(MULTI_STEP_D)
@@ -117,7 +118,7 @@ class MutualStage(JointStage):
                 ds["audio"] = torch.where(drive, torch.zeros_like(d), d)
                 weight["audio"] = (~drive).float()
             xt = {s: FlowMatching.noisy(x0[s], eps[s], ts[s][:, None]) for s in streams}
-            v = net.chunk_step(state, xt, ts, ds, ph)
+            v = chunk_step(net, state, xt, ts, ds, ph)
             for s in streams:
                 err = (v[s] - FlowMatching.velocity_target(x0[s], eps[s])).pow(2).flatten(1).mean(1)  # (B,)
                 l_fm = l_fm + (err * weight[s]).sum() / weight[s].sum().clamp_min(1.0)
@@ -128,7 +129,7 @@ class MutualStage(JointStage):
                 produced[s].append(x_few[s])
             # 5. the few-step output becomes context for the next chunk.
             with torch.no_grad():
-                net.commit(state, {s: x_few[s].detach() for s in streams}, ph)
+                commit(net, state, {s: x_few[s].detach() for s in streams}, ph)
         loss = (r.distill_weight * l_d + r.fm_weight * l_fm + r.shortcut_weight * l_sc) / chunks
         out = {"distill": l_d / chunks, "fm": l_fm / chunks}
         if r.shortcut_weight > 0:
@@ -147,8 +148,8 @@ class MutualStage(JointStage):
         d = torch.tensor([0.0625, 0.125, 0.25])[torch.randint(3, t.shape, generator=g)]
         d = torch.minimum(d, t / 2)
         with torch.no_grad():
-            v1 = net.chunk_step(state, xt, {s: t for s in streams}, {s: d for s in streams}, ph)
+            v1 = chunk_step(net, state, xt, {s: t for s in streams}, {s: d for s in streams}, ph)
             x_mid = {s: xt[s] - d.view(-1, *[1] * (xt[s].dim() - 1)) * v1[s] for s in streams}
-            v2 = net.chunk_step(state, x_mid, {s: t - d for s in streams}, {s: d for s in streams}, ph)
-        v_big = net.chunk_step(state, xt, {s: t for s in streams}, {s: 2 * d for s in streams}, ph)
+            v2 = chunk_step(net, state, x_mid, {s: t - d for s in streams}, {s: d for s in streams}, ph)
+        v_big = chunk_step(net, state, xt, {s: t for s in streams}, {s: 2 * d for s in streams}, ph)
         return sum(F.mse_loss(v_big[s], 0.5 * (v1[s] + v2[s])) for s in streams)
