@@ -120,7 +120,7 @@ def test_native_backend_streams_like_eager():
     PCM is the loosest because the harmonic audio decoder integrates phase from the pitch track: a latent
     difference of a few 1e-6 (float rounding) grows into a phase difference over seconds. Eager itself, at one
     thread vs two, differs by 2.4e-3 in PCM over these 40 chunks (latents: 2.9e-6); native vs eager measured
-    3e-4 at one thread and 1.2e-3–2.7e-3 at two (docs/ENGINE.md).
+    4.1e-3 at one thread and 5.9e-3 at two (docs/ENGINE.md).
     """
     from mfruntime.data.render import FaceRenderer, FaceState, Identity
     from mfruntime.data.speech import synthesize
