@@ -32,10 +32,11 @@ def new_state(net: TwinStreamTransformer, sinks: dict, batch: int, kernels: Kern
     return StreamState(caches=caches, anchor=sinks.get("anchor"), kernels=kernels)
 
 
-def _ring_attention(ring: RingKVCache, kern: Kernels, p: StreamPass):
-    """A pass's self-attention over its ring cache, through the kernels."""
+def _ring_attention(ring: RingKVCache, kern: Kernels, rope: torch.Tensor, valid: torch.Tensor):
+    """A pass's self-attention over its ring cache, through the kernels. (It holds tensors, not the pass: no
+    reference cycle, so a pass is freed as soon as the forward is done.)"""
     def attend(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
-        return kern.ring_attention(q, k, v, ring.k[layer], ring.v[layer], ring.scratch_start, p.rope, p.self_mask)
+        return kern.ring_attention(q, k, v, ring.k[layer], ring.v[layer], ring.scratch_start, rope, valid)
     return attend
 
 
@@ -67,11 +68,11 @@ def _passes(net: TwinStreamTransformer, state: StreamState, x: dict[str, torch.T
         extra, cis, cis_t, ph_tok, ph_rope, ph_mask, valid[s] = parts
         h = net.tokens(s, x[s]) + extra
         c = net.conditioning(s, t[s], d[s], batch, 1, dev, state.cond_memo if reuse else None)
-        p = StreamPass(h=h, c=c, group=net.tokens_per_chunk(s), rope=cis[None], rope_t=cis_t[None],
-                       self_attend=None, self_mask=valid[s], cross_mask=None,  # type: ignore[arg-type]
-                       ph=ph_tok, ph_rope=ph_rope, ph_mask=ph_mask, attend=kern.attend, cache=ring)
-        p.self_attend = _ring_attention(ring, kern, p)
-        passes[s] = p
+        rope = cis[None]
+        passes[s] = StreamPass(h=h, c=c, group=net.tokens_per_chunk(s), rope=rope, rope_t=cis_t[None],
+                               self_attend=_ring_attention(ring, kern, rope, valid[s]), self_mask=valid[s],
+                               cross_mask=None, ph=ph_tok, ph_rope=ph_rope, ph_mask=ph_mask, attend=kern.attend,
+                               cache=ring)
     for s, p in passes.items():
         other = [o for o in passes if o != s]
         p.cross_mask = valid[other[0]] if other else None

@@ -47,13 +47,14 @@ def rotated_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: t
     return masked_attention(Rotary.rotate(q, cis) if cis is not None else q, k, v, mask)
 
 
-def _sequence_attention(p: "StreamPass", prefix_k: torch.Tensor, prefix_v: torch.Tensor):
+def _sequence_attention(prefix_k: torch.Tensor, prefix_v: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor):
     """Self-attention of a full-sequence pass: per-layer prefix (L, B, H, P, Dh) (the rotated sink copies) and
-    the tokens' own rotated keys, under the pass's block-causal mask."""
+    the tokens' own rotated keys, under the block-causal mask. (It holds tensors, not the pass: no reference
+    cycle, so a pass is freed as soon as the forward is done.)"""
     def attend(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
-        q, k = Rotary.rotate(q, p.rope), Rotary.rotate(k, p.rope)
+        q, k = Rotary.rotate(q, rope), Rotary.rotate(k, rope)
         keys, values = torch.cat([prefix_k[layer], k], dim=2), torch.cat([prefix_v[layer], v], dim=2)
-        return masked_attention(q, keys, values, p.self_mask), keys, values
+        return masked_attention(q, keys, values, mask), keys, values
     return attend
 
 
@@ -478,18 +479,18 @@ class TwinStreamTransformer(nn.Module):
             pv = sink_v.repeat(1, 1, 1, chunks, 1)
             k_chunk = torch.cat([chunk_ids.repeat_interleave(sink_k.shape[-2]), tok_chunk])
             k_kind = torch.cat([torch.full((pk.shape[-2],), SINK, device=dev), q_kind])
-            entries[s] = (tok_chunk, q_kind, k_chunk, k_kind)
+            entries[s] = (tok_chunk, q_kind, k_chunk, k_kind, pk, pv)
             passes[s] = StreamPass(h=h, c=c, group=tpc, rope=cis[None], rope_t=cis_t[None],
                                    self_attend=None, self_mask=None, cross_mask=None,  # type: ignore[arg-type]
                                    ph=ph_tok, ph_rope=ph_rope, ph_mask=ph_mask, attend=rotated_attention)
-            passes[s].self_attend = _sequence_attention(passes[s], pk, pv)
         w = self.cfg.window_chunks
         for s, p in passes.items():
             other = [o for o in passes if o != s]
-            q_chunk, q_kind, k_chunk, k_kind = entries[s]
+            q_chunk, q_kind, k_chunk, k_kind, pk, pv = entries[s]
             p.self_mask = self._mask(q_chunk, q_kind, k_chunk, k_kind, w)
+            p.self_attend = _sequence_attention(pk, pv, p.rope, p.self_mask)
             if other:
-                _, _, ok_chunk, ok_kind = entries[other[0]]
+                _, _, ok_chunk, ok_kind, _, _ = entries[other[0]]
                 p.cross_mask = self._mask(q_chunk, q_kind, ok_chunk, ok_kind, w)
         return passes
 
