@@ -185,7 +185,10 @@ class _Engine:
 
     def _on_audio(self, wav, n_samples, events) -> int:
         if n_samples > 0:
-            self._chunks.append(np.ctypeslib.as_array(wav, shape=(n_samples,)).copy())
+            # Copy the bytes, not np.ctypeslib.as_array(wav, shape=(n,)): that makes (and ctypes caches forever) a
+            # new array type for every distinct length, about 5.6 KB each — the slow memory creep of long streams.
+            raw = ctypes.string_at(wav, n_samples * ctypes.sizeof(ctypes.c_short))
+            self._chunks.append(np.frombuffer(raw, dtype=np.int16).copy())
         i = 0
         while events[i].type != _EVENT_LIST_TERMINATED:
             ev = events[i]
