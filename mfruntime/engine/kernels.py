@@ -28,7 +28,7 @@ from typing import Callable
 
 import torch
 
-from mfruntime.model.layers import masked_attention
+from mfruntime.model.layers import masked_attention, rotated_attention
 from mfruntime.model.rope import Rotary
 
 
@@ -52,12 +52,9 @@ def reference_ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     return masked_attention(q, k_all, v_all, valid), k_all, v_all
 
 
-def reference_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor,
-                     cis: torch.Tensor | None = None) -> torch.Tensor:
-    """Attention of q (rotated by ``cis`` first, when given) over k/v, keys masked by ``valid`` (1 or B, Nk)."""
-    if cis is not None:
-        q = Rotary.rotate(q, cis)
-    return masked_attention(q, k, v, valid)
+#: Attention of q (rotated by ``cis`` first, when given) over k/v, keys masked by ``valid`` (1 or B, Nk):
+#: the network's own rotated attention (model/layers.py).
+reference_attend = rotated_attention
 
 
 def reference_ring_write(k_buf: torch.Tensor, v_buf: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int,

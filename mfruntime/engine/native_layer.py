@@ -13,7 +13,6 @@ import torch
 from mfruntime.engine import native
 from mfruntime.engine.native_block import _cpu_f32, _plan
 from mfruntime.model.block import StreamBlock
-from mfruntime.model.rope import Rotary
 
 
 def _weights(blk: StreamBlock, keep: list) -> list[int] | None:
@@ -86,10 +85,7 @@ def layer_step(model, layer: int, passes: dict, commit: bool) -> bool:
             return False
         b, n, d = p.h.shape
         m = _modulation(blk, p.c)
-        if len(p.ph_kv) <= layer:
-            kp, vp = blk.phoneme_kv(p.ph)
-            p.ph_kv.append((Rotary.rotate(kp, p.ph_rope), vp))
-        pk, pv = p.ph_kv[layer]
+        pk, pv = p.phoneme_keys(layer, blk)
         k_buf, v_buf = ring.k[layer], ring.v[layer]
         cis, cis_t, valid, ph_valid = _pass_parts(p)
         heads = w[-1]

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mfruntime.model.rope import Rotary
+
 
 class ScalarEmbedding(nn.Module):
     """Embed a scalar in [0, 1] (noise level t or step size d): sinusoidal features → MLP (DiT, Peebles & Xie 2023)."""
@@ -54,6 +56,13 @@ def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     b, h, n, dh = x.shape
     return x.transpose(1, 2).reshape(b, n, h * dh)  # (B, N, H·Dh)
+
+
+def rotated_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
+                      cis: torch.Tensor | None = None) -> torch.Tensor:
+    """Attention with the queries rotated by ``cis`` (complex rotary angles) first, when given: the cross-modal
+    and phoneme attention. ``mask`` as for :func:`masked_attention`."""
+    return masked_attention(Rotary.rotate(q, cis) if cis is not None else q, k, v, mask)
 
 
 def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ from torch import nn
 
 from mfruntime.config import ModelConfig, StreamConfig
 from mfruntime.model.block import StreamBlock
-from mfruntime.model.layers import ScalarEmbedding, additive_mask, masked_attention, modulate
+from mfruntime.model.layers import ScalarEmbedding, additive_mask, masked_attention, modulate, rotated_attention
 from mfruntime.model.phonemes import PhonemeWindow, align
 from mfruntime.model.rope import Rotary
 from mfruntime.model.tokens import (CONTEXT, INPUT, SINK, attention_mask, audio_positions, chunk_start_time, grid,
@@ -39,12 +39,6 @@ STREAMS = ("video", "audio")
 def _per_token(m: torch.Tensor, group: int) -> torch.Tensor:
     """Per-group modulation (B, G, dim) → per token: broadcast when G = 1, else repeat each group."""
     return m if m.shape[1] == 1 else m.repeat_interleave(group, dim=1)
-
-
-def rotated_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
-                      cis: torch.Tensor | None = None) -> torch.Tensor:
-    """Attention with the queries rotated by ``cis`` first (cross-modal and phoneme attention)."""
-    return masked_attention(Rotary.rotate(q, cis) if cis is not None else q, k, v, mask)
 
 
 def _sequence_attention(prefix_k: torch.Tensor, prefix_v: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor):
@@ -164,6 +158,14 @@ class StreamPass:
     write: list = field(default_factory=list)  # filled with (k, v) per layer when committing
     ph_kv: list = field(default_factory=list)  # per layer rotated phoneme keys and values (memoised per chunk)
     backend_parts: tuple | None = None  # what a backend's fused layer converts once per pass (engine/native_layer.py)
+
+    def phoneme_keys(self, layer: int, blk: StreamBlock, phoneme_kv=StreamBlock.phoneme_kv) -> tuple:
+        """Rotated phoneme keys and values of ``layer`` (B, H, M, Dh), made on first use; ``ph_kv`` may be a
+        chunk's memo shared by its forwards."""
+        if len(self.ph_kv) <= layer:
+            kp, vp = phoneme_kv(blk, self.ph)
+            self.ph_kv.append((Rotary.rotate(kp, self.ph_rope), vp))
+        return self.ph_kv[layer]
 
 
 class TwinStreamTransformer(nn.Module):
@@ -392,10 +394,7 @@ class TwinStreamTransformer(nn.Module):
                     p.h = cross_modal_out(blk, p.h, a)
             for s, p in passes.items():
                 blk = self.streams[s].blocks[layer]
-                if len(p.ph_kv) <= layer:
-                    kp, vp = phoneme_kv(blk, p.ph)
-                    p.ph_kv.append((Rotary.rotate(kp, p.ph_rope), vp))
-                a = p.attend(phoneme_query(blk, p.h), *p.ph_kv[layer], p.ph_mask, p.rope_t)
+                a = p.attend(phoneme_query(blk, p.h), *p.phoneme_keys(layer, blk, phoneme_kv), p.ph_mask, p.rope_t)
                 p.h = phoneme_out(blk, p.h, a)
                 p.h = feed_forward(blk, p.h, mods[s][3], mods[s][4], mods[s][5])
         return {s: self.streams[s].head(p.h, _per_token(p.c, p.group)) for s, p in passes.items()}
