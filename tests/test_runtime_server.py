@@ -175,7 +175,8 @@ def test_a_subscriber_that_stops_reading_does_not_stall_generation(server, clien
                 got = list(sub.utterance(uid, timeout=60))
                 assert [g.header["seq"] for g in got] == list(range(len(got)))  # the live reader misses nothing
         state = client.request("state", character="default")
-        assert not state["speaking"]
+        assert not state["speaking"] and state["next_seq"] == 0  # idle: the next chunk is seq 0 of a new utterance
+        assert state["clock"] * state["sample_rate"] == round(state["clock"] * state["sample_rate"])
     finally:
         stuck.close(0)
 

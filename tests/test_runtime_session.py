@@ -21,11 +21,15 @@ def _check_chunks(chunks, session, first_pts=None):
     spc = session.sample_rate * 4 // session.fps
     for i, c in enumerate(chunks):
         assert c.frames.shape == (4, 64, 64, 3) and c.frames.dtype == np.uint8
-        assert c.pcm.shape == (spc,) and c.pcm.dtype == np.float32
+        assert c.pcm.shape == (spc,) and c.pcm.dtype == np.float32 and np.abs(c.pcm).max() <= 1.0
         assert len(c.frames) / c.fps == pytest.approx(len(c.pcm) / c.sample_rate)  # A/V durations agree
         assert c.seq == i and c.last == (i == len(chunks) - 1)
     pts = np.array([c.pts for c in chunks])
     assert np.allclose(np.diff(pts), 0.16)  # continuous: each chunk starts where the last ended
+    # pts is an exact sample count over the rate (docs/PROTOCOL.md): clients recover the integer sample clock.
+    clock = [round(c.pts * c.sample_rate) for c in chunks]
+    assert all(c.pts == k / c.sample_rate for c, k in zip(chunks, clock))
+    assert np.diff(clock).tolist() == [len(c.pcm) for c in chunks[:-1]]
     if first_pts is not None:
         assert pts[0] == pytest.approx(first_pts)
 

@@ -272,7 +272,8 @@ class Server:
             s.steps = req["steps"]
             return {"steps": s.steps}
         if op == "state":
-            return {"utterance": s.utterance, "speaking": ch.speaking, "next_seq": ch.seq, "clock": s.clock,
+            return {"utterance": s.utterance, "speaking": ch.speaking, "next_seq": ch.seq if ch.current is not None else 0,
+                    "clock": s.clock,
                     "width": s.size, "height": s.size, "fps": s.fps, "sample_rate": s.sample_rate, "steps": s.steps}
         raise ProtocolError(f"unknown op {op!r}")  # decode_request lets only known ops through
 

@@ -227,7 +227,7 @@ class Session:
     @property
     def clock(self) -> float:
         """The stream clock: seconds of media produced so far (the next chunk's pts)."""
-        return self._clock_chunks * self.cfg.media.chunk_seconds
+        return self._clock_chunks * self.cfg.media.samples_per_chunk / self.sample_rate
 
     @property
     def utterance(self) -> int:
@@ -345,10 +345,12 @@ class Session:
             out = next(source)
             compute = time.perf_counter() - t0
             with self._lock:
-                pcm = driving[seq * spc:(seq + 1) * spc].copy() if driving is not None else out.pcm
+                # Generated speech can overshoot full scale a little; the chunk contract (and the wire protocol) is
+                # [-1, 1], so clip here, once, for every consumer.
+                pcm = driving[seq * spc:(seq + 1) * spc].copy() if driving is not None else np.clip(out.pcm, -1.0, 1.0)
                 interrupted = self._interrupt.is_set() and seq < n - 1
                 last = interrupted or seq == n - 1
-                chunk = Chunk(utterance=uid, seq=seq, pts=self._clock_chunks * self.cfg.media.chunk_seconds,
+                chunk = Chunk(utterance=uid, seq=seq, pts=self.clock,
                               frames=out.frames, pcm=np.asarray(pcm, np.float32), sample_rate=self.sample_rate,
                               fps=self.fps, last=last, interrupted=interrupted, compute_seconds=compute)
                 self._clock_chunks += 1

@@ -1,0 +1,255 @@
+// A client of one character on an mf serve server: control requests on a DEALER socket, the character's chunks
+// from the SUB socket into a Player. Engine-free; the Unity component (MfCharacter) is a thin shell over this.
+using System;
+using System.Collections.Generic;
+using System.Text;
+using System.Threading;
+using System.Threading.Tasks;
+
+namespace Mfruntime
+{
+    public sealed class ClientSettings
+    {
+        /// <summary>The server's control socket (mf serve --bind).</summary>
+        public string ControlAddress = "tcp://127.0.0.1:5555";
+        /// <summary>The stream socket; null means the control port + 1 (mf serve's default).</summary>
+        public string StreamAddress = null;
+        /// <summary>The character this client speaks for and plays.</summary>
+        public string Character = "default";
+        /// <summary>How long a request waits for the connection to the server before it fails.</summary>
+        public int ConnectTimeoutMs = 5000;
+        /// <summary>How long a request waits for its reply.</summary>
+        public int RequestTimeoutMs = 10000;
+        public PlayerSettings Player = new PlayerSettings();
+        /// <summary>The message transport; null means ZmtpTransport (pure C#, NULL security).</summary>
+        public ITransport Transport = null;
+    }
+
+    public sealed class MfClient : IDisposable
+    {
+        public readonly ClientSettings Settings;
+        public readonly Player Player;
+        private readonly ITransport transport;
+        private readonly object requestLock = new object();
+        private readonly string streamAddress;
+        private readonly byte[] topic;
+        private IMessageSocket dealer, sub;
+        private Thread receiver;
+        private volatile bool closed;
+        private long nextId;
+        private long newestSeen, newestRequested;
+        private int seenConnections;
+        private long badMessages, reconnects;
+
+        /// <summary>Raised on the receive thread for every chunk of this character (before the Player gets it).</summary>
+        public event Action<StreamChunk> ChunkReceived;
+        /// <summary>Raised on the receive thread when the stream reconnected (the Player was reset).</summary>
+        public event Action Reconnected;
+        /// <summary>Diagnostics (bad messages, reconnects), from the receive thread.</summary>
+        public event Action<string> Log;
+
+        public long BadMessages { get { return Interlocked.Read(ref badMessages); } }
+        public long Reconnects { get { return Interlocked.Read(ref reconnects); } }
+
+        public MfClient(ClientSettings settings = null)
+        {
+            Settings = settings ?? new ClientSettings();
+            if (string.IsNullOrEmpty(Settings.Character)) throw new ArgumentException("ClientSettings.Character must name a character");
+            topic = Encoding.UTF8.GetBytes(Settings.Character);
+            if (topic.Length > 64) throw new ArgumentException("character ids are at most 64 bytes of UTF-8");
+            string host;
+            int port;
+            ZmtpSocket.ParseEndpoint(Settings.ControlAddress, out host, out port);
+            streamAddress = Settings.StreamAddress;
+            if (streamAddress == null)
+            {
+                if (port == 65535) throw new ArgumentException("control port 65535 has no +1 stream port: set StreamAddress");
+                streamAddress = "tcp://" + (host.Contains(":") ? "[" + host + "]" : host) + ":" + (port + 1);
+            }
+            transport = Settings.Transport ?? new ZmtpTransport();
+            Player = new Player(Settings.Player);
+        }
+
+        public string StreamAddress { get { return streamAddress; } }
+
+        /// <summary>Open both sockets and start receiving. Returns at once: the connection is made in the background
+        /// (and remade after a server restart); requests wait for it up to RequestTimeoutMs.</summary>
+        public void Connect()
+        {
+            if (closed) throw new ObjectDisposedException("MfClient");
+            if (receiver != null) return;
+            sub = transport.Subscribe(streamAddress, topic);
+            dealer = transport.Dealer(Settings.ControlAddress);
+            receiver = new Thread(Receive) { IsBackground = true, Name = "mfruntime stream " + Settings.Character };
+            receiver.Start();
+        }
+
+        private void Receive()
+        {
+            var poll = TimeSpan.FromMilliseconds(100);
+            while (!closed)
+            {
+                List<byte[]> parts;
+                bool got = sub.TryReceive(poll, out parts);
+                int conns = sub.Connections;
+                if (conns != seenConnections)
+                {
+                    if (seenConnections != 0) Restarted("the stream reconnected");
+                    seenConnections = conns;
+                }
+                if (!got) continue;
+                StreamChunk c;
+                try { c = Protocol.DecodeChunk(parts); }
+                catch (ProtocolException e)
+                {
+                    Interlocked.Increment(ref badMessages);
+                    Say("mfruntime: rejected a stream message: " + e.Message);
+                    continue;
+                }
+                if (c.Character != Settings.Character) continue;  // a longer id that shares our prefix
+                if (c.Utterance < Interlocked.Read(ref newestSeen)) Restarted("the stream's utterance ids went back");
+                Max(ref newestSeen, c.Utterance);
+                var handler = ChunkReceived;
+                if (handler != null) handler(c);
+                try { Player.Push(c); }
+                catch (ArgumentException e) { Interlocked.Increment(ref badMessages); Say("mfruntime: " + e.Message); }
+            }
+        }
+
+        private void Restarted(string why)
+        {
+            Interlocked.Increment(ref reconnects);
+            Interlocked.Exchange(ref newestSeen, 0);
+            Interlocked.Exchange(ref newestRequested, 0);
+            Player.Reset();
+            Say("mfruntime: " + why + " (the server may have restarted); playback reset");
+            var r = Reconnected;
+            if (r != null) r();
+        }
+
+        private void Say(string message)
+        {
+            var log = Log;
+            if (log != null) log(message);
+        }
+
+        private static void Max(ref long field, long value)
+        {
+            long seen;
+            while (value > (seen = Interlocked.Read(ref field)) && Interlocked.CompareExchange(ref field, value, seen) != seen) { }
+        }
+
+        // --- requests ----------------------------------------------------------------------------------------------
+
+        /// <summary>Send one request and wait for its reply (matched by id; stale replies are skipped). Throws
+        /// ServerException for an error reply, TimeoutException when none comes in time.</summary>
+        public Dictionary<string, object> Request(string op, params KeyValuePair<string, object>[] fields)
+        {
+            if (closed) throw new ObjectDisposedException("MfClient");
+            if (dealer == null) Connect();
+            lock (requestLock)
+            {
+                long id = ++nextId;
+                dealer.Send(new[] { Protocol.EncodeRequest(op, id, fields) }, TimeSpan.FromMilliseconds(Settings.ConnectTimeoutMs));
+                var deadline = DateTime.UtcNow + TimeSpan.FromMilliseconds(Settings.RequestTimeoutMs);
+                while (true)
+                {
+                    var left = deadline - DateTime.UtcNow;
+                    List<byte[]> parts;
+                    if (left <= TimeSpan.Zero || !dealer.TryReceive(left, out parts))
+                        throw new TimeoutException("mf serve at " + Settings.ControlAddress + " did not answer '" + op + "' within " +
+                                                   Settings.RequestTimeoutMs + " ms");
+                    var reply = Protocol.DecodeReply(parts[parts.Count - 1]);  // a REQ-style empty delimiter may precede it
+                    object rid;
+                    reply.TryGetValue("id", out rid);
+                    if (!(rid is long) || (long)rid != id) continue;  // the late reply of a request that timed out
+                    if ((reply["status"] as string) != "ok")
+                    {
+                        object err;
+                        reply.TryGetValue("error", out err);
+                        throw new ServerException("mf serve: " + (err as string ?? "error"));
+                    }
+                    return reply;
+                }
+            }
+        }
+
+        public Dictionary<string, object> Ping() { return Request("ping"); }
+
+        public Dictionary<string, object> State() { return Request("state", Protocol.F("character", Settings.Character)); }
+
+        /// <summary>Speak <paramref name="text"/>; returns the utterance id. Its chunks may arrive before this returns.</summary>
+        public long Say(string text, string voice = null, int steps = 0)
+        {
+            if (string.IsNullOrWhiteSpace(text)) throw new ArgumentException("Say needs some text to speak");
+            var r = Request("say", Protocol.F("character", Settings.Character), Protocol.F("text", text),
+                            Protocol.F("voice", voice), Protocol.F("steps", steps > 0 ? (object)(long)steps : null));
+            return Utterance(r);
+        }
+
+        /// <summary>Lip-sync given speech: mono float samples in [-1, 1] at <paramref name="sampleRate"/> Hz.</summary>
+        public long Drive(float[] pcm, int sampleRate, int steps = 0)
+        {
+            if (pcm == null || pcm.Length == 0) throw new ArgumentException("Drive needs some audio");
+            var r = Request("drive", Protocol.F("character", Settings.Character), Protocol.F("pcm", pcm),
+                            Protocol.F("sample_rate", (long)sampleRate), Protocol.F("steps", steps > 0 ? (object)(long)steps : null));
+            return Utterance(r);
+        }
+
+        /// <summary>Stop talking now: playback of the current line fades out at once, and the server ends it.
+        /// Returns the utterance the server cut, or null when it was idle.</summary>
+        public long? Interrupt()
+        {
+            Player.Cut(Math.Max(Interlocked.Read(ref newestSeen), Interlocked.Read(ref newestRequested)));
+            var r = Request("interrupt", Protocol.F("character", Settings.Character));
+            object u;
+            r.TryGetValue("utterance", out u);
+            if (u is long) { Player.Cut((long)u); return (long)u; }
+            return null;
+        }
+
+        /// <summary>A new face from raw RGB (rows top first, width × height × 3 bytes); applies from the next line.</summary>
+        public void SetCharacter(byte[] rgb, int width, int height, string voice = null)
+        {
+            if (rgb == null || width <= 0 || height <= 0 || rgb.Length != (long)width * height * 3)
+                throw new ArgumentException("SetCharacter needs width × height × 3 bytes of RGB (" + width + "×" + height + " → " +
+                                            (long)Math.Max(0, width) * Math.Max(0, height) * 3 + " bytes, got " + (rgb == null ? 0 : rgb.Length) + ")");
+            Request("set_character", Protocol.F("character", Settings.Character), Protocol.F("image", rgb),
+                    Protocol.F("width", (long)width), Protocol.F("height", (long)height), Protocol.F("voice", voice));
+        }
+
+        /// <summary>A new face from an encoded image file (PNG, JPEG, ...).</summary>
+        public void SetCharacterImage(byte[] encoded, string voice = null)
+        {
+            if (encoded == null || encoded.Length == 0) throw new ArgumentException("SetCharacterImage needs the bytes of an image file");
+            Request("set_character", Protocol.F("character", Settings.Character), Protocol.F("image", encoded), Protocol.F("voice", voice));
+        }
+
+        /// <summary>One of the server's built-in faces.</summary>
+        public void SetCharacterSeed(int faceSeed, string voice = null)
+        {
+            Request("set_character", Protocol.F("character", Settings.Character), Protocol.F("face_seed", (long)faceSeed), Protocol.F("voice", voice));
+        }
+
+        public Task<long> SayAsync(string text, string voice = null, int steps = 0) { return Task.Run(() => Say(text, voice, steps)); }
+        public Task<long> DriveAsync(float[] pcm, int sampleRate, int steps = 0) { return Task.Run(() => Drive(pcm, sampleRate, steps)); }
+        public Task<long?> InterruptAsync() { return Task.Run(() => Interrupt()); }
+
+        private long Utterance(Dictionary<string, object> reply)
+        {
+            object u;
+            if (!reply.TryGetValue("utterance", out u) || !(u is long)) throw new ProtocolException("the reply has no utterance id");
+            Max(ref newestRequested, (long)u);
+            return (long)u;
+        }
+
+        public void Dispose()
+        {
+            if (closed) return;
+            closed = true;
+            if (receiver != null) receiver.Join(2000);
+            if (sub != null) sub.Dispose();
+            if (dealer != null) dealer.Dispose();
+        }
+    }
+}

@@ -1,0 +1,406 @@
+// Playback of one character's stream: a jitter buffer keyed on the integer sample clock, resampling to the engine's
+// output rate, and video presented on the audio clock. Engine-free and thread-safe: the network thread calls Push,
+// the engine's audio thread ReadAudio, and its main thread TakeFrame and TryGetEvent.
+//
+// Rules (the C++ client's Player follows the same ones):
+//  - Clock: chunk.Clock = round(pts × sample_rate); frame i of a chunk is due at Clock + i·sample_rate/fps.
+//  - An utterance starts playing once PrebufferMs of it are buffered, or its end has arrived.
+//  - Within an utterance a seq gap (lost chunk) plays as silence up to the next chunk's clock; an empty buffer
+//    mid-utterance (underrun) plays silence and the clock holds, so the face holds too.
+//  - A chunk wholly before what was already queued is late: dropped. So are chunks of an utterance that was cut.
+//  - A chunk of a newer utterance while the older one has not ended means the server superseded it: the older one
+//    fades out (FadeMs) and ends as interrupted, then the newer one plays.
+//  - TakeFrame gives the newest frame whose clock the audio has reached; older unshown frames are dropped, so
+//    frames never show out of order or ahead of the voice.
+//  - Events: UtteranceStarted when its first sample plays, UtteranceEnded when its last sample (or end marker)
+//    has played, or when it is cut.
+using System;
+using System.Collections.Generic;
+
+namespace Mfruntime
+{
+    public sealed class PlayerSettings
+    {
+        /// <summary>Rate of the PCM the stream carries (16000 for the bundled model).</summary>
+        public int SourceRate = 16000;
+        /// <summary>The engine's output rate (Unity: AudioSettings.outputSampleRate).</summary>
+        public int OutputRate = 48000;
+        /// <summary>Audio buffered before an utterance starts: absorbs network and generation jitter.</summary>
+        public int PrebufferMs = 80;
+        /// <summary>Fade-out when an utterance is cut or superseded, so it ends without a click.</summary>
+        public int FadeMs = 5;
+        /// <summary>Longest silence played for lost chunks; a larger jump in the clock is skipped, not waited out.</summary>
+        public int MaxGapMs = 2000;
+        /// <summary>Frames kept waiting for the audio clock at most (older ones are dropped).</summary>
+        public int MaxQueuedFrames = 128;
+    }
+
+    public enum PlayerEventKind { UtteranceStarted, UtteranceEnded }
+
+    public struct PlayerEvent
+    {
+        public PlayerEventKind Kind;
+        public long Utterance;
+        /// <summary>For UtteranceEnded: it was cut short (interrupt, a newer utterance, or generation failed).</summary>
+        public bool Interrupted;
+        public override string ToString() { return Kind + " " + Utterance + (Interrupted ? " (interrupted)" : ""); }
+    }
+
+    /// <summary>A video frame to show: RGB bytes, rows top first.</summary>
+    public sealed class VideoFrame
+    {
+        public long Clock, Utterance;
+        public int Width, Height;
+        public byte[] Rgb;
+    }
+
+    public sealed class PlayerStats
+    {
+        public long Chunks, LateChunks, LostChunks, IgnoredChunks, ShownFrames, DroppedFrames, Underruns;
+        public override string ToString()
+        {
+            return string.Format("chunks {0}, late {1}, lost {2}, ignored {3}, frames shown {4}, dropped {5}, underruns {6}",
+                                 Chunks, LateChunks, LostChunks, IgnoredChunks, ShownFrames, DroppedFrames, Underruns);
+        }
+    }
+
+    public sealed class Player
+    {
+        private const int FeedPiece = 64;  // source samples moved into the resampler at a time (4 ms at 16 kHz)
+
+        private enum SegKind { Start, Audio, End }
+
+        /// <summary>A piece of the play-order queue: an utterance's start, PCM (or silence: Pcm null), or its end.</summary>
+        private sealed class Segment
+        {
+            public SegKind Kind;
+            public long Utterance, Clock;
+            public float[] Pcm;
+            public int Length, Offset;  // samples in this piece, samples already fed to the resampler
+            public bool Interrupted;
+        }
+
+        /// <summary>At resampler input index Index, the clock becomes Clock (and runs on unless Hold), and Event fires.</summary>
+        private struct Marker
+        {
+            public long Index, Clock;
+            public bool Hold;
+            public PlayerEvent? Event;
+        }
+
+        public readonly PlayerSettings Settings;
+        private readonly object gate = new object();
+        private readonly Resampler resampler;
+        private readonly LinkedList<Segment> queue = new LinkedList<Segment>();
+        private readonly Queue<Marker> markers = new Queue<Marker>();
+        private readonly List<VideoFrame> frames = new List<VideoFrame>();
+        private readonly Queue<PlayerEvent> events = new Queue<PlayerEvent>();
+        private readonly HashSet<long> startedUtterances = new HashSet<long>();
+        private readonly PlayerStats stats = new PlayerStats();
+        private readonly int prebuffer, fade, maxGap;
+
+        // The newest utterance received (the one being queued), and its state.
+        private long current, expectSeq, endClock, buffered;
+        private bool currentEnded, currentReady;
+        private long cut;  // utterances ≤ cut are ignored
+        // The audio clock: at resampler input index baseIndex it was baseClock.
+        private long baseIndex, baseClock = -1;  // -1: nothing has played yet
+        private bool hold = true, inUnderrun;
+        private long fedEnd;  // the clock just after the last sample fed to the resampler
+        private readonly HashSet<long> fedStarts = new HashSet<long>();  // utterances whose start was fed
+        private long sounding;  // the utterance whose samples are playing (0: none)
+
+        public Player(PlayerSettings settings = null)
+        {
+            Settings = settings ?? new PlayerSettings();
+            if (Settings.SourceRate <= 0 || Settings.OutputRate <= 0) throw new ArgumentException("sample rates must be positive");
+            resampler = new Resampler(Settings.SourceRate, Settings.OutputRate);
+            prebuffer = (int)((long)Settings.PrebufferMs * Settings.SourceRate / 1000);
+            fade = Math.Max(1, (int)((long)Settings.FadeMs * Settings.SourceRate / 1000));
+            maxGap = (int)((long)Settings.MaxGapMs * Settings.SourceRate / 1000);
+        }
+
+        /// <summary>The sample clock (source rate) of the audio playing now; it holds on the last played sample while
+        /// nothing plays, and is -1 before anything has played.</summary>
+        public long AudioClock { get { lock (gate) return Clock(); } }
+
+        /// <summary>The utterance whose audio is playing (0 when none).</summary>
+        public long Sounding { get { lock (gate) return sounding; } }
+
+        public PlayerStats Stats
+        {
+            get
+            {
+                lock (gate)
+                    return new PlayerStats
+                    {
+                        Chunks = stats.Chunks, LateChunks = stats.LateChunks, LostChunks = stats.LostChunks,
+                        IgnoredChunks = stats.IgnoredChunks, ShownFrames = stats.ShownFrames,
+                        DroppedFrames = stats.DroppedFrames, Underruns = stats.Underruns,
+                    };
+            }
+        }
+
+        private long Clock()
+        {
+            return hold ? baseClock : baseClock + (resampler.InputPosition - baseIndex);
+        }
+
+        /// <summary>Queue a decoded chunk (any thread). Chunks of other characters must be filtered before.</summary>
+        public void Push(StreamChunk c)
+        {
+            if (c.SampleRate != Settings.SourceRate)
+                throw new ArgumentException("the stream's PCM is " + c.SampleRate + " Hz, this player was set up for " + Settings.SourceRate);
+            lock (gate)
+            {
+                stats.Chunks++;
+                if (c.Utterance <= cut || c.Utterance < current) { stats.IgnoredChunks++; return; }
+                if (c.Utterance > current)
+                {
+                    if (current != 0 && !currentEnded) Truncate(current);  // superseded by the server
+                    current = c.Utterance;
+                    expectSeq = c.Seq;
+                    endClock = c.Clock;
+                    buffered = 0;
+                    currentEnded = currentReady = false;
+                    queue.AddLast(new Segment { Kind = SegKind.Start, Utterance = current, Clock = c.Clock });
+                }
+                else if (currentEnded || c.Clock < endClock)
+                {
+                    stats.LateChunks++;
+                    return;
+                }
+                if (c.Seq > expectSeq) stats.LostChunks += c.Seq - expectSeq;
+                long gap = c.Clock - endClock;
+                if (gap > 0 && gap <= maxGap) Enqueue(null, (int)gap, endClock);  // lost chunks play as silence
+                endClock = c.Clock;
+                if (c.Samples > 0) Enqueue(c.Pcm, c.Samples, c.Clock);
+                for (int i = 0; i < c.Frames; i++)
+                {
+                    var rgb = new byte[c.Width * c.Height * 3];
+                    Buffer.BlockCopy(c.Video, i * rgb.Length, rgb, 0, rgb.Length);
+                    frames.Add(new VideoFrame { Clock = c.FrameClock(i), Utterance = c.Utterance, Width = c.Width, Height = c.Height, Rgb = rgb });
+                }
+                while (frames.Count > Settings.MaxQueuedFrames) { frames.RemoveAt(0); stats.DroppedFrames++; }
+                expectSeq = c.Seq + 1;
+                if (c.Eou)
+                {
+                    currentEnded = true;
+                    queue.AddLast(new Segment { Kind = SegKind.End, Utterance = current, Clock = endClock, Interrupted = c.Interrupted });
+                }
+                if (currentEnded || buffered >= prebuffer) currentReady = true;
+            }
+        }
+
+        private void Enqueue(float[] pcm, int n, long clock)
+        {
+            queue.AddLast(new Segment { Kind = SegKind.Audio, Utterance = current, Clock = clock, Pcm = pcm, Length = n });
+            endClock = clock + n;
+            buffered += n;
+        }
+
+        /// <summary>Cut utterance <paramref name="utterance"/> and every older one now (a local interrupt): their queued
+        /// audio fades out, their frames go, later chunks of them are ignored.</summary>
+        public void Cut(long utterance)
+        {
+            lock (gate)
+            {
+                if (utterance <= cut) return;
+                cut = utterance;
+                var older = new SortedSet<long>();
+                foreach (var s in queue) if (s.Utterance <= utterance) older.Add(s.Utterance);
+                if (current != 0 && current <= utterance && !currentEnded) older.Add(current);
+                foreach (long u in older) Truncate(u);
+            }
+        }
+
+        /// <summary>End utterance u early: keep a short fade of what is playing of it, drop the rest and its frames, and
+        /// end it (as interrupted) right there if it was heard.</summary>
+        private void Truncate(long u)
+        {
+            LinkedListNode<Segment> anchor = null;
+            for (var node = queue.First; node != null;)
+            {
+                var next = node.Next;
+                var s = node.Value;
+                if (s.Utterance == u)
+                {
+                    if (s.Kind == SegKind.Audio && s.Offset > 0 && anchor == null)
+                    {
+                        // The piece being played: ramp down over the next samples, drop the rest.
+                        int keep = Math.Min(fade, s.Length - s.Offset);
+                        var faded = new float[s.Offset + keep];
+                        if (s.Pcm != null)
+                        {
+                            Array.Copy(s.Pcm, faded, s.Offset + keep);
+                            for (int i = 0; i < keep; i++) faded[s.Offset + i] *= 1f - (float)(i + 1) / (keep + 1);
+                        }
+                        s.Pcm = faded;
+                        s.Length = s.Offset + keep;
+                        anchor = node;
+                    }
+                    else queue.Remove(node);
+                }
+                node = next;
+            }
+            long cutClock = anchor != null ? anchor.Value.Clock + anchor.Value.Length : fedEnd;
+            if (fedStarts.Contains(u))
+            {
+                var end = new Segment { Kind = SegKind.End, Utterance = u, Clock = cutClock, Interrupted = true };
+                var after = queue.First;
+                while (after != null && after.Value.Utterance <= u) after = after.Next;
+                if (after != null) queue.AddBefore(after, end); else queue.AddLast(end);
+            }
+            frames.RemoveAll(f => f.Utterance == u && f.Clock >= cutClock);
+            if (u == current) currentEnded = true;
+        }
+
+        /// <summary>Forget everything (after a reconnect: the server may have restarted, so clocks and ids restart).</summary>
+        public void Reset()
+        {
+            lock (gate)
+            {
+                queue.Clear(); markers.Clear(); frames.Clear(); startedUtterances.Clear(); fedStarts.Clear();
+                if (sounding != 0) events.Enqueue(new PlayerEvent { Kind = PlayerEventKind.UtteranceEnded, Utterance = sounding, Interrupted = true });
+                resampler.Reset();
+                current = expectSeq = endClock = buffered = cut = 0;
+                currentEnded = currentReady = false;
+                baseIndex = fedEnd = 0;
+                baseClock = -1;
+                hold = true; inUnderrun = false; sounding = 0;
+            }
+        }
+
+        /// <summary>Fill <paramref name="count"/> frames of interleaved output at OutputRate (the engine's audio thread).
+        /// The mono voice goes to every channel, added to what is there when <paramref name="mix"/> is true.</summary>
+        public void ReadAudio(float[] output, int offset, int count, int channels, bool mix = false)
+        {
+            if (channels < 1) throw new ArgumentException("channels must be ≥ 1");
+            if (offset < 0 || count < 0 || offset + (long)count * channels > output.Length) throw new ArgumentOutOfRangeException(nameof(count));
+            lock (gate)
+            {
+                int o = offset;
+                for (int k = 0; k < count; k++)
+                {
+                    while (!resampler.CanRead && Feed()) { }
+                    float v = 0f;
+                    if (resampler.CanRead)
+                    {
+                        Apply();
+                        v = resampler.ReadOne();
+                        inUnderrun = false;
+                    }
+                    else if (sounding != 0 && !inUnderrun)
+                    {
+                        inUnderrun = true;
+                        stats.Underruns++;
+                    }
+                    for (int ch = 0; ch < channels; ch++, o++) output[o] = mix ? output[o] + v : v;
+                }
+                Apply();
+            }
+        }
+
+        /// <summary>Move the next queued piece into the resampler; false when nothing can be fed now.</summary>
+        private bool Feed()
+        {
+            if (queue.Count == 0) return false;
+            var s = queue.First.Value;
+            long at = resampler.Written;
+            if (s.Kind == SegKind.Start)
+            {
+                bool ready = s.Utterance != current || currentReady;
+                if (!ready) return false;
+                queue.RemoveFirst();
+                fedStarts.Add(s.Utterance);
+                markers.Enqueue(new Marker { Index = at, Clock = s.Clock, Event = new PlayerEvent { Kind = PlayerEventKind.UtteranceStarted, Utterance = s.Utterance } });
+                return true;
+            }
+            if (s.Kind == SegKind.End)
+            {
+                queue.RemoveFirst();
+                fedStarts.Remove(s.Utterance);
+                // While idle the clock stays on the last sample that played, so the next utterance's first frame
+                // (due at this utterance's end clock) waits for its own audio.
+                markers.Enqueue(new Marker { Index = at, Clock = s.Clock - 1, Hold = true, Event = new PlayerEvent { Kind = PlayerEventKind.UtteranceEnded, Utterance = s.Utterance, Interrupted = s.Interrupted } });
+                resampler.WriteSilence(resampler.HalfTaps + 1);  // flush the resampler's look-ahead so the tail plays
+                return true;
+            }
+            if (s.Offset == 0) markers.Enqueue(new Marker { Index = at, Clock = s.Clock });
+            // Small pieces: what is in the resampler plays out even if the utterance is cut, so keep that short.
+            int n = Math.Min(s.Length - s.Offset, FeedPiece);
+            if (s.Pcm == null) resampler.WriteSilence(n);
+            else resampler.Write(s.Pcm, s.Offset, n);
+            s.Offset += n;
+            fedEnd = s.Clock + s.Offset;
+            if (s.Offset == s.Length) queue.RemoveFirst();
+            return true;
+        }
+
+        /// <summary>Apply markers the playing position has reached: clock bases and events.</summary>
+        private void Apply()
+        {
+            long pos = resampler.InputPosition;
+            while (markers.Count > 0 && markers.Peek().Index <= pos)
+            {
+                var m = markers.Dequeue();
+                baseIndex = m.Index; baseClock = m.Clock; hold = m.Hold;
+                if (m.Event.HasValue)
+                {
+                    var e = m.Event.Value;
+                    if (e.Kind == PlayerEventKind.UtteranceStarted) { sounding = e.Utterance; startedUtterances.Add(e.Utterance); }
+                    else
+                    {
+                        if (!startedUtterances.Remove(e.Utterance)) continue;  // never heard: no end either
+                        if (sounding == e.Utterance) sounding = 0;
+                    }
+                    events.Enqueue(e);
+                }
+            }
+        }
+
+        /// <summary>The frame to show now, or null when the shown one stays (the engine's main thread).</summary>
+        public VideoFrame TakeFrame()
+        {
+            lock (gate)
+            {
+                long now = Clock();
+                int due = -1;
+                while (due + 1 < frames.Count && frames[due + 1].Clock <= now) due++;
+                if (due < 0) return null;
+                var f = frames[due];
+                stats.DroppedFrames += due;
+                stats.ShownFrames++;
+                frames.RemoveRange(0, due + 1);
+                return f;
+            }
+        }
+
+        /// <summary>Frames waiting for their time.</summary>
+        public int QueuedFrames { get { lock (gate) return frames.Count; } }
+
+        /// <summary>Source samples queued and not yet played (of every utterance).</summary>
+        public long QueuedSamples
+        {
+            get
+            {
+                lock (gate)
+                {
+                    long n = resampler.Written - resampler.InputPosition;
+                    foreach (var s in queue) if (s.Kind == SegKind.Audio) n += s.Length - s.Offset;
+                    return n;
+                }
+            }
+        }
+
+        public bool TryGetEvent(out PlayerEvent e)
+        {
+            lock (gate)
+            {
+                if (events.Count == 0) { e = default(PlayerEvent); return false; }
+                e = events.Dequeue();
+                return true;
+            }
+        }
+    }
+}

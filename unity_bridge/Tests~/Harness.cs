@@ -1,0 +1,80 @@
+// A small test runner for the engine-free core, so the tests run with Debian's mono alone (no NuGet, no Unity).
+// Test methods are public static, take no arguments (or the test context) and carry [Test]; each failure is a
+// thrown exception. The closing line is "N passed, N failed".
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Reflection;
+
+namespace Mfruntime.Tests
+{
+    [AttributeUsage(AttributeTargets.Method)]
+    public sealed class TestAttribute : Attribute { }
+
+    public sealed class CheckFailed : Exception
+    {
+        public CheckFailed(string message) : base(message) { }
+    }
+
+    public static class Check
+    {
+        public static void True(bool condition, string what)
+        {
+            if (!condition) throw new CheckFailed(what);
+        }
+
+        public static void Equal<T>(T expected, T actual, string what)
+        {
+            if (!EqualityComparer<T>.Default.Equals(expected, actual))
+                throw new CheckFailed(what + ": expected " + expected + ", got " + actual);
+        }
+
+        public static void Near(double expected, double actual, double tolerance, string what)
+        {
+            if (!(Math.Abs(expected - actual) <= tolerance))
+                throw new CheckFailed(what + ": expected " + expected + " ± " + tolerance + ", got " + actual);
+        }
+
+        public static T Throws<T>(Action action, string messagePart, string what) where T : Exception
+        {
+            try { action(); }
+            catch (T e)
+            {
+                if (messagePart != null && e.Message.IndexOf(messagePart, StringComparison.OrdinalIgnoreCase) < 0)
+                    throw new CheckFailed(what + ": the error '" + e.Message + "' does not mention '" + messagePart + "'");
+                return e;
+            }
+            throw new CheckFailed(what + ": no " + typeof(T).Name + " was raised");
+        }
+    }
+
+    public static class Runner
+    {
+        /// <summary>Run every [Test] method of <paramref name="type"/> (or the one named <paramref name="only"/>).</summary>
+        public static int Run(Type type, object context, string only = null)
+        {
+            int passed = 0, failed = 0;
+            var tests = type.GetMethods(BindingFlags.Public | BindingFlags.Static)
+                            .Where(m => m.GetCustomAttributes(typeof(TestAttribute), false).Length > 0)
+                            .OrderBy(m => m.MetadataToken);
+            foreach (var m in tests)
+            {
+                if (only != null && m.Name != only) continue;
+                var started = DateTime.UtcNow;
+                try
+                {
+                    m.Invoke(null, m.GetParameters().Length == 0 ? new object[0] : new[] { context });
+                    passed++;
+                    Console.WriteLine("PASS " + type.Name + "." + m.Name + " (" + (int)(DateTime.UtcNow - started).TotalMilliseconds + " ms)");
+                }
+                catch (TargetInvocationException e)
+                {
+                    failed++;
+                    Console.WriteLine("FAIL " + type.Name + "." + m.Name + ": " + e.InnerException);
+                }
+            }
+            Console.WriteLine(passed + " passed, " + failed + " failed");
+            return failed == 0 && passed > 0 ? 0 : 1;
+        }
+    }
+}

@@ -1,0 +1,248 @@
+// The playback core without a network: resampling, the jitter buffer, the audio clock and frame presentation.
+using System;
+using System.Collections.Generic;
+using System.Linq;
+
+namespace Mfruntime.Tests
+{
+    public static class PlayerTests
+    {
+        private const int Spc = 2560;  // samples per 160-ms chunk at 16 kHz
+
+        private static StreamChunk Chunk(long utterance, long seq, long clock, float value, bool eou = false,
+                                         bool interrupted = false, int samples = Spc, int frames = 4)
+        {
+            var video = new byte[frames * 2 * 2 * 3];
+            for (int i = 0; i < video.Length; i++) video[i] = (byte)(i / 12);  // frame index in every byte of a frame
+            return new StreamChunk
+            {
+                Character = "npc", Utterance = utterance, Seq = seq, Clock = clock, Pts = clock / 16000.0,
+                Width = 2, Height = 2, Frames = frames, Fps = 25, SampleRate = 16000, Samples = samples,
+                Eou = eou, Interrupted = interrupted, Video = video, Pcm = Enumerable.Repeat(value, samples).ToArray(),
+            };
+        }
+
+        private static float[] Read(Player p, int n)
+        {
+            var buf = new float[n];
+            p.ReadAudio(buf, 0, n, 1);
+            return buf;
+        }
+
+        private static List<PlayerEvent> Events(Player p)
+        {
+            var list = new List<PlayerEvent>();
+            PlayerEvent e;
+            while (p.TryGetEvent(out e)) list.Add(e);
+            return list;
+        }
+
+        private static Player At16k(int prebufferMs = 80)
+        {
+            return new Player(new PlayerSettings { OutputRate = 16000, PrebufferMs = prebufferMs });
+        }
+
+        [Test]
+        public static void ResamplerKeepsPitchLevelAndCountAndIgnoresHowInputIsSplit()
+        {
+            foreach (int rate in new[] { 48000, 44100, 22050 })
+            {
+                var input = Enumerable.Range(0, 16000).Select(n => (float)Math.Sin(2 * Math.PI * 1000 * n / 16000.0)).ToArray();
+                var whole = new Resampler(16000, rate);
+                whole.Write(input, 0, input.Length);
+                var a = new List<float>();
+                while (whole.CanRead) a.Add(whole.ReadOne());
+                var pieces = new Resampler(16000, rate);
+                var b = new List<float>();
+                var rng = new Random(rate);
+                for (int at = 0; at < input.Length;)
+                {
+                    int n = Math.Min(input.Length - at, rng.Next(1, 700));
+                    pieces.Write(input, at, n);
+                    at += n;
+                    while (pieces.CanRead && rng.Next(4) != 0) b.Add(pieces.ReadOne());
+                }
+                while (pieces.CanRead) b.Add(pieces.ReadOne());
+                Check.True(a.SequenceEqual(b), rate + " Hz: pieces and whole give the same samples");
+                long expect = (long)(input.Length - whole.HalfTaps) * rate / 16000;
+                Check.True(Math.Abs(a.Count - expect) <= 1, rate + " Hz: " + a.Count + " outputs for " + expect);
+                // Compare with the ideal sine at the output rate, away from the start-up edge.
+                double err = 0, rms = 0;
+                int from = rate / 10, to = a.Count - rate / 10;
+                for (int k = from; k < to; k++)
+                {
+                    double ideal = Math.Sin(2 * Math.PI * 1000 * k / (double)rate);
+                    err = Math.Max(err, Math.Abs(a[k] - ideal));
+                    rms += a[k] * a[k];
+                }
+                Check.True(err < 2e-3, rate + " Hz: 1 kHz sine off by " + err);
+                Check.Near(Math.Sqrt(0.5), Math.Sqrt(rms / (to - from)), 1e-3, rate + " Hz: RMS");
+            }
+            var dc = new Resampler(16000, 44100);
+            dc.Write(Enumerable.Repeat(0.5f, 4000).ToArray(), 0, 4000);
+            for (int i = 0; i < 100; i++) dc.ReadOne();
+            for (int i = 0; i < 5000; i++) Check.Near(0.5, dc.ReadOne(), 1e-6, "a constant passes unchanged at every phase");
+        }
+
+        [Test]
+        public static void PrebufferThenPlayOnTheAudioClockWithFramesInStep()
+        {
+            var p = At16k(prebufferMs: 200);  // 3200 samples: more than one chunk
+            p.Push(Chunk(1, 0, 0, 0.5f));
+            Check.True(Read(p, 1000).All(v => v == 0), "silence while prebuffering");
+            Check.Equal(-1L, p.AudioClock, "no clock before anything plays");
+            Check.True(p.TakeFrame() == null, "no frame before its audio");
+            p.Push(Chunk(1, 1, Spc, 0.5f));
+            var started = Read(p, 100);
+            Check.True(started.Skip(40).All(v => Math.Abs(v - 0.5f) < 1e-4), "plays once prebuffered");
+            Check.Equal(PlayerEventKind.UtteranceStarted, Events(p).Single().Kind, "started event");
+            var f = p.TakeFrame();
+            Check.True(f != null && f.Clock == 0 && f.Rgb[0] == 0, "frame 0 is due at clock 0");
+            Check.True(p.TakeFrame() == null, "frame 1 is not due yet");
+            Read(p, 640 - 100);
+            Check.Equal(640L, p.AudioClock, "the clock counts played samples");
+            Check.Equal(640L, p.TakeFrame().Clock, "frame 1 at 640");
+            Read(p, 3 * 640);  // three frame times without looking
+            var late = p.TakeFrame();
+            Check.Equal(4 * 640L, late.Clock, "the newest due frame (frame 0 of chunk 1)");
+            Check.Equal(2L, p.Stats.DroppedFrames, "the two skipped ones are dropped, never shown late");
+        }
+
+        [Test]
+        public static void EndOfUtterancePlaysItsTailAndFiresEnded()
+        {
+            var p = At16k(prebufferMs: 0);
+            p.Push(Chunk(7, 0, 0, 0.25f));
+            p.Push(Chunk(7, 1, Spc, 0.25f, eou: true));
+            var audio = Read(p, 3 * Spc);
+            int loud = audio.Count(v => Math.Abs(v - 0.25f) < 1e-3);
+            Check.True(loud >= 2 * Spc - 40 && audio.Skip(2 * Spc + 20).All(v => Math.Abs(v) < 1e-6), "all of it plays, then silence (" + loud + ")");
+            var ev = Events(p);
+            Check.Equal(2, ev.Count, "start and end");
+            Check.True(ev[1].Kind == PlayerEventKind.UtteranceEnded && ev[1].Utterance == 7 && !ev[1].Interrupted, "ended normally: " + ev[1]);
+            Check.Equal(2L * Spc - 1, p.AudioClock, "idle clock rests on the last sample played");
+            Check.Equal(0L, p.Stats.Underruns, "no underrun at the end of a line");
+            Check.Equal(0L, p.Sounding, "nothing sounding");
+        }
+
+        [Test]
+        public static void UnderrunHoldsTheClockAndLostChunksPlayAsSilence()
+        {
+            var p = At16k(prebufferMs: 0);
+            p.Push(Chunk(1, 0, 0, 0.5f));
+            Read(p, Spc + 500);
+            long held = p.AudioClock;
+            Check.True(held < Spc && held > Spc - 40, "the clock stops at the end of what arrived: " + held);
+            Check.Equal(1L, p.Stats.Underruns, "one underrun");
+            Read(p, 300);
+            Check.Equal(held, p.AudioClock, "and holds while starved");
+            p.Push(Chunk(1, 2, 2 * Spc, -0.5f, eou: true));  // seq 1 was lost
+            Check.Equal(1L, p.Stats.LostChunks, "the gap is counted");
+            var audio = Read(p, 3 * Spc);
+            int silent = audio.Count(v => Math.Abs(v) < 1e-4), neg = audio.Count(v => Math.Abs(v + 0.5f) < 1e-3);
+            Check.True(silent > Spc - 100 && neg > Spc - 100, "a chunk of silence then the next chunk: " + silent + ", " + neg);
+            Check.True(Events(p).Any(e => e.Kind == PlayerEventKind.UtteranceEnded && !e.Interrupted), "ends normally");
+            p.Push(Chunk(1, 1, Spc, 0.9f));
+            Check.True(p.Stats.IgnoredChunks + p.Stats.LateChunks >= 1, "the lost chunk arriving late is not played");
+        }
+
+        [Test]
+        public static void EndMarkerEndsAnInterruptedUtterance()
+        {
+            var p = At16k(prebufferMs: 0);
+            p.Push(Chunk(3, 0, 0, 0.5f));
+            p.Push(Chunk(3, 1, Spc, 0f, eou: true, interrupted: true, samples: 0, frames: 0));
+            Read(p, 2 * Spc);
+            var ev = Events(p);
+            Check.True(ev.Count == 2 && ev[1].Kind == PlayerEventKind.UtteranceEnded && ev[1].Interrupted, "ended as interrupted");
+        }
+
+        [Test]
+        public static void ANewerUtteranceSupersedesTheBufferedOne()
+        {
+            var p = At16k(prebufferMs: 0);
+            p.Push(Chunk(1, 0, 0, 0.5f));
+            p.Push(Chunk(1, 1, Spc, 0.5f));
+            Read(p, 1000);
+            p.Push(Chunk(2, 0, 2 * Spc, -0.25f));
+            p.Push(Chunk(2, 1, 3 * Spc, -0.25f, eou: true));
+            var audio = Read(p, 4 * Spc);
+            int old = audio.Count(v => v > 0.01f);
+            Check.True(old < 250, "the old line stops within a few ms: " + old + " more samples");
+            Check.True(audio.Count(v => Math.Abs(v + 0.25f) < 1e-3) > 2 * Spc - 100, "then the new line plays whole");
+            var ev = Events(p).Select(e => e.ToString()).ToList();
+            Check.Equal("UtteranceStarted 1|UtteranceEnded 1 (interrupted)|UtteranceStarted 2|UtteranceEnded 2", string.Join("|", ev), "events");
+            Check.True(p.TakeFrame().Utterance == 2, "the newest frame is the new line's");
+        }
+
+        [Test]
+        public static void CutStopsAtOnceAndIgnoresTheRestOfTheLine()
+        {
+            var p = At16k(prebufferMs: 0);
+            p.Push(Chunk(4, 0, 0, 0.5f));
+            p.Push(Chunk(4, 1, Spc, 0.5f));
+            Read(p, 800);
+            p.Cut(4);
+            var after = Read(p, Spc);
+            int loud = after.Count(v => Math.Abs(v) > 1e-4);
+            Check.True(loud < 250, "silent within ~15 ms of the cut: " + loud);
+            Check.True(after.Skip(loud).All(v => Math.Abs(v) < 1e-4), "and stays silent");
+            p.Push(Chunk(4, 2, 2 * Spc, 0.5f, eou: true));
+            Check.True(Read(p, Spc).All(v => Math.Abs(v) < 1e-4), "later chunks of the cut line are ignored");
+            var ev = Events(p);
+            Check.True(ev.Last().Kind == PlayerEventKind.UtteranceEnded && ev.Last().Interrupted, "ended as interrupted");
+            var f = p.TakeFrame();
+            Check.True(f != null && f.Clock <= 800, "only the frame that was due at the cut may still show");
+            Check.Equal(0, p.QueuedFrames, "the rest of its frames are gone");
+            p.Push(Chunk(5, 0, 3 * Spc, -0.5f, eou: true));
+            Check.True(Read(p, 2 * Spc).Count(v => Math.Abs(v + 0.5f) < 1e-3) > Spc - 100, "the next line plays");
+        }
+
+        [Test]
+        public static void DuplicatesAreLateAndResetStartsOver()
+        {
+            var p = At16k(prebufferMs: 0);
+            p.Push(Chunk(1, 0, 0, 0.5f));
+            p.Push(Chunk(1, 0, 0, 0.5f));
+            Check.Equal(1L, p.Stats.LateChunks, "a repeated chunk is late");
+            Read(p, 500);
+            p.Reset();
+            Check.Equal(-1L, p.AudioClock, "reset clock");
+            Check.True(Read(p, 500).All(v => v == 0), "reset queue");
+            p.Push(Chunk(1, 0, 0, -0.5f, eou: true));  // a restarted server counts from 1 and 0 again
+            Check.True(Read(p, Spc).Count(v => Math.Abs(v + 0.5f) < 1e-3) > Spc - 100, "plays after reset");
+        }
+
+        [Test]
+        public static void FramesNeverGoBackwardsWhateverTheReadPattern()
+        {
+            var p = new Player(new PlayerSettings { OutputRate = 44100, PrebufferMs = 40 });
+            var rng = new Random(5);
+            var shown = new List<long>();
+            long clock = 0;
+            for (long u = 1; u <= 3; u++)
+                for (int s = 0; s < 6; s++)
+                {
+                    p.Push(Chunk(u, s, clock, 0.1f * u, eou: s == 5));
+                    clock += Spc;
+                    for (int k = 0; k < 3; k++)
+                    {
+                        var buf = new float[rng.Next(64, 4096) * 2];
+                        p.ReadAudio(buf, 0, buf.Length / 2, 2);
+                        Check.True(Enumerable.Range(0, buf.Length / 2).All(i => buf[2 * i] == buf[2 * i + 1]), "both channels equal");
+                        var f = p.TakeFrame();
+                        if (f != null) shown.Add(f.Clock);
+                    }
+                }
+            for (int k = 0; k < 50; k++)
+            {
+                p.ReadAudio(new float[2048], 0, 1024, 2);
+                var f = p.TakeFrame();
+                if (f != null) shown.Add(f.Clock);
+            }
+            Check.True(shown.Count > 20, "frames were shown: " + shown.Count);
+            for (int i = 1; i < shown.Count; i++) Check.True(shown[i] > shown[i - 1], "frame clocks increase");
+            Check.Equal(18L * 4, p.Stats.ShownFrames + p.Stats.DroppedFrames, "every frame is shown or dropped");
+        }
+    }
+}
