@@ -50,15 +50,16 @@ namespace Mfruntime.Tests
 
     public static class Runner
     {
-        /// <summary>Run every [Test] method of <paramref name="type"/> (or the one named <paramref name="only"/>).</summary>
-        public static int Run(Type type, object context, string only = null)
+        /// <summary>Run every [Test] method of <paramref name="types"/> (or the one named <paramref name="only"/>).</summary>
+        public static int Run(Type[] types, object context, string only = null)
         {
             int passed = 0, failed = 0;
-            var tests = type.GetMethods(BindingFlags.Public | BindingFlags.Static)
-                            .Where(m => m.GetCustomAttributes(typeof(TestAttribute), false).Length > 0)
-                            .OrderBy(m => m.MetadataToken);
+            var tests = types.SelectMany(t => t.GetMethods(BindingFlags.Public | BindingFlags.Static)
+                                               .Where(m => m.GetCustomAttributes(typeof(TestAttribute), false).Length > 0)
+                                               .OrderBy(m => m.MetadataToken));
             foreach (var m in tests)
             {
+                var type = m.DeclaringType;
                 if (only != null && m.Name != only) continue;
                 var started = DateTime.UtcNow;
                 try

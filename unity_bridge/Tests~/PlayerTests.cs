@@ -246,3 +246,23 @@ namespace Mfruntime.Tests
         }
     }
 }
+
+namespace Mfruntime.Tests
+{
+    public static class MediaTests
+    {
+        [Test]
+        public static void RowsFlipPixelsRepackAndChannelsMixDown()
+        {
+            var rgb = new byte[] { 1, 2, 3, 4, 5, 6, /* row 2 */ 7, 8, 9, 10, 11, 12 };  // 2×2 RGB
+            var flipped = Media.FlipRows(rgb, 2, 2, 3);
+            Check.Equal("7,8,9,10,11,12,1,2,3,4,5,6", string.Join(",", flipped), "rows swapped");
+            Check.Equal(string.Join(",", rgb), string.Join(",", Media.FlipRows(flipped, 2, 2, 3)), "flip twice = same");
+            var rgba = new byte[] { 7, 8, 9, 255, 10, 11, 12, 255, 1, 2, 3, 255, 4, 5, 6, 255 };  // bottom row first
+            Check.Equal(string.Join(",", rgb), string.Join(",", Media.RgbFromRgba(rgba, 2, 2, bottomUp: true)), "RGBA bottom-up → RGB top-down");
+            Check.Throws<ArgumentException>(() => Media.RgbFromRgba(new byte[5], 2, 2, false), "RGBA", "wrong size");
+            Check.Equal("0.5,-1", string.Join(",", Media.Mono(new[] { 1f, 0f, -1f, -1f }, 2)), "stereo → mono");
+            Check.Throws<ArgumentException>(() => Media.Mono(new float[3], 2), "multiple", "odd stereo");
+        }
+    }
+}

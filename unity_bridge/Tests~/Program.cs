@@ -9,9 +9,10 @@ namespace Mfruntime.Tests
         {
             string mode = args.Length > 0 ? args[0] : "";
             string only = Environment.GetEnvironmentVariable("MF_TEST");
-            if (mode == "vectors" && args.Length == 2) return Runner.Run(typeof(VectorTests), args[1], only);
-            if (mode == "player" && args.Length == 1) return Runner.Run(typeof(PlayerTests), null, only);
-            if (mode == "live" && args.Length == 3) return Runner.Run(typeof(LiveTests), new LiveTests.Server(args[1], args[2]), only);
+            if (mode == "vectors" && args.Length == 2) return Runner.Run(new[] { typeof(VectorTests) }, args[1], only);
+            if (mode == "player" && args.Length == 1)
+                return Runner.Run(new[] { typeof(PlayerTests), typeof(MediaTests) }, null, only);
+            if (mode == "live" && args.Length == 3) return Runner.Run(new[] { typeof(LiveTests) }, new LiveTests.Server(args[1], args[2]), only);
             Console.Error.WriteLine("usage: MfruntimeTests.exe vectors DIR | player | live CONTROL_ADDRESS STREAM_ADDRESS");
             return 2;
         }

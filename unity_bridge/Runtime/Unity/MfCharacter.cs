@@ -1,0 +1,155 @@
+// A talking character in a Unity scene: connects to mf serve in the background, shows the face on a Texture2D
+// (uploaded on the main thread) and plays the voice through this GameObject's AudioSource (OnAudioFilterRead, on
+// Unity's audio thread). All logic lives in the engine-free core (MfClient, Player); this is only the Unity shell.
+// Not compiled in the repository's CI (there is no Unity there); the core it calls is tested with mono.
+using System;
+using System.Threading.Tasks;
+using UnityEngine;
+using UnityEngine.Events;
+
+namespace Mfruntime.Unity
+{
+    [Serializable] public class UtteranceEvent : UnityEvent<long> { }
+    [Serializable] public class UtteranceEndedEvent : UnityEvent<long, bool> { }
+
+    [RequireComponent(typeof(AudioSource))]
+    [AddComponentMenu("mfruntime/Mf Character")]
+    public sealed class MfCharacter : MonoBehaviour
+    {
+        [Tooltip("mf serve's control address (its --bind).")]
+        public string controlAddress = "tcp://127.0.0.1:5555";
+        [Tooltip("The stream address; empty means the control port + 1 (mf serve's default).")]
+        public string streamAddress = "";
+        [Tooltip("The character id on the server ('default' exists from the start; others are made by SetCharacter).")]
+        public string character = "default";
+        [Tooltip("eSpeak NG voice for Say, e.g. en-us+m3; empty uses the character's voice.")]
+        public string voice = "";
+        [Tooltip("Denoising steps per chunk: 1-4 live, 8-50 quality; 0 uses the server's setting.")]
+        [Range(0, 50)] public int steps = 0;
+        [Tooltip("Audio buffered before a line starts playing: more absorbs network jitter, less answers sooner.")]
+        [Range(0, 1000)] public int prebufferMs = 80;
+        [Tooltip("Optional: this renderer's material shows the face.")]
+        public Renderer faceRenderer;
+
+        public UtteranceEvent onUtteranceStarted = new UtteranceEvent();
+        public UtteranceEndedEvent onUtteranceEnded = new UtteranceEndedEvent();
+
+        /// <summary>The face, updated every frame while the character talks (null before the first frame).</summary>
+        public Texture2D FaceTexture { get; private set; }
+
+        /// <summary>The engine-free client (requests, stats, the Player); null while disabled.</summary>
+        public MfClient Client { get; private set; }
+
+        private byte[] upload;
+
+        private void OnEnable()
+        {
+            Client = new MfClient(new ClientSettings
+            {
+                ControlAddress = controlAddress,
+                StreamAddress = string.IsNullOrEmpty(streamAddress) ? null : streamAddress,
+                Character = character,
+                Player = new PlayerSettings { OutputRate = AudioSettings.outputSampleRate, PrebufferMs = prebufferMs },
+            });
+            Client.Log += message => Debug.LogWarning(message, this);  // Debug.Log* may be called from any thread
+            Client.Connect();  // returns at once; sockets connect (and reconnect) on their own threads
+            var source = GetComponent<AudioSource>();
+            if (!source.isPlaying) source.Play();  // OnAudioFilterRead runs while the source plays
+        }
+
+        private void OnDisable()
+        {
+            var c = Client;
+            Client = null;
+            if (c != null) c.Dispose();
+        }
+
+        private void Update()
+        {
+            var c = Client;
+            if (c == null) return;
+            var frame = c.Player.TakeFrame();
+            if (frame != null) Show(frame);
+            PlayerEvent e;
+            while (c.Player.TryGetEvent(out e))
+            {
+                if (e.Kind == PlayerEventKind.UtteranceStarted) onUtteranceStarted.Invoke(e.Utterance);
+                else onUtteranceEnded.Invoke(e.Utterance, e.Interrupted);
+            }
+        }
+
+        private void Show(VideoFrame frame)
+        {
+            if (FaceTexture == null || FaceTexture.width != frame.Width || FaceTexture.height != frame.Height)
+            {
+                if (FaceTexture != null) Destroy(FaceTexture);
+                FaceTexture = new Texture2D(frame.Width, frame.Height, TextureFormat.RGB24, false) { wrapMode = TextureWrapMode.Clamp };
+                if (faceRenderer != null) faceRenderer.material.mainTexture = FaceTexture;
+            }
+            upload = Media.FlipRows(frame.Rgb, frame.Width, frame.Height, 3, upload);  // Unity rows run bottom first
+            FaceTexture.LoadRawTextureData(upload);
+            FaceTexture.Apply(false);
+        }
+
+        private void OnAudioFilterRead(float[] data, int channels)
+        {
+            var c = Client;
+            if (c == null) { Array.Clear(data, 0, data.Length); return; }
+            c.Player.ReadAudio(data, 0, data.Length / channels, channels);
+        }
+
+        /// <summary>Speak a line (the request runs off the main thread; errors go to the console).</summary>
+        public Task<long> Say(string text)
+        {
+            return Watch(Live().SayAsync(text, string.IsNullOrEmpty(voice) ? null : voice, steps), "Say");
+        }
+
+        /// <summary>Lip-sync a clip (any rate and channel count; it is mixed to mono).</summary>
+        public Task<long> Drive(AudioClip clip)
+        {
+            if (clip == null) throw new ArgumentNullException(nameof(clip));
+            var data = new float[clip.samples * clip.channels];
+            if (!clip.GetData(data, 0))
+                throw new ArgumentException("cannot read the samples of '" + clip.name + "': set its Load Type to Decompress On Load");
+            return Watch(Live().DriveAsync(Media.Mono(data, clip.channels), clip.frequency, steps), "Drive");
+        }
+
+        /// <summary>Stop talking now: the voice fades out at once and the server ends the line.</summary>
+        public void Interrupt()
+        {
+            Watch(Live().InterruptAsync(), "Interrupt");
+        }
+
+        /// <summary>A new face for this character from the next line on. The texture must be readable
+        /// (Read/Write enabled in its import settings).</summary>
+        public Task SetCharacter(Texture2D face)
+        {
+            if (face == null) throw new ArgumentNullException(nameof(face));
+            if (!face.isReadable)
+                throw new ArgumentException("texture '" + face.name + "' is not readable: enable Read/Write in its import settings");
+            Color32[] pixels = face.GetPixels32();
+            var rgba = new byte[pixels.Length * 4];
+            for (int i = 0; i < pixels.Length; i++)
+            {
+                rgba[4 * i] = pixels[i].r; rgba[4 * i + 1] = pixels[i].g; rgba[4 * i + 2] = pixels[i].b; rgba[4 * i + 3] = pixels[i].a;
+            }
+            byte[] rgb = Media.RgbFromRgba(rgba, face.width, face.height, bottomUp: true);
+            var c = Live();
+            return Watch(Task.Run(() => { c.SetCharacter(rgb, face.width, face.height); return 0L; }), "SetCharacter");
+        }
+
+        private MfClient Live()
+        {
+            var c = Client;
+            if (c == null) throw new InvalidOperationException("MfCharacter '" + name + "' is disabled: enable it before it can talk");
+            return c;
+        }
+
+        private Task<T> Watch<T>(Task<T> task, string what)
+        {
+            task.ContinueWith(t => Debug.LogError("mfruntime " + what + ": " + t.Exception.GetBaseException().Message, this),
+                              TaskContinuationOptions.OnlyOnFaulted);
+            return task;
+        }
+    }
+}
