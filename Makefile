@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow train-tiny clean
+.PHONY: setup bridge-tools demo test test-slow train-tiny clean
 
 setup: $(STAMP)
 
@@ -32,7 +32,19 @@ $(STAMP): pyproject.toml Makefile $(NATIVE_SRC)
 demo: setup
 	$(BIN)/mf demo
 
-test: setup
+# Toolchains of the engine-bridge tests: mono (the Unity package's C# core), CMake + libzmq + cppzmq + msgpack-c
+# (the C++ client). Installed with apt when missing and we may; without them those tests skip with one line.
+BRIDGE_DEBS := mono-devel cmake g++ libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
+
+bridge-tools:
+	@missing=$$(for p in $(BRIDGE_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "make: installing the engine-bridge toolchains with apt-get:" $$missing; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null 2>&1 || \
+	  echo "make: could not install" $$missing "(not root?); the bridge tests will skip: apt-get install" $$missing; \
+	fi
+
+test: setup bridge-tools
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-slow: setup

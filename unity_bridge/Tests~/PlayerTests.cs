@@ -163,9 +163,12 @@ namespace Mfruntime.Tests
             var p = At16k(prebufferMs: 0);
             p.Push(Chunk(1, 0, 0, 0.5f));
             p.Push(Chunk(1, 1, Spc, 0.5f));
+            p.Push(Chunk(1, 2, 2 * Spc, 0.5f));
             Read(p, 1000);
-            p.Push(Chunk(2, 0, 2 * Spc, -0.25f));
-            p.Push(Chunk(2, 1, 3 * Spc, -0.25f, eou: true));
+            // What the server sends when a new say supersedes a line: the old line's end marker, then the new line.
+            p.Push(Chunk(1, 3, 3 * Spc, 0f, eou: true, interrupted: true, samples: 0, frames: 0));
+            p.Push(Chunk(2, 0, 3 * Spc, -0.25f));
+            p.Push(Chunk(2, 1, 4 * Spc, -0.25f, eou: true));
             var audio = Read(p, 4 * Spc);
             int old = audio.Count(v => v > 0.01f);
             Check.True(old < 250, "the old line stops within a few ms: " + old + " more samples");
@@ -196,6 +199,12 @@ namespace Mfruntime.Tests
             Check.Equal(0, p.QueuedFrames, "the rest of its frames are gone");
             p.Push(Chunk(5, 0, 3 * Spc, -0.5f, eou: true));
             Check.True(Read(p, 2 * Spc).Count(v => Math.Abs(v + 0.5f) < 1e-3) > Spc - 100, "the next line plays");
+            Events(p);
+            p.Cut(6);  // Say returned 6, no chunk of it yet: it ends at once, and its chunks will be ignored
+            var cutEarly = Events(p);
+            Check.True(cutEarly.Count == 1 && cutEarly[0].Utterance == 6 && cutEarly[0].Interrupted, "a line cut before its chunks came ends");
+            p.Push(Chunk(6, 0, 4 * Spc, 0.5f));
+            Check.True(Read(p, Spc).All(v => Math.Abs(v) < 1e-4), "and its chunks are ignored");
         }
 
         [Test]

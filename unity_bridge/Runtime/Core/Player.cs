@@ -8,12 +8,14 @@
 //  - Within an utterance a seq gap (lost chunk) plays as silence up to the next chunk's clock; an empty buffer
 //    mid-utterance (underrun) plays silence and the clock holds, so the face holds too.
 //  - A chunk wholly before what was already queued is late: dropped. So are chunks of an utterance that was cut.
-//  - A chunk of a newer utterance while the older one has not ended means the server superseded it: the older one
-//    fades out (FadeMs) and ends as interrupted, then the newer one plays.
+//  - A chunk of a newer utterance while the older one has no end, or an interrupted end, means the server superseded
+//    it: the older one fades out (FadeMs) and ends as interrupted, then the newer one plays. An older line that
+//    ended normally plays out first.
 //  - TakeFrame gives the newest frame whose clock the audio has reached; older unshown frames are dropped, so
 //    frames never show out of order or ahead of the voice.
 //  - Events: UtteranceStarted when its first sample plays, UtteranceEnded when its last sample (or end marker)
-//    has played, or when it is cut.
+//    has played, or when it is cut or superseded (then also for a line never heard, so a caller waiting on the id
+//    that Say returned always sees its end).
 using System;
 using System.Collections.Generic;
 
@@ -101,13 +103,14 @@ namespace Mfruntime
 
         // The newest utterance received (the one being queued), and its state.
         private long current, expectSeq, endClock, buffered;
-        private bool currentEnded, currentReady;
+        private bool currentEnded, currentReady, currentInterrupted;
         private long cut;  // utterances ≤ cut are ignored
         // The audio clock: at resampler input index baseIndex it was baseClock.
         private long baseIndex, baseClock = -1;  // -1: nothing has played yet
         private bool hold = true, inUnderrun;
         private long fedEnd;  // the clock just after the last sample fed to the resampler
         private readonly HashSet<long> fedStarts = new HashSet<long>();  // utterances whose start was fed
+        private readonly HashSet<long> ended = new HashSet<long>();  // utterances whose UtteranceEnded was raised
         private long sounding;  // the utterance whose samples are playing (0: none)
 
         public Player(PlayerSettings settings = null)
@@ -157,12 +160,15 @@ namespace Mfruntime
                 if (c.Utterance <= cut || c.Utterance < current) { stats.IgnoredChunks++; return; }
                 if (c.Utterance > current)
                 {
-                    if (current != 0 && !currentEnded) Truncate(current);  // superseded by the server
+                    // Superseded: the server ended the older line early (no end yet, or an interrupted end, which the
+                    // server sends right before the newer line's chunks): don't make the newer one wait behind its
+                    // buffered tail. An older line that ended normally plays out and the newer one follows it.
+                    if (current != 0 && (!currentEnded || currentInterrupted)) Truncate(current);
                     current = c.Utterance;
                     expectSeq = c.Seq;
                     endClock = c.Clock;
                     buffered = 0;
-                    currentEnded = currentReady = false;
+                    currentEnded = currentReady = currentInterrupted = false;
                     queue.AddLast(new Segment { Kind = SegKind.Start, Utterance = current, Clock = c.Clock });
                 }
                 else if (currentEnded || c.Clock < endClock)
@@ -186,6 +192,7 @@ namespace Mfruntime
                 if (c.Eou)
                 {
                     currentEnded = true;
+                    currentInterrupted = c.Interrupted;
                     queue.AddLast(new Segment { Kind = SegKind.End, Utterance = current, Clock = endClock, Interrupted = c.Interrupted });
                 }
                 if (currentEnded || buffered >= prebuffer) currentReady = true;
@@ -211,6 +218,9 @@ namespace Mfruntime
                 foreach (var s in queue) if (s.Utterance <= utterance) older.Add(s.Utterance);
                 if (current != 0 && current <= utterance && !currentEnded) older.Add(current);
                 foreach (long u in older) Truncate(u);
+                // A line whose chunks have not come yet (Say just returned) ends now too.
+                if (utterance > current && ended.Add(utterance))
+                    events.Enqueue(new PlayerEvent { Kind = PlayerEventKind.UtteranceEnded, Utterance = utterance, Interrupted = true });
             }
         }
 
@@ -244,7 +254,12 @@ namespace Mfruntime
                 node = next;
             }
             long cutClock = anchor != null ? anchor.Value.Clock + anchor.Value.Length : fedEnd;
-            if (fedStarts.Contains(u))
+            if (!fedStarts.Contains(u) && !startedUtterances.Contains(u))
+            {
+                // Never heard: end it now, so whoever waits on this utterance id still sees its end.
+                if (ended.Add(u)) events.Enqueue(new PlayerEvent { Kind = PlayerEventKind.UtteranceEnded, Utterance = u, Interrupted = true });
+            }
+            else
             {
                 var end = new Segment { Kind = SegKind.End, Utterance = u, Clock = cutClock, Interrupted = true };
                 var after = queue.First;
@@ -260,7 +275,7 @@ namespace Mfruntime
         {
             lock (gate)
             {
-                queue.Clear(); markers.Clear(); frames.Clear(); startedUtterances.Clear(); fedStarts.Clear();
+                queue.Clear(); markers.Clear(); frames.Clear(); startedUtterances.Clear(); fedStarts.Clear(); ended.Clear();
                 if (sounding != 0) events.Enqueue(new PlayerEvent { Kind = PlayerEventKind.UtteranceEnded, Utterance = sounding, Interrupted = true });
                 resampler.Reset();
                 current = expectSeq = endClock = buffered = cut = 0;
@@ -351,7 +366,7 @@ namespace Mfruntime
                     if (e.Kind == PlayerEventKind.UtteranceStarted) { sounding = e.Utterance; startedUtterances.Add(e.Utterance); }
                     else
                     {
-                        if (!startedUtterances.Remove(e.Utterance)) continue;  // never heard: no end either
+                        if (!startedUtterances.Remove(e.Utterance) || !ended.Add(e.Utterance)) continue;
                         if (sounding == e.Utterance) sounding = 0;
                     }
                     events.Enqueue(e);

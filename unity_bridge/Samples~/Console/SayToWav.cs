@@ -20,18 +20,18 @@ public static class SayToWav
         }
         var settings = new ClientSettings { ControlAddress = args.Length > 2 ? args[2] : "tcp://127.0.0.1:5555", RequestTimeoutMs = 60000 };
         var chunks = new List<StreamChunk>();
+        var arrivedMs = new List<double>();
         var done = new ManualResetEventSlim(false);
         long utterance = -1;
         var clock = new Stopwatch();
-        double firstMs = -1;
         using (var client = new MfClient(settings))
         {
             client.ChunkReceived += c =>
             {
                 lock (chunks)
                 {
-                    if (firstMs < 0) firstMs = clock.Elapsed.TotalMilliseconds;
-                    chunks.Add(c);
+                    chunks.Add(c);  // chunks may arrive before Say returns the utterance id
+                    arrivedMs.Add(clock.Elapsed.TotalMilliseconds);
                     if (c.Eou && (utterance < 0 || c.Utterance >= utterance)) done.Set();
                 }
             };
@@ -59,9 +59,15 @@ public static class SayToWav
         }
         var pcm = new List<float>();
         int rate = 16000;
+        double firstMs = -1;
         lock (chunks)
-            foreach (var c in chunks)
-                if (c.Utterance == utterance) { pcm.AddRange(c.Pcm); rate = c.SampleRate; }
+            for (int i = 0; i < chunks.Count; i++)
+                if (chunks[i].Utterance == utterance)
+                {
+                    if (firstMs < 0) firstMs = arrivedMs[i];
+                    pcm.AddRange(chunks[i].Pcm);
+                    rate = chunks[i].SampleRate;
+                }
         WriteWav(args[1], pcm, rate);
         int n = chunks.FindAll(c => c.Utterance == utterance).Count;
         Console.WriteLine("utterance " + utterance + ": " + n + " chunks, " + (pcm.Count / (double)rate).ToString("F2") + " s of audio -> " + args[1]);

@@ -1,0 +1,107 @@
+// mfruntime::Client: control requests to `mf serve` and a background receiver that feeds a Player.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "mfruntime/player.hpp"
+#include "mfruntime/protocol.hpp"
+#include "mfruntime/transport.hpp"
+
+namespace mfruntime {
+
+struct ClientConfig {
+  std::string control_address = "tcp://127.0.0.1:5555";
+  std::string stream_address;  // "" = the control address with port + 1
+  std::string character = "default";
+  int output_rate = 48000;     // the engine's audio rate (Player::read_audio)
+  int channels = 2;            // the engine's channel count (for callers; read_audio takes it per call)
+  int prebuffer_ms = 80;
+  int request_timeout_ms = 10000;
+  CurveKeys curve;             // all empty: no CURVE; see load_curve_keys()
+  Transport transport;         // empty: ZeroMQ (zmq_transport(curve))
+  /// Called on the receive thread for every chunk of this character, after the player got it.
+  std::function<void(const StreamChunk&)> on_chunk;
+  /// Called with one line per notable event (rejected message, server restart, timeout).
+  std::function<void(const std::string&)> on_log;
+};
+
+struct ClientStats {
+  std::int64_t messages = 0;      // stream messages received (all characters under the subscribed prefix)
+  std::int64_t bad_messages = 0;  // rejected by decode_chunk
+  std::int64_t restarts = 0;      // server restarts detected on the stream (player reset)
+  std::int64_t timeouts = 0;      // requests without a reply in time
+};
+
+class Client {
+ public:
+  explicit Client(ClientConfig cfg = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  /// Opens both sockets and starts the receive thread (libzmq connects and reconnects in the background).
+  /// A subscription needs a moment to reach the server: ping() once before the first say.
+  void connect();
+  /// Stops the receive thread and closes the sockets. Safe to call twice.
+  void close();
+  bool connected() const { return running_.load(); }
+
+  // Requests: thread-safe, each waits for its own reply (matched by id). ServerError carries the server's
+  // text; TimeoutError when no reply came within request_timeout_ms.
+  Value ping();
+  /// Returns the utterance id; its chunks may arrive before this returns.
+  std::int64_t say(const std::string& text, const std::string& voice = "", int steps = 0);
+  std::int64_t drive(const float* pcm, std::size_t count, int sample_rate, int steps = 0);
+  /// Cuts playback locally at once (the newest utterance seen or started), then asks the server to stop.
+  /// Returns the utterance the server cut (none when it was idle).
+  std::optional<std::int64_t> interrupt();
+  Value set_character_rgb(const Bytes& rgb, int width, int height, const std::string& voice = "");
+  Value set_character_image(const Bytes& encoded, const std::string& voice = "");
+  Value set_character_seed(std::int64_t face_seed, const std::string& voice = "");
+  int set_steps(int steps);
+  Value state();
+  Value stats();
+  /// Any request (e.g. an op newer than this client): {v, op, id} plus `fields` (a map).
+  Value request(const std::string& op, const Value& fields = Value::map());
+
+  Player& player() { return player_; }
+  const ClientConfig& config() const { return cfg_; }
+  const std::string& stream_address() const { return stream_address_; }
+  ClientStats client_stats() const;
+  /// Newest utterance id seen on the stream or returned by say/drive (0: none).
+  std::int64_t newest_utterance() const;
+
+ private:
+  Value roundtrip(const std::string& op, const std::function<Bytes(std::int64_t)>& encode);
+  void receive_loop();
+  void log(const std::string& line) const;
+  void open_request_channel();
+
+  ClientConfig cfg_;
+  std::string stream_address_;
+  Player player_;
+  Transport transport_;
+  std::mutex req_mu_;
+  std::unique_ptr<RequestChannel> req_;
+  std::int64_t next_id_ = 1;
+  std::unique_ptr<Subscriber> sub_;
+  std::thread rx_;
+  std::atomic<bool> running_{false};
+  std::atomic<bool> stop_{false};
+  std::atomic<std::int64_t> newest_stream_{0}, newest_said_{0};
+  std::int64_t last_seq_ = -1;  // receive thread only
+  mutable std::mutex stats_mu_;
+  ClientStats stats_;
+};
+
+/// "tcp://host:5555" → "tcp://host:5556". Throws std::invalid_argument when the address has no port.
+std::string default_stream_address(const std::string& control_address);
+
+}  // namespace mfruntime

@@ -1,0 +1,138 @@
+// Playback of one character's stream, engine-free: the network thread pushes chunks, the audio thread pulls
+// resampled PCM, the game thread takes the video frame that is due. Every method is thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mfruntime/protocol.hpp"
+#include "mfruntime/resampler.hpp"
+
+namespace mfruntime {
+
+struct PlayerConfig {
+  std::string character = "default";  // chunks of other characters are ignored
+  int output_rate = 48000;            // the engine's audio output rate
+  int prebuffer_ms = 80;              // an utterance starts once this much audio is buffered (or its end arrived)
+  int source_rate = 16000;            // the stream's sample rate (the clock's unit)
+  int fade_ms = 5;                    // fade-out when buffered audio is dropped (cut, superseded)
+};
+
+/// A video frame that is due: its clock (source samples) and RGB bytes (height × width × 3).
+struct Frame {
+  std::int64_t clock = 0;
+  std::int64_t utterance = 0;
+  int width = 0, height = 0;
+  std::vector<std::uint8_t> rgb;
+};
+
+struct PlayerEvent {
+  enum class Type { UtteranceStarted, UtteranceEnded };
+  Type type = Type::UtteranceStarted;
+  std::int64_t utterance = 0;
+  bool interrupted = false;  // Ended only: cut locally, superseded, or ended early by the server
+};
+
+struct PlayerStats {
+  std::int64_t chunks = 0;          // chunks of this character pushed
+  std::int64_t late_chunks = 0;     // dropped: entirely before the play position, or of an utterance already over
+  std::int64_t dropped_frames = 0;  // frames that were due but replaced by a later one before take_frame
+  std::int64_t underruns = 0;       // times playback ran out of audio mid-utterance
+  std::int64_t lost = 0;            // chunks missing from seq gaps
+  std::int64_t ignored = 0;         // other character, cut utterance, duplicate, or unusable rates
+};
+
+/// Rules (the C# client implements the same):
+///  - Everything is keyed on the integer sample clock at the source rate; frame i of a chunk has the clock
+///    chunk.clock + i·sample_rate/fps.
+///  - An utterance starts once prebuffer_ms of it is buffered or its end (eou) has arrived; until then
+///    read_audio gives silence and the clock holds. It ends (event) when playback passes its eou chunk.
+///  - A chunk of a newer utterance supersedes buffered ones that did not end normally (no eou yet, or an
+///    interrupted eou): their remaining audio is faded out (fade_ms) and dropped, with their frames. An utterance
+///    whose eou arrived without `interrupted` plays to its end and the newer one follows it.
+///  - Underrun mid-utterance: silence, the clock holds. A seq gap (lost chunk): silence up to the next chunk's
+///    clock, the clock runs on and the frame holds.
+///  - take_frame gives the latest due frame (clock ≤ audio_clock); earlier unshown ones are dropped, never shown
+///    out of order.
+class Player {
+ public:
+  explicit Player(PlayerConfig cfg = {});
+
+  /// Network thread: add a decoded chunk. Returns false when it was ignored or dropped (see stats()).
+  bool push(const StreamChunk& chunk);
+
+  /// Audio thread: fill `frames` interleaved frames of `channels` channels at the output rate (mono copied to
+  /// every channel). Returns how many frames carried utterance audio; the rest is silence.
+  int read_audio(float* out, int frames, int channels);
+
+  /// The sample clock (source rate) of the next sample to be played.
+  std::int64_t audio_clock() const;
+
+  /// Game thread: the newest frame that is due, if a new one is.
+  std::optional<Frame> take_frame();
+
+  std::optional<PlayerEvent> poll_event();
+
+  /// Local interrupt: drop (fade out) everything of utterances ≤ `utterance`, ignore their later chunks, and emit
+  /// UtteranceEnded(interrupted) for each one not ended yet (also for `utterance` itself when no chunk of it came yet).
+  void cut(std::int64_t utterance);
+
+  /// After a reconnect to a restarted server (clocks and ids start again): drop everything, forget ids.
+  /// Emits UtteranceEnded(interrupted) for utterances still open. Stats are kept.
+  void reset();
+
+  PlayerStats stats() const;
+  const PlayerConfig& config() const { return cfg_; }
+  /// The utterance being played (0 when none).
+  std::int64_t playing_utterance() const;
+  /// Newest utterance id pushed (0 when none since construction or reset).
+  std::int64_t newest_utterance() const;
+  /// Milliseconds of audio buffered and not yet played.
+  double buffered_ms() const;
+
+ private:
+  struct Utterance {
+    std::int64_t id = 0;
+    std::map<std::int64_t, std::vector<float>> audio;  // chunk clock → samples
+    std::int64_t buffered = 0;                         // samples received
+    std::int64_t next_seq = -1;                        // next seq expected (-1: none seen)
+    bool eou = false, interrupted = false;
+    std::int64_t end_clock = 0;                        // with eou: the clock just after its last sample
+    bool started = false, ended_event = false, starved = false;
+    bool fading = false;
+    std::int64_t fade_end = 0;
+  };
+
+  std::int64_t end_of(const Utterance& u) const;  // where playback of u stops (INT64_MAX: not known yet)
+  std::int64_t clock_locked() const;
+  Utterance* find(std::int64_t id);
+  Utterance* ensure_playing();
+  std::size_t feed(Utterance& u, std::size_t need);
+  void finish_front();
+  void drop(Utterance& u);  // fade out (playing) or remove (waiting); emits Ended(interrupted)
+  void remove_frames(std::int64_t utterance, std::int64_t after_clock);
+  void ended(Utterance& u, bool interrupted);
+
+  PlayerConfig cfg_;
+  mutable std::mutex mu_;
+  Resampler rs_;
+  std::deque<Utterance> utts_;  // ascending ids; the front one plays (once started)
+  std::deque<Frame> frames_;    // not yet shown, ordered by (utterance, clock)
+  std::deque<PlayerEvent> events_;
+  std::int64_t cut_ = 0;        // utterances ≤ this are cut locally
+  std::int64_t finished_ = 0;   // utterances ≤ this are over (played, superseded or cut)
+  std::int64_t newest_ = 0;
+  std::int64_t clock_ = 0;      // held clock while nothing plays
+  std::int64_t c0_ = 0;         // clock of resampler input 0 of the playing utterance
+  std::int64_t feed_clock_ = 0; // clock of the next sample to push into the resampler
+  std::int64_t prebuffer_samples_, fade_samples_;
+  PlayerStats stats_;
+  std::vector<float> mono_, scratch_;
+};
+
+}  // namespace mfruntime

@@ -1,0 +1,91 @@
+// The wire format of `mf serve`, protocol version 1 (docs/PROTOCOL.md): stream chunks and control messages.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mfruntime/errors.hpp"
+#include "mfruntime/value.hpp"
+
+namespace mfruntime {
+
+constexpr int kProtocolVersion = 1;
+
+/// A view of one part of a multipart message.
+struct ByteView {
+  const std::uint8_t* data = nullptr;
+  std::size_t size = 0;
+};
+
+/// One stream message: 160 ms of a character's video and audio (or an end marker), checked and decoded.
+struct StreamChunk {
+  std::string character;
+  std::int64_t utterance = 0;
+  std::int64_t seq = 0;
+  double pts = 0.0;          // seconds on the character's stream clock
+  std::int64_t clock = 0;    // llround(pts * sample_rate): the same time as an integer sample clock
+  int width = 0, height = 0;
+  int frames = 0;            // video frames (0 in an end marker)
+  int fps = 0;
+  int sample_rate = 0;
+  int samples = 0;           // PCM samples (0 in an end marker)
+  bool eou = false;          // end of utterance
+  bool interrupted = false;  // the utterance ended early
+  std::vector<std::uint8_t> video;  // frames × height × width × 3, RGB
+  std::vector<float> pcm;           // samples, mono
+
+  bool is_end_marker() const { return frames == 0 && samples == 0; }
+  /// Bytes of one video frame (height × width × 3).
+  std::size_t frame_bytes() const { return static_cast<std::size_t>(width) * height * 3; }
+};
+
+/// The four parts [topic, header, video, pcm] → a StreamChunk. Throws ProtocolError when the message breaks
+/// a rule a client must check: not four parts; header not a map or another `v`; a header field missing or of
+/// the wrong type (an integer pts is accepted); topic ≠ character; negative sizes; video or pcm length ≠ header.
+StreamChunk decode_chunk(const ByteView* parts, std::size_t count);
+StreamChunk decode_chunk(const std::vector<Bytes>& parts);
+
+/// The inverse of decode_chunk (for tests and tools): the four parts of a stream message.
+std::vector<Bytes> encode_chunk(const StreamChunk& chunk);
+
+// --- control requests: each returns one msgpack map {v, op, id, ...} ---------------------------------
+Bytes encode_ping(std::int64_t id);
+/// voice "" and steps 0 leave those fields out (the server's defaults).
+Bytes encode_say(std::int64_t id, const std::string& character, const std::string& text,
+                 const std::string& voice = "", int steps = 0);
+/// pcm: mono float samples at sample_rate (sent as float32 little-endian).
+Bytes encode_drive(std::int64_t id, const std::string& character, const float* pcm, std::size_t count,
+                   int sample_rate, int steps = 0);
+Bytes encode_interrupt(std::int64_t id, const std::string& character);
+/// Raw RGB pixels, row-major, width × height × 3 bytes.
+Bytes encode_set_character_rgb(std::int64_t id, const std::string& character, const Bytes& rgb, int width,
+                               int height, const std::string& voice = "");
+/// An encoded image file (PNG, JPEG, ...).
+Bytes encode_set_character_image(std::int64_t id, const std::string& character, const Bytes& encoded,
+                                 const std::string& voice = "");
+/// One of the server's built-in faces.
+Bytes encode_set_character_seed(std::int64_t id, const std::string& character, std::int64_t face_seed,
+                                const std::string& voice = "");
+Bytes encode_set_steps(std::int64_t id, const std::string& character, int steps);
+/// character "" asks for every character's stats.
+Bytes encode_stats(std::int64_t id, const std::string& character = "");
+Bytes encode_state(std::int64_t id, const std::string& character);
+
+/// The ops of protocol version 1.
+const std::vector<std::string>& protocol_ops();
+
+/// A request's bytes → its map, checked as the server checks it (version, known op, field types). Throws
+/// ProtocolError ("not a msgpack message", "must be a msgpack map", "unknown op", ...).
+Value decode_request(const std::uint8_t* data, std::size_t size);
+inline Value decode_request(const Bytes& b) { return decode_request(b.data(), b.size()); }
+
+/// A reply's bytes → its map (must be a map with a string `status`). Does not look at the status.
+Value decode_reply(const std::uint8_t* data, std::size_t size);
+inline Value decode_reply(const Bytes& b) { return decode_reply(b.data(), b.size()); }
+
+/// Throws ServerError with the server's text when the reply's status is not "ok".
+void throw_if_error(const Value& reply);
+
+}  // namespace mfruntime

@@ -1,0 +1,105 @@
+#include "mfruntime/zmq_transport.hpp"
+
+#include <chrono>
+#include <stdexcept>
+#include <zmq.hpp>
+
+namespace mfruntime {
+
+namespace {
+
+void check_z85(const std::string& key, const char* what) {
+  std::uint8_t raw[32];
+  if (key.size() != 40 || zmq_z85_decode(raw, key.c_str()) == nullptr)
+    throw std::invalid_argument(std::string("CURVE ") + what + " must be 40 characters of Z85 text (as in the key files " +
+                                "mf keys writes), got " + std::to_string(key.size()) + " characters");
+}
+
+void secure(zmq::socket_t& s, const CurveKeys& k) {
+  if (!k.enabled()) return;
+  s.set(zmq::sockopt::curve_serverkey, k.server_public);
+  s.set(zmq::sockopt::curve_publickey, k.client_public);
+  s.set(zmq::sockopt::curve_secretkey, k.client_secret);
+}
+
+class ZmqSubscriber : public Subscriber {
+ public:
+  ZmqSubscriber(std::shared_ptr<zmq::context_t> ctx, const CurveKeys& keys)
+      : ctx_(std::move(ctx)), sock_(*ctx_, zmq::socket_type::sub) {
+    sock_.set(zmq::sockopt::linger, 0);
+    sock_.set(zmq::sockopt::rcvhwm, 1000);
+    secure(sock_, keys);
+  }
+  void connect(const std::string& address) override { sock_.connect(address); }
+  void subscribe(const std::string& topic) override { sock_.set(zmq::sockopt::subscribe, topic); }
+  bool receive(std::vector<Bytes>& parts, int timeout_ms) override {
+    zmq::pollitem_t item{sock_.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, std::chrono::milliseconds(timeout_ms)) == 0) return false;
+    parts.clear();
+    zmq::message_t msg;
+    do {
+      if (!sock_.recv(msg, zmq::recv_flags::none)) return false;
+      const auto* p = static_cast<const std::uint8_t*>(msg.data());
+      parts.emplace_back(p, p + msg.size());
+    } while (msg.more());
+    return true;
+  }
+  void close() override { sock_.close(); }
+
+ private:
+  std::shared_ptr<zmq::context_t> ctx_;
+  zmq::socket_t sock_;
+};
+
+class ZmqDealer : public RequestChannel {
+ public:
+  ZmqDealer(std::shared_ptr<zmq::context_t> ctx, const CurveKeys& keys)
+      : ctx_(std::move(ctx)), sock_(*ctx_, zmq::socket_type::dealer) {
+    sock_.set(zmq::sockopt::linger, 0);
+    secure(sock_, keys);
+  }
+  void connect(const std::string& address) override { sock_.connect(address); }
+  void send(const Bytes& request) override {
+    zmq::message_t msg(request.data(), request.size());
+    // DEALER queues while the connection is (re)established; dontwait only fails when its queue is full.
+    if (!sock_.send(msg, zmq::send_flags::dontwait))
+      throw std::runtime_error("cannot send the request: the control socket's queue is full (server unreachable?)");
+  }
+  bool receive(Bytes& reply, int timeout_ms) override {
+    zmq::pollitem_t item{sock_.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, std::chrono::milliseconds(timeout_ms)) == 0) return false;
+    zmq::message_t msg;
+    if (!sock_.recv(msg, zmq::recv_flags::none)) return false;
+    // One frame per reply; a stray multipart message keeps only its last frame.
+    while (msg.more()) {
+      if (!sock_.recv(msg, zmq::recv_flags::none)) return false;
+    }
+    const auto* p = static_cast<const std::uint8_t*>(msg.data());
+    reply.assign(p, p + msg.size());
+    return true;
+  }
+  void close() override { sock_.close(); }
+
+ private:
+  std::shared_ptr<zmq::context_t> ctx_;
+  zmq::socket_t sock_;
+};
+
+}  // namespace
+
+Transport zmq_transport(const CurveKeys& keys) {
+  if (keys.enabled()) {
+    check_z85(keys.server_public, "server public key");
+    check_z85(keys.client_public, "client public key");
+    check_z85(keys.client_secret, "client secret key");
+  }
+  auto ctx = std::make_shared<zmq::context_t>(1);
+  Transport t;
+  t.make_subscriber = [ctx, keys]() -> std::unique_ptr<Subscriber> { return std::make_unique<ZmqSubscriber>(ctx, keys); };
+  t.make_request_channel = [ctx, keys]() -> std::unique_ptr<RequestChannel> {
+    return std::make_unique<ZmqDealer>(ctx, keys);
+  };
+  return t;
+}
+
+}  // namespace mfruntime

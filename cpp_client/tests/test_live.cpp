@@ -1,0 +1,257 @@
+// Against a running `mf serve`: requests, a whole utterance through the client and its player, an interrupted
+// one, errors. tests/test_bridge_cpp.py starts the server and runs
+//
+//   test_live CONTROL_ADDRESS STREAM_ADDRESS
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "check.hpp"
+#include "mfruntime/mfruntime.hpp"
+
+using Clock = std::chrono::steady_clock;
+using mfruntime::PlayerEvent;
+using mfruntime::StreamChunk;
+
+namespace {
+
+std::string g_control, g_stream;
+
+struct Received {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::pair<StreamChunk, Clock::time_point>> chunks;
+
+  // Waits until pred(chunks) holds or `seconds` pass.
+  template <class Pred>
+  bool wait(Pred pred, double seconds) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::duration<double>(seconds), [&] { return pred(chunks); });
+  }
+  std::vector<std::pair<StreamChunk, Clock::time_point>> of(std::int64_t utt) {
+    std::lock_guard<std::mutex> lock(mu);
+    std::vector<std::pair<StreamChunk, Clock::time_point>> out;
+    for (auto& c : chunks)
+      if (c.first.utterance == utt) out.push_back(c);
+    return out;
+  }
+};
+
+Received g_rx;
+std::unique_ptr<mfruntime::Client> g_client;
+
+bool has_eou(const std::vector<std::pair<StreamChunk, Clock::time_point>>& all, std::int64_t utt) {
+  for (auto& c : all)
+    if (c.first.utterance == utt && c.first.eou) return true;
+  return false;
+}
+
+bool has_any(const std::vector<std::pair<StreamChunk, Clock::time_point>>& all, std::int64_t utt) {
+  for (auto& c : all)
+    if (c.first.utterance == utt) return true;
+  return false;
+}
+
+mfruntime::Client& client() {
+  if (!g_client) {
+    mfruntime::ClientConfig cfg;
+    cfg.control_address = g_control;
+    cfg.stream_address = g_stream;
+    cfg.output_rate = 48000;
+    cfg.request_timeout_ms = 30000;  // the first say warms the model up
+    cfg.on_chunk = [](const StreamChunk& c) {
+      std::lock_guard<std::mutex> lock(g_rx.mu);
+      g_rx.chunks.emplace_back(c, Clock::now());
+      g_rx.cv.notify_all();
+    };
+    cfg.on_log = [](const std::string& line) { std::printf("    client: %s\n", line.c_str()); };
+    g_client = std::make_unique<mfruntime::Client>(cfg);
+    g_client->connect();
+  }
+  return *g_client;
+}
+
+}  // namespace
+
+TEST(ping_reports_the_protocol_and_the_default_character) {
+  mfruntime::Value r = client().ping();
+  CHECK_EQ(r.at("status").as_string(), std::string("ok"));
+  CHECK_EQ(r.at("protocol").as_int(), 1);
+  bool found = false;
+  for (std::size_t i = 0; i < r.at("characters").size(); ++i) found = found || r.at("characters")[i].as_string() == "default";
+  CHECK(found);
+  CHECK(r.at("server").as_string().find("mfruntime") != std::string::npos);
+  CHECK_EQ(client().stream_address(), g_stream);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the SUB subscription reaches the server
+}
+
+TEST(say_streams_every_chunk_and_the_player_plays_it_in_order) {
+  mfruntime::Client& c = client();
+  mfruntime::Player& player = c.player();
+  while (player.poll_event()) {
+  }
+  const auto t0 = Clock::now();
+  const std::int64_t utt = c.say("Hello from C plus plus.");
+  CHECK(utt >= 1);
+
+  // Play it as an engine would: the audio callback pulls 10 ms blocks, the game thread takes frames, about twice
+  // as fast as real time (underruns are allowed; order and exactness are checked).
+  std::vector<float> block(480 * 2);
+  long long audible = 0;
+  std::int64_t last_frame_clock = -1;
+  int frames_taken = 0;
+  bool in_order = true, on_time = true, started = false, ended = false, ended_interrupted = true;
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (!ended && Clock::now() < deadline) {
+    audible += player.read_audio(block.data(), 480, 2);
+    if (auto f = player.take_frame()) {
+      in_order = in_order && f->clock > last_frame_clock && f->utterance == utt;
+      on_time = on_time && f->clock <= player.audio_clock();
+      last_frame_clock = f->clock;
+      ++frames_taken;
+    }
+    while (auto e = player.poll_event()) {
+      if (e->utterance != utt) continue;
+      if (e->type == PlayerEvent::Type::UtteranceStarted) started = true;
+      if (e->type == PlayerEvent::Type::UtteranceEnded) {
+        ended = true;
+        ended_interrupted = e->interrupted;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  while (auto f = player.take_frame()) {  // the last frames are due once the utterance is over
+    in_order = in_order && f->clock > last_frame_clock;
+    last_frame_clock = f->clock;
+    ++frames_taken;
+  }
+  CHECK(started);
+  CHECK(ended);
+  CHECK(!ended_interrupted);
+
+  auto chunks = g_rx.of(utt);
+  CHECK(!chunks.empty());
+  if (chunks.empty()) return;
+  const double first_ms = std::chrono::duration<double, std::milli>(chunks.front().second - t0).count();
+  std::printf("    say -> first chunk: %.1f ms (%zu chunks, %.2f s of audio)\n", first_ms, chunks.size(),
+              chunks.size() * 0.16);
+  std::int64_t media = 0;
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    const StreamChunk& k = chunks[i].first;
+    CHECK_EQ(k.seq, static_cast<std::int64_t>(i));  // continuous from 0, nothing lost
+    CHECK_EQ(k.utterance, utt);
+    CHECK_EQ(k.eou, i + 1 == chunks.size());
+    if (i > 0) CHECK_EQ(k.clock, chunks[i - 1].first.clock + chunks[i - 1].first.samples);
+    if (k.is_end_marker()) continue;
+    ++media;
+    CHECK_EQ(k.frames, 4);
+    CHECK_EQ(k.samples, 2560);
+    CHECK_EQ(k.fps, 25);
+    CHECK_EQ(k.sample_rate, 16000);
+    CHECK(k.width > 0 && k.width == k.height);
+    CHECK_EQ(k.video.size(), static_cast<std::size_t>(4) * k.height * k.width * 3);
+    CHECK_EQ(k.pcm.size(), 2560u);
+  }
+  CHECK(!chunks.back().first.interrupted);
+  const StreamChunk& last = chunks.back().first;
+  CHECK(in_order);
+  CHECK(on_time);
+  CHECK_EQ(frames_taken + player.stats().dropped_frames, media * 4);
+  CHECK_EQ(audible, media * 2560 * 3);  // every sample, resampled to 48 kHz exactly
+  CHECK_EQ(player.audio_clock(), last.clock + last.samples);
+  CHECK_EQ(last_frame_clock, last.clock + last.samples - 640);
+  std::printf("    player: %lld frames shown, %lld dropped, %lld underruns, %lld late\n",
+              static_cast<long long>(frames_taken), static_cast<long long>(player.stats().dropped_frames),
+              static_cast<long long>(player.stats().underruns), static_cast<long long>(player.stats().late_chunks));
+}
+
+TEST(interrupt_cuts_locally_at_once_and_the_server_ends_the_utterance) {
+  mfruntime::Client& c = client();
+  mfruntime::Player& player = c.player();
+  while (player.poll_event()) {
+  }
+  const auto t0 = Clock::now();
+  const std::int64_t utt = c.say(
+      "This is a much longer line, one that goes on and on for quite a while, so that there is plenty of time "
+      "to interrupt it before it is done.");
+  CHECK(g_rx.wait([&](auto& all) { return has_any(all, utt); }, 60.0));
+  const double first_ms = std::chrono::duration<double, std::milli>(g_rx.of(utt).front().second - t0).count();
+  std::printf("    say -> first chunk: %.1f ms (second line)\n", first_ms);
+  std::vector<float> block(480 * 2);
+  long long before = 0;
+  for (int i = 0; i < 5; ++i) before += player.read_audio(block.data(), 480, 2);
+  CHECK(before > 0);  // it was playing
+  std::optional<std::int64_t> cut = c.interrupt();
+  CHECK(cut.has_value() && *cut == utt);
+  bool ended_interrupted = false;
+  while (auto e = player.poll_event())
+    if (e->type == PlayerEvent::Type::UtteranceEnded && e->utterance == utt) ended_interrupted = e->interrupted;
+  CHECK(ended_interrupted);  // reported at once
+  long long after = player.read_audio(block.data(), 480, 2);
+  CHECK(after <= (16 + 80) * 3);  // at most the 1 ms lookahead and the 5 ms fade
+  CHECK_EQ(player.read_audio(block.data(), 480, 2), 0);
+  CHECK(g_rx.wait([&](auto& all) { return has_eou(all, utt); }, 30.0));
+  auto chunks = g_rx.of(utt);
+  CHECK(!chunks.empty() && chunks.back().first.eou && chunks.back().first.interrupted);
+  CHECK(chunks.size() < 40);  // cut short (the whole line is far longer)
+  for (std::size_t i = 0; i < chunks.size(); ++i) CHECK_EQ(chunks[i].first.seq, static_cast<std::int64_t>(i));
+  CHECK_EQ(player.read_audio(block.data(), 480, 2), 0);  // the rest of it stays silent
+
+  mfruntime::Value st = c.state();
+  CHECK_EQ(st.at("utterance").as_int(), utt);
+  CHECK(!st.at("speaking").as_bool());
+  CHECK_EQ(st.at("fps").as_int(), 25);
+  CHECK_EQ(st.at("sample_rate").as_int(), 16000);
+  CHECK_EQ(st.at("width").as_int(), chunks.front().first.width);
+  CHECK(st.at("clock").as_double() >= chunks.back().first.pts);
+  std::printf("    state: %s\n", st.to_string().c_str());
+}
+
+TEST(a_malformed_request_gets_the_servers_error_and_the_client_keeps_working) {
+  mfruntime::Client& c = client();
+  CHECK_THROWS(c.say(""), mfruntime::ServerError, "empty");
+  CHECK_THROWS(c.request("dance"), mfruntime::ServerError, "unknown op 'dance'");
+  CHECK_THROWS(c.set_steps(500), mfruntime::ServerError, "steps");
+  CHECK_EQ(c.ping().at("protocol").as_int(), 1);
+  mfruntime::Value st = c.stats();
+  CHECK(st.at("characters").at("default").at("utterances").as_int() >= 2);
+  CHECK(st.at("server").at("errors").as_int() >= 3);
+  mfruntime::Value face = c.set_character_seed(3);
+  CHECK_EQ(face.at("character").as_string(), std::string("default"));
+  CHECK(face.at("width").as_int() > 0);
+  CHECK_EQ(c.client_stats().bad_messages, 0);
+  CHECK_EQ(c.client_stats().restarts, 0);
+  CHECK_EQ(c.client_stats().timeouts, 0);
+}
+
+TEST(a_request_without_a_server_times_out_clearly) {
+  mfruntime::ClientConfig cfg;
+  cfg.control_address = "tcp://127.0.0.1:9";  // nothing listens there
+  cfg.request_timeout_ms = 300;
+  mfruntime::Client lonely(cfg);
+  CHECK_EQ(lonely.stream_address(), std::string("tcp://127.0.0.1:10"));
+  lonely.connect();
+  CHECK_THROWS(lonely.ping(), mfruntime::TimeoutError, "no reply to 'ping'");
+  CHECK_THROWS(lonely.ping(), mfruntime::TimeoutError, "is `mf serve` running");  // a fresh socket, same answer
+  CHECK_EQ(lonely.client_stats().timeouts, 2);
+  lonely.close();
+}
+
+TEST(close_is_clean) {
+  client().close();
+  CHECK(!client().connected());
+  CHECK_THROWS(client().ping(), mfruntime::Error, "not connected");
+}
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: test_live CONTROL_ADDRESS STREAM_ADDRESS  (a running mf serve)\n");
+    return 2;
+  }
+  g_control = argv[1];
+  g_stream = argv[2];
+  int rc = check::run_all(argc > 3 ? argv[3] : nullptr);
+  g_client.reset();
+  return rc;
+}

@@ -1,0 +1,325 @@
+// Every file in tests/vectors/: stream vectors decode to the JSON's values, request/reply vectors decode to the
+// JSON's maps (and this library's encoders write the same bytes), every bad_* vector is rejected with the JSON's
+// reason. Plus the decoder's other checks on hand-made variations of a good chunk.
+//
+//   test_vectors PATH/TO/tests/vectors
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "check.hpp"
+#include "json.hpp"
+#include "mfruntime/protocol.hpp"
+#include "sha256.hpp"
+
+namespace fs = std::filesystem;
+using mfruntime::Bytes;
+using mfruntime::ProtocolError;
+using mfruntime::Value;
+
+static fs::path g_dir;
+
+static Bytes read_bytes(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot read " + p.string());
+  return Bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+static std::vector<Bytes> stream_parts(const std::string& stem) {
+  std::vector<Bytes> parts;
+  for (int i = 0; i < 4; ++i) parts.push_back(read_bytes(g_dir / (stem + "." + std::to_string(i) + ".bin")));
+  return parts;
+}
+
+static std::string sha(const Bytes& b) { return testsha::sha256_hex(b.data(), b.size()); }
+
+static std::vector<float> floats_of(const Bytes& b) {
+  std::vector<float> f(b.size() / 4);
+  for (std::size_t i = 0; i < f.size(); ++i) {
+    std::uint32_t u = static_cast<std::uint32_t>(b[4 * i]) | (static_cast<std::uint32_t>(b[4 * i + 1]) << 8) |
+                      (static_cast<std::uint32_t>(b[4 * i + 2]) << 16) | (static_cast<std::uint32_t>(b[4 * i + 3]) << 24);
+    std::memcpy(&f[i], &u, 4);
+  }
+  return f;
+}
+
+static void check_stream_vector(const std::string& stem, const Value& want) {
+  std::vector<Bytes> parts = stream_parts(stem);
+  mfruntime::StreamChunk c = mfruntime::decode_chunk(parts);
+  const Value& h = want.at("header");
+  CHECK_EQ(std::string(parts[0].begin(), parts[0].end()), want.at("topic").as_string());
+  CHECK_EQ(c.character, want.at("topic").as_string());
+  CHECK_EQ(c.character, h.at("character").as_string());
+  CHECK_EQ(h.at("v").as_int(), 1);
+  CHECK_EQ(c.utterance, h.at("utterance").as_int());
+  CHECK_EQ(c.seq, h.at("seq").as_int());
+  CHECK_EQ(c.pts, h.at("pts").as_double());
+  CHECK_EQ(c.clock, std::llround(h.at("pts").as_double() * h.at("sample_rate").as_int()));
+  CHECK_EQ(c.width, h.at("width").as_int());
+  CHECK_EQ(c.height, h.at("height").as_int());
+  CHECK_EQ(c.frames, h.at("frames").as_int());
+  CHECK_EQ(c.fps, h.at("fps").as_int());
+  CHECK_EQ(c.sample_rate, h.at("sample_rate").as_int());
+  CHECK_EQ(c.samples, h.at("samples").as_int());
+  CHECK_EQ(c.eou, h.at("eou").as_bool());
+  CHECK_EQ(c.interrupted, h.at("interrupted").as_bool());
+  CHECK_EQ(h.size(), 13u);  // the JSON lists exactly the protocol's header fields, each checked above
+  // The header decodes to the JSON's map as a whole, too.
+  CHECK(mfruntime::unpack_value(parts[1]) == h);
+
+  CHECK_EQ(static_cast<std::int64_t>(c.video.size()), want.at("video_bytes").as_int());
+  CHECK_EQ(sha(c.video), want.at("video_sha256").as_string());
+  const Value& vf = want.at("video_first");
+  for (std::size_t i = 0; i < vf.size(); ++i) CHECK_EQ(static_cast<std::int64_t>(c.video[i]), vf[i].as_int());
+  const Value& vl = want.at("video_last");
+  for (std::size_t i = 0; i < vl.size(); ++i)
+    CHECK_EQ(static_cast<std::int64_t>(c.video[c.video.size() - vl.size() + i]), vl[i].as_int());
+
+  CHECK_EQ(static_cast<std::int64_t>(c.pcm.size() * 4), want.at("pcm_bytes").as_int());
+  CHECK_EQ(sha(parts[3]), want.at("pcm_sha256").as_string());
+  const Value& pf = want.at("pcm_first");
+  for (std::size_t i = 0; i < pf.size(); ++i) CHECK_EQ(static_cast<double>(c.pcm[i]), pf[i].as_double());
+  // Every sample decoded: the pattern of docs/PROTOCOL.md, ((n mod 64) − 32) / 64.
+  for (std::size_t n = 0; n < c.pcm.size(); ++n)
+    if (c.pcm[n] != static_cast<float>((static_cast<int>(n % 64) - 32) / 64.0)) {
+      CHECK_EQ(c.pcm[n], static_cast<float>((static_cast<int>(n % 64) - 32) / 64.0));
+      break;
+    }
+  // Every pixel: (7·frame + 3·row + 5·column + 11·channel) mod 256.
+  std::size_t k = 0;
+  bool pattern = true;
+  for (int f = 0; f < c.frames; ++f)
+    for (int y = 0; y < c.height; ++y)
+      for (int x = 0; x < c.width; ++x)
+        for (int ch = 0; ch < 3; ++ch) pattern = pattern && c.video[k++] == (7 * f + 3 * y + 5 * x + 11 * ch) % 256;
+  CHECK(pattern);
+  // Encoding the decoded chunk gives the vector's bytes back.
+  std::vector<Bytes> again = mfruntime::encode_chunk(c);
+  for (int i = 0; i < 4; ++i) CHECK(again[static_cast<std::size_t>(i)] == parts[static_cast<std::size_t>(i)]);
+}
+
+// This library's encoder for the request, from the JSON's fields.
+static Bytes encode_like(const Value& r) {
+  const std::string op = r.at("op").as_string();
+  const std::int64_t id = r.at("id").as_int();
+  auto opt_str = [&](const char* k) { return r.find(k) ? r.at(k).as_string() : std::string(); };
+  auto opt_int = [&](const char* k) { return r.find(k) ? static_cast<int>(r.at(k).as_int()) : 0; };
+  if (op == "ping") return mfruntime::encode_ping(id);
+  if (op == "say")
+    return mfruntime::encode_say(id, r.at("character").as_string(), r.at("text").as_string(), opt_str("voice"),
+                                 opt_int("steps"));
+  if (op == "drive") {
+    std::vector<float> pcm = floats_of(r.at("pcm").as_bytes());
+    return mfruntime::encode_drive(id, r.at("character").as_string(), pcm.data(), pcm.size(),
+                                   static_cast<int>(r.at("sample_rate").as_int()), opt_int("steps"));
+  }
+  if (op == "interrupt") return mfruntime::encode_interrupt(id, r.at("character").as_string());
+  if (op == "set_character")
+    return mfruntime::encode_set_character_rgb(id, r.at("character").as_string(), r.at("image").as_bytes(),
+                                               static_cast<int>(r.at("width").as_int()),
+                                               static_cast<int>(r.at("height").as_int()), opt_str("voice"));
+  throw std::runtime_error("no encoder check for op " + op);
+}
+
+static void check_vector(const std::string& stem) {
+  const Value want = testjson::parse_file((g_dir / (stem + ".json")).string());
+  const bool has_msgpack = fs::exists(g_dir / (stem + ".msgpack"));
+  const bool has_parts = fs::exists(g_dir / (stem + ".0.bin"));
+  if (stem.rfind("bad_", 0) == 0) {
+    const std::string reason = want.at("error").as_string();
+    CHECK(!reason.empty());
+    if (has_msgpack) {
+      Bytes b = read_bytes(g_dir / (stem + ".msgpack"));
+      CHECK_THROWS(mfruntime::decode_request(b), ProtocolError, reason);
+    } else {
+      CHECK(has_parts);
+      std::vector<Bytes> parts = stream_parts(stem);
+      CHECK_THROWS(mfruntime::decode_chunk(parts), ProtocolError, reason);
+    }
+    return;
+  }
+  if (stem.rfind("stream_", 0) == 0) {
+    CHECK(has_parts);
+    check_stream_vector(stem, want);
+    return;
+  }
+  if (stem.rfind("request_", 0) == 0) {
+    Bytes b = read_bytes(g_dir / (stem + ".msgpack"));
+    Value got = mfruntime::decode_request(b);
+    CHECK(got == want.at("decoded"));
+    if (!(got == want.at("decoded"))) std::printf("    got %s\n", got.to_string().c_str());
+    CHECK(encode_like(want.at("decoded")) == b);  // the same bytes as the Python encoder
+    return;
+  }
+  if (stem.rfind("reply_", 0) == 0) {
+    Bytes b = read_bytes(g_dir / (stem + ".msgpack"));
+    Value got = mfruntime::decode_reply(b);
+    CHECK(got == want.at("decoded"));
+    const std::string status = want.at("decoded").at("status").as_string();
+    if (status == "ok") {
+      mfruntime::throw_if_error(got);
+    } else {
+      CHECK_THROWS(mfruntime::throw_if_error(got), mfruntime::ServerError, want.at("decoded").at("error").as_string());
+    }
+    return;
+  }
+  check::fail(__FILE__, __LINE__, "vector " + stem + " is of a kind this test does not know: teach it");
+}
+
+// --- the decoder's checks beyond the vectors --------------------------------------------------------
+
+static std::vector<Bytes> good_parts() { return stream_parts("stream_chunk_64px"); }
+
+static std::vector<Bytes> with_header(std::vector<Bytes> parts, const std::string& key, const Value& v, bool remove = false) {
+  Value h = mfruntime::unpack_value(parts[1]);
+  Value out = Value::map();
+  for (std::size_t i = 0; i < h.size(); ++i)
+    if (h.keys()[i] != key) out.set(h.keys()[i], h[i]);
+    else if (!remove) out.set(key, v);
+  parts[1] = mfruntime::pack_value(out);
+  return parts;
+}
+
+TEST(sha256_known_digests) {
+  CHECK_EQ(testsha::sha256_hex(nullptr, 0), std::string("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+  const std::uint8_t abc[] = {'a', 'b', 'c'};
+  CHECK_EQ(testsha::sha256_hex(abc, 3), std::string("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+}
+
+TEST(decoder_rejects_wrong_part_count) {
+  std::vector<Bytes> parts = good_parts();
+  parts.pop_back();
+  CHECK_THROWS(mfruntime::decode_chunk(parts), ProtocolError, "4 parts");
+  parts = good_parts();
+  parts.push_back(Bytes{});
+  CHECK_THROWS(mfruntime::decode_chunk(parts), ProtocolError, "4 parts");
+}
+
+TEST(decoder_rejects_header_not_a_map_or_garbage) {
+  std::vector<Bytes> parts = good_parts();
+  parts[1] = mfruntime::pack_value(Value::array({1, 2}));
+  CHECK_THROWS(mfruntime::decode_chunk(parts), ProtocolError, "must be a msgpack map");
+  parts[1] = Bytes{0x85, 0xa1};  // a map of 5 that stops after one byte of key
+  CHECK_THROWS(mfruntime::decode_chunk(parts), ProtocolError, "not a msgpack message");
+}
+
+TEST(decoder_checks_every_header_field) {
+  const char* fields[] = {"character", "utterance", "seq", "pts", "width", "height", "frames", "fps",
+                          "sample_rate", "samples", "eou", "interrupted"};
+  for (const char* f : fields) {
+    CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), f, Value(), true)), ProtocolError,
+                 std::string("'") + f + "' is missing");
+    Value wrong = std::string(f) == "character" ? Value(5) : Value("x");
+    CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), f, wrong)), ProtocolError,
+                 std::string("'") + f + "' must be");
+  }
+  // v: missing, a string, another number.
+  CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "v", Value(), true)), ProtocolError, "version");
+  CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "v", Value("1"))), ProtocolError, "version");
+  CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "v", Value(0))), ProtocolError, "version");
+  // A bool is not an int, and an int is not a bool.
+  CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "seq", Value(true))), ProtocolError, "'seq' must be int");
+  CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "eou", Value(1))), ProtocolError, "'eou' must be bool");
+}
+
+TEST(decoder_accepts_integer_pts) {
+  mfruntime::StreamChunk c = mfruntime::decode_chunk(with_header(good_parts(), "pts", Value(2)));
+  CHECK_EQ(c.pts, 2.0);
+  CHECK_EQ(c.clock, 32000);
+}
+
+TEST(decoder_rejects_negative_sizes_and_wrong_lengths) {
+  CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "frames", Value(-4))), ProtocolError, "negative");
+  CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "samples", Value(-1))), ProtocolError, "negative");
+  CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "width", Value(-64))), ProtocolError, "negative");
+  std::vector<Bytes> parts = good_parts();
+  parts[3].pop_back();
+  CHECK_THROWS(mfruntime::decode_chunk(parts), ProtocolError, "pcm part");
+  parts = good_parts();
+  parts[2].push_back(0);
+  CHECK_THROWS(mfruntime::decode_chunk(parts), ProtocolError, "video part");
+  // Sizes whose product overflows are rejected, not wrapped.
+  std::vector<Bytes> huge = with_header(good_parts(), "width", Value(2147483647LL));
+  huge = with_header(huge, "height", Value(2147483647LL));
+  huge = with_header(huge, "frames", Value(2147483647LL));
+  CHECK_THROWS(mfruntime::decode_chunk(huge), ProtocolError, "video part");
+}
+
+TEST(decoder_compares_topic_exactly) {
+  std::vector<Bytes> parts = good_parts();
+  parts[0] = Bytes{'n', 'p', 'c', '-', '1', '0'};  // a prefix match on SUB, but another character
+  CHECK_THROWS(mfruntime::decode_chunk(parts), ProtocolError, "topic");
+}
+
+TEST(request_decoder_checks_fields_and_version) {
+  Value say = mfruntime::unpack_value(mfruntime::encode_say(1, "npc", "hi"));
+  say.set("text", 5);
+  CHECK_THROWS(mfruntime::decode_request(mfruntime::pack_value(say)), ProtocolError, "field 'text' must be str");
+  Value missing = Value::map({{"op", "say"}, {"character", "npc"}});
+  CHECK_THROWS(mfruntime::decode_request(mfruntime::pack_value(missing)), ProtocolError, "needs the field 'text'");
+  Value v2 = Value::map({{"v", 2}, {"op", "ping"}});
+  CHECK_THROWS(mfruntime::decode_request(mfruntime::pack_value(v2)), ProtocolError, "version");
+  Bytes extra = mfruntime::encode_ping(1);
+  extra.push_back(0xc0);
+  CHECK_THROWS(mfruntime::decode_request(extra), ProtocolError, "not a msgpack message");
+  CHECK_THROWS(mfruntime::decode_reply(mfruntime::pack_value(Value::map({{"v", 1}}))), ProtocolError, "status");
+  // Every op has an encoder whose output the request decoder accepts.
+  std::vector<Bytes> all = {mfruntime::encode_ping(1),
+                            mfruntime::encode_say(2, "a", "Hi.", "en-gb-x-rp+f2", 4),
+                            mfruntime::encode_interrupt(4, "a"),
+                            mfruntime::encode_set_character_image(5, "a", Bytes{1, 2, 3}),
+                            mfruntime::encode_set_character_seed(6, "a", 7, "en"),
+                            mfruntime::encode_set_steps(7, "a", 3),
+                            mfruntime::encode_stats(8),
+                            mfruntime::encode_stats(9, "a"),
+                            mfruntime::encode_state(10, "a")};
+  float pcm[3] = {0.5f, -0.25f, 0.0f};
+  all.push_back(mfruntime::encode_drive(3, "a", pcm, 3, 22050, 2));
+  std::set<std::string> ops;
+  for (const Bytes& b : all) {
+    Value r = mfruntime::decode_request(b);
+    CHECK_EQ(r.at("v").as_int(), 1);
+    ops.insert(r.at("op").as_string());
+  }
+  CHECK_EQ(ops.size(), mfruntime::protocol_ops().size());
+  Value d = mfruntime::decode_request(all.back());
+  CHECK(floats_of(d.at("pcm").as_bytes()) == std::vector<float>(pcm, pcm + 3));
+  CHECK_EQ(d.at("sample_rate").as_int(), 22050);
+  CHECK_THROWS(mfruntime::encode_set_character_rgb(1, "a", Bytes(11), 2, 2), std::invalid_argument, "width x height x 3");
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: test_vectors PATH/TO/tests/vectors\n");
+    return 2;
+  }
+  g_dir = argv[1];
+  std::vector<std::string> stems;
+  std::size_t files = 0;
+  for (const auto& e : fs::directory_iterator(g_dir)) {
+    ++files;
+    if (e.path().extension() == ".json") stems.push_back(e.path().stem().string());
+  }
+  std::sort(stems.begin(), stems.end());
+  if (stems.empty()) {
+    std::printf("no vectors (*.json) in %s\n0 passed, 1 failed\n", g_dir.string().c_str());
+    return 1;
+  }
+  // Every file belongs to a vector that is checked (no stray file left unexamined).
+  std::size_t claimed = 0;
+  for (const std::string& s : stems) {
+    claimed += 1;  // the .json
+    if (fs::exists(g_dir / (s + ".msgpack"))) claimed += 1;
+    for (int i = 0; i < 4; ++i) claimed += fs::exists(g_dir / (s + "." + std::to_string(i) + ".bin")) ? 1 : 0;
+  }
+  check::cases().push_back({"every_vector_file_is_checked", [files, claimed] { CHECK_EQ(files, claimed); }});
+  for (const std::string& s : stems) {
+    check::cases().push_back({"vector_" + s, [s] { check_vector(s); }});
+  }
+  std::printf("%zu vectors in %s\n", stems.size(), g_dir.string().c_str());
+  return check::run_all();
+}
