@@ -27,7 +27,7 @@ def require(tools: dict[str, str]) -> None:
         pytest.skip(msg)
 
 
-def running_server(*extra: str, port: int | None = None):
+def running_server(*extra: str, port: int | None = None, keys: tuple[str, str] | None = None):
     """A real ``mf serve`` (bundled model, eager backend, 2 steps, 1 thread) on free loopback ports: a context
-    manager that yields (control, stream)."""
-    return serve_process(*extra, port=port)
+    manager that yields (control, stream). ``keys`` as for :func:`serve_process` (CURVE servers)."""
+    return serve_process(*extra, port=port, keys=keys)

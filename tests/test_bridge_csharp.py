@@ -87,3 +87,15 @@ def test_console_sample_writes_the_line_to_a_wav(built, tmp_path):
     bad = subprocess.run(["mono", str(built / "SayToWav.exe"), "Hello.", str(wav), "tcp://127.0.0.1:1"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "not connected" in bad.stderr
+
+
+def test_csharp_transport_refuses_a_curve_server_with_a_clear_error(built, tmp_path):
+    from mfruntime.runtime.security import write_keypair
+
+    public, secret = write_keypair(tmp_path / "server", "server")
+    _, studio = write_keypair(tmp_path / "clients", "studio")
+    with running_server("--curve-secret", str(secret), "--curve-clients", str(tmp_path / "clients"),
+                        keys=(str(public), str(studio))) as (control, _):
+        r = subprocess.run(["mono", str(built / "SayToWav.exe"), "Hello.", str(tmp_path / "x.wav"), control],
+                           capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "CURVE" in r.stderr and "NULL only" in r.stderr, r.stdout + r.stderr

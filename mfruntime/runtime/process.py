@@ -29,9 +29,10 @@ def free_port_pair() -> int:
 
 @contextlib.contextmanager
 def serve_process(*extra: str, port: int | None = None, backend: str = "eager", steps: int = 2,
-                  threads: str = "1", timeout: float = 60.0):
+                  threads: str = "1", timeout: float = 60.0, keys: tuple[str, str] | None = None):
     """Start ``mf serve`` (bundled model) on loopback and wait until it answers ``ping``; yields the (control, stream)
-    addresses. Stops it with SIGTERM afterwards (kills it if it does not stop within 30 s)."""
+    addresses. ``keys``: (the server's public key file, an authorised client's secret key file) for the readiness
+    ping of a server started with CURVE. Stops it with SIGTERM afterwards (kills it if it does not stop in 30 s)."""
     port = port or free_port_pair()
     control, stream = f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1}"
     cmd = [sys.executable, "-m", "mfruntime.cli", "serve", "--bind", control, "--stream", stream,
@@ -42,7 +43,8 @@ def serve_process(*extra: str, port: int | None = None, backend: str = "eager", 
         if not line.startswith("mf serve: control"):
             proc.wait(timeout=30)
             raise RuntimeError(f"mf serve did not start: {line!r} {proc.stderr.read()}")
-        with Client(control, timeout=timeout) as c:
+        server_key, client_key = keys or (None, None)
+        with Client(control, timeout=timeout, server_key=server_key, client_key=client_key) as c:
             c.request("ping")
         yield control, stream
     finally:

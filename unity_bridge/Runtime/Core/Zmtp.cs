@@ -180,7 +180,10 @@ namespace Mfruntime
             greeting[10] = 3;  // version 3.0
             greeting[11] = 0;
             Encoding.ASCII.GetBytes("NULL", 0, 4, greeting, 12);
-            output.Write(greeting, 0, greeting.Length);
+            // Signature and major version first; the rest once the peer's greeting is in (as libzmq does), so a
+            // server with another security mechanism shows it before it drops the connection.
+            output.Write(greeting, 0, 11);
+            output.Flush();
             var peer = ReadExactly(input, 64);
             if (peer[0] != 0xFF || (peer[9] & 1) != 1)
                 throw new TransportException("the peer at tcp://" + host + ":" + port + " is not a ZeroMQ socket");
@@ -190,6 +193,7 @@ namespace Mfruntime
             if (mechanism != "NULL")
                 throw new TransportException("the server uses the " + mechanism + " security mechanism; this transport speaks " +
                                              "NULL only (use the native client or a NetMQ transport for CURVE)");
+            output.Write(greeting, 11, greeting.Length - 11);
             var ready = new MemoryStream();
             ready.WriteByte(5);
             ready.Write(Encoding.ASCII.GetBytes("READY"), 0, 5);
