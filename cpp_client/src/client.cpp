@@ -62,6 +62,8 @@ void Client::connect() {
   sub_ = transport_.make_subscriber();
   sub_->subscribe(cfg_.character);
   sub_->connect(stream_address_);
+  seen_connections_ = 0;
+  last_seq_ = -1;
   stop_ = false;
   running_ = true;
   rx_ = std::thread([this] { receive_loop(); });
@@ -82,16 +84,36 @@ void Client::close() {
   running_ = false;
 }
 
+void Client::restarted(const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    ++stats_.restarts;
+  }
+  log("the server restarted (" + why + "): playback reset");
+  player_.reset();
+  newest_stream_ = 0;
+  newest_said_ = 0;
+  last_seq_ = -1;
+}
+
 void Client::receive_loop() {
   std::vector<Bytes> parts;
   while (!stop_) {
     bool got = false;
+    std::int64_t conns = 0;
     try {
       got = sub_->receive(parts, 100);
+      conns = sub_->connections();
     } catch (const std::exception& e) {
       log(std::string("stream receive failed: ") + e.what());
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       continue;
+    }
+    if (conns > seen_connections_) {
+      // A new connection after the first: the server went away and came back (its clock and ids begin again).
+      // Checked before the message: libzmq reports the connection before anything arrives over it.
+      if (seen_connections_ > 0) restarted("the stream reconnected");
+      seen_connections_ = conns;
     }
     if (!got) continue;
     {
@@ -113,14 +135,8 @@ void Client::receive_loop() {
     const std::int64_t newest = newest_stream_.load();
     if (newest > 0 && (chunk.utterance < newest || (chunk.utterance == newest && chunk.seq <= last_seq_))) {
       // Ids went backwards: the server restarted (its clock and utterance ids begin again).
-      {
-        std::lock_guard<std::mutex> lock(stats_mu_);
-        ++stats_.restarts;
-      }
-      log("the server restarted (utterance " + std::to_string(chunk.utterance) + " seq " + std::to_string(chunk.seq) +
-          " after utterance " + std::to_string(newest) + " seq " + std::to_string(last_seq_) + "): playback reset");
-      player_.reset();
-      newest_said_ = 0;
+      restarted("utterance " + std::to_string(chunk.utterance) + " seq " + std::to_string(chunk.seq) +
+                " after utterance " + std::to_string(newest) + " seq " + std::to_string(last_seq_));
     }
     newest_stream_ = chunk.utterance;
     last_seq_ = chunk.seq;

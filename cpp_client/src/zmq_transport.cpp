@@ -1,6 +1,8 @@
 #include "mfruntime/zmq_transport.hpp"
 
+#include <atomic>
 #include <chrono>
+#include <cstring>
 #include <stdexcept>
 #include <zmq.hpp>
 
@@ -22,13 +24,26 @@ void secure(zmq::socket_t& s, const CurveKeys& k) {
   s.set(zmq::sockopt::curve_secretkey, k.client_secret);
 }
 
+// A connection counts once its ZMTP handshake succeeded (with CURVE: once the server accepted our keys).
+#ifdef ZMQ_EVENT_HANDSHAKE_SUCCEEDED
+constexpr int kConnectedEvent = ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
+#else
+constexpr int kConnectedEvent = ZMQ_EVENT_CONNECTED;
+#endif
+
 class ZmqSubscriber : public Subscriber {
  public:
   ZmqSubscriber(std::shared_ptr<zmq::context_t> ctx, const CurveKeys& keys)
-      : ctx_(std::move(ctx)), sock_(*ctx_, zmq::socket_type::sub) {
+      : ctx_(std::move(ctx)), sock_(*ctx_, zmq::socket_type::sub), monitor_(*ctx_, zmq::socket_type::pair) {
     sock_.set(zmq::sockopt::linger, 0);
     sock_.set(zmq::sockopt::rcvhwm, 1000);
     secure(sock_, keys);
+    // The monitor's events go to an inproc PAIR; attached before connect() so the first connection is seen too.
+    static std::atomic<unsigned long> next{0};
+    const std::string endpoint = "inproc://mfruntime-sub-monitor-" + std::to_string(++next);
+    if (zmq_socket_monitor(sock_.handle(), endpoint.c_str(), kConnectedEvent) != 0) throw zmq::error_t();
+    monitor_.set(zmq::sockopt::linger, 0);
+    monitor_.connect(endpoint);
   }
   void connect(const std::string& address) override { sock_.connect(address); }
   void subscribe(const std::string& topic) override { sock_.set(zmq::sockopt::subscribe, topic); }
@@ -44,11 +59,29 @@ class ZmqSubscriber : public Subscriber {
     } while (msg.more());
     return true;
   }
-  void close() override { sock_.close(); }
+  std::int64_t connections() override {
+    // Each event is two frames: 6 bytes (uint16 event id, uint32 value, native byte order), then the endpoint.
+    zmq::message_t event;
+    while (monitor_ && monitor_.recv(event, zmq::recv_flags::dontwait)) {
+      std::uint16_t id = 0;
+      if (event.size() >= sizeof id) std::memcpy(&id, event.data(), sizeof id);
+      while (event.more() && monitor_.recv(event, zmq::recv_flags::dontwait)) {
+      }
+      if (id == kConnectedEvent) ++connections_;
+    }
+    return connections_;
+  }
+  void close() override {
+    if (sock_) zmq_socket_monitor(sock_.handle(), nullptr, 0);
+    monitor_.close();
+    sock_.close();
+  }
 
  private:
   std::shared_ptr<zmq::context_t> ctx_;
   zmq::socket_t sock_;
+  zmq::socket_t monitor_;
+  std::int64_t connections_ = 0;
 };
 
 class ZmqDealer : public RequestChannel {

@@ -1,88 +1,151 @@
-// mfruntime::Client over a fake transport (no server): reply matching by id, timeouts re-creating the control
-// channel, bad stream messages counted, a server restart detected on the stream, interrupt cutting locally.
+// mfruntime::Client through its default ZeroMQ transport against a scripted peer in this process, made of real libzmq
+// sockets bound on 127.0.0.1 (free ports): a ROUTER answering control requests from a thread, and an XPUB (a PUB
+// that also tells the test when the client's subscription has arrived, so nothing is published into the void).
+// Checked: replies matched by id with a stale one skipped, a timeout re-creating the control channel, malformed
+// stream messages counted and logged, a character sharing the topic prefix ignored, a server restart detected by
+// ids going backwards and by the stream reconnecting (player reset), interrupt cutting locally.
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <deque>
+#include <cstring>
 #include <thread>
+#include <zmq.hpp>
 
 #include "check.hpp"
 #include "mfruntime/client.hpp"
 
 using mfruntime::Bytes;
 using mfruntime::Value;
+using Clock = std::chrono::steady_clock;
 
 namespace {
 
-struct Wire {  // what the fake server sees and sends
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::vector<Bytes>> stream;  // messages for the subscriber
-  std::deque<Bytes> replies;              // replies for the current request channel
-  std::vector<Value> requests;
-  int channels = 0;
-  bool answer = true;       // reply to requests
-  bool stale_first = true;  // send a reply with another id first
+Bytes to_bytes(const zmq::message_t& m) {
+  const auto* p = static_cast<const std::uint8_t*>(m.data());
+  return Bytes(p, p + m.size());
+}
 
-  void publish(std::vector<Bytes> parts) {
-    std::lock_guard<std::mutex> lock(mu);
-    stream.push_back(std::move(parts));
-    cv.notify_all();
+// Waits up to `ms` for pred() to hold.
+template <class Pred>
+bool wait_until(Pred pred, int ms = 2000) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
+  while (!pred()) {
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-};
+  return true;
+}
 
-class FakeSub : public mfruntime::Subscriber {
+/// The scripted server. The ROUTER belongs to the peer's thread, the XPUB to the test's thread.
+class Peer {
  public:
-  explicit FakeSub(Wire& w) : w_(w) {}
-  void connect(const std::string&) override {}
-  void subscribe(const std::string&) override {}
-  bool receive(std::vector<Bytes>& parts, int timeout_ms) override {
-    std::unique_lock<std::mutex> lock(w_.mu);
-    if (!w_.cv.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return !w_.stream.empty(); })) return false;
-    parts = std::move(w_.stream.front());
-    w_.stream.pop_front();
-    return true;
+  struct Request {
+    std::string identity;  // the DEALER connection it came from
+    Value body;
+  };
+
+  std::atomic<bool> answer{true};       // reply to requests (false: swallow them)
+  std::atomic<bool> stale_first{true};  // send a reply with another id before the real one
+
+  Peer() : router_(ctx_, zmq::socket_type::router), pub_(ctx_, zmq::socket_type::xpub) {
+    router_.set(zmq::sockopt::linger, 0);
+    router_.bind("tcp://127.0.0.1:*");
+    control = router_.get(zmq::sockopt::last_endpoint);
+    pub_.set(zmq::sockopt::linger, 0);
+    pub_.bind("tcp://127.0.0.1:*");
+    stream = pub_.get(zmq::sockopt::last_endpoint);
+    thread_ = std::thread([this] { serve(); });
   }
-  void close() override {}
+  ~Peer() {
+    stop_ = true;
+    thread_.join();
+  }
+
+  std::string control, stream;
+
+  std::vector<Request> requests() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return requests_;
+  }
+
+  /// Waits until a subscription to `topic` reaches the XPUB: from then on every message published reaches it.
+  bool wait_subscribed(const std::string& topic, int ms = 3000) {
+    const auto deadline = Clock::now() + std::chrono::milliseconds(ms);
+    while (Clock::now() < deadline) {
+      zmq::pollitem_t item{pub_.handle(), 0, ZMQ_POLLIN, 0};
+      if (zmq::poll(&item, 1, std::chrono::milliseconds(20)) == 0) continue;
+      zmq::message_t m;
+      if (!pub_.recv(m, zmq::recv_flags::none)) continue;
+      const std::string s(static_cast<const char*>(m.data()), m.size());
+      if (s == std::string(1, '\x01') + topic) return true;
+    }
+    return false;
+  }
+
+  void publish(const std::vector<Bytes>& parts) {
+    for (std::size_t i = 0; i < parts.size(); ++i)
+      pub_.send(zmq::message_t(parts[i].data(), parts[i].size()),
+                i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  }
+
+  /// The stream side of a server restart: the publisher goes away and a new one binds the same address.
+  void restart_stream() {
+    pub_.close();
+    pub_ = zmq::socket_t(ctx_, zmq::socket_type::xpub);
+    pub_.set(zmq::sockopt::linger, 0);
+    for (int i = 0;; ++i) {  // libzmq closes the old listener in its I/O thread: the port frees a moment later
+      try {
+        pub_.bind(stream);
+        return;
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EADDRINUSE || i >= 200) throw;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+  }
 
  private:
-  Wire& w_;
-};
-
-class FakeReq : public mfruntime::RequestChannel {
- public:
-  explicit FakeReq(Wire& w) : w_(w) {}
-  void connect(const std::string&) override {}
-  void send(const Bytes& request) override {
-    Value r = mfruntime::decode_request(request);
-    std::lock_guard<std::mutex> lock(w_.mu);
-    w_.requests.push_back(r);
-    if (!w_.answer) return;
-    const std::string op = r.at("op").as_string();
-    if (w_.stale_first)
-      pending_.push_back(mfruntime::pack_value(Value::map({{"v", 1}, {"id", 999}, {"status", "ok"}, {"utterance", 77}})));
-    Value reply = Value::map({{"v", 1}, {"id", r.at("id")}, {"status", "ok"}});
-    if (op == "say") reply.set("utterance", 4);
-    if (op == "interrupt") reply.set("utterance", 4);
-    if (op == "state") {
-      reply = Value::map({{"v", 1}, {"id", r.at("id")}, {"status", "error"}, {"error", "no character 'x'"}});
+  void serve() {
+    while (!stop_) {
+      zmq::pollitem_t item{router_.handle(), 0, ZMQ_POLLIN, 0};
+      if (zmq::poll(&item, 1, std::chrono::milliseconds(20)) == 0) continue;
+      std::vector<zmq::message_t> frames;
+      do {
+        frames.emplace_back();
+        if (!router_.recv(frames.back(), zmq::recv_flags::none)) break;
+      } while (frames.back().more());
+      if (frames.size() != 2) continue;  // the client's DEALER sends one frame; the ROUTER adds the identity
+      Request r{frames[0].to_string(), mfruntime::decode_request(to_bytes(frames[1]))};
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        requests_.push_back(r);
+      }
+      if (!answer) continue;
+      if (stale_first) reply(r.identity, Value::map({{"v", 1}, {"id", 999}, {"status", "ok"}, {"utterance", 77}}));
+      reply(r.identity, answer_to(r.body));
     }
-    pending_.push_back(mfruntime::pack_value(reply));
   }
-  bool receive(Bytes& reply, int timeout_ms) override {
-    if (pending_.empty()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(timeout_ms));
-      return false;
-    }
-    reply = pending_.front();
-    pending_.pop_front();
-    return true;
-  }
-  void close() override {}
 
- private:
-  Wire& w_;
-  std::deque<Bytes> pending_;
+  static Value answer_to(const Value& req) {
+    const std::string op = req.at("op").as_string();
+    Value reply = Value::map({{"v", 1}, {"id", req.at("id")}, {"status", "ok"}});
+    if (op == "ping") reply.set("protocol", 1);
+    if (op == "say" || op == "interrupt") reply.set("utterance", 4);
+    if (op == "state") reply = Value::map({{"v", 1}, {"id", req.at("id")}, {"status", "error"}, {"error", "no character 'x'"}});
+    return reply;
+  }
+
+  void reply(const std::string& identity, const Value& body) {
+    const Bytes raw = mfruntime::pack_value(body);
+    router_.send(zmq::buffer(identity), zmq::send_flags::sndmore);
+    router_.send(zmq::message_t(raw.data(), raw.size()), zmq::send_flags::none);
+  }
+
+  zmq::context_t ctx_;
+  zmq::socket_t router_, pub_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::vector<Request> requests_;
 };
 
 mfruntime::StreamChunk chunk(std::int64_t utt, std::int64_t seq, std::int64_t clock) {
@@ -103,22 +166,17 @@ mfruntime::StreamChunk chunk(std::int64_t utt, std::int64_t seq, std::int64_t cl
 }
 
 struct Fixture {
-  Wire wire;
+  Peer peer;  // declared first: it outlives the client
   std::vector<std::string> logs;
   std::mutex log_mu;
   std::atomic<int> chunks{0};
   std::unique_ptr<mfruntime::Client> client;
 
-  explicit Fixture(int timeout_ms = 200) {
-    mfruntime::ClientConfig cfg;
-    cfg.control_address = "tcp://127.0.0.1:7000";
+  explicit Fixture(int timeout_ms = 2000) {
+    mfruntime::ClientConfig cfg;  // cfg.transport left empty: the ZeroMQ transport
+    cfg.control_address = peer.control;
+    cfg.stream_address = peer.stream;
     cfg.request_timeout_ms = timeout_ms;
-    cfg.transport.make_subscriber = [this] { return std::make_unique<FakeSub>(wire); };
-    cfg.transport.make_request_channel = [this] {
-      std::lock_guard<std::mutex> lock(wire.mu);
-      ++wire.channels;
-      return std::make_unique<FakeReq>(wire);
-    };
     cfg.on_chunk = [this](const mfruntime::StreamChunk&) { ++chunks; };
     cfg.on_log = [this](const std::string& l) {
       std::lock_guard<std::mutex> lock(log_mu);
@@ -127,8 +185,13 @@ struct Fixture {
     client = std::make_unique<mfruntime::Client>(cfg);
     client->connect();
   }
-  void wait_chunks(int n) {
-    for (int i = 0; i < 200 && chunks < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ~Fixture() { client.reset(); }
+
+  void subscribed() { CHECK(peer.wait_subscribed("default")); }
+  bool wait_chunks(int n) { return wait_until([&] { return chunks >= n; }); }
+  std::vector<std::string> log_lines() {
+    std::lock_guard<std::mutex> lock(log_mu);
+    return logs;
   }
 };
 
@@ -142,51 +205,76 @@ TEST(stream_address_defaults_to_the_next_port) {
 
 TEST(replies_are_matched_by_id_and_stale_ones_skipped) {
   Fixture f;
+  CHECK(f.peer.control.rfind("tcp://127.0.0.1:", 0) == 0 && f.peer.stream != f.peer.control);
   CHECK_EQ(f.client->say("Hi."), 4);  // the stale reply (id 999, utterance 77) came first
-  CHECK_EQ(f.wire.requests.size(), 1u);
-  CHECK_EQ(f.wire.requests[0].at("op").as_string(), std::string("say"));
-  CHECK_EQ(f.wire.requests[0].at("character").as_string(), std::string("default"));
+  auto reqs = f.peer.requests();
+  CHECK_EQ(reqs.size(), 1u);
+  if (reqs.size() != 1) return;
+  CHECK_EQ(reqs[0].body.at("op").as_string(), std::string("say"));
+  CHECK_EQ(reqs[0].body.at("character").as_string(), std::string("default"));
+  CHECK_EQ(reqs[0].body.at("text").as_string(), std::string("Hi."));
   CHECK_THROWS(f.client->state(), mfruntime::ServerError, "no character 'x'");
-  CHECK_EQ(f.client->ping().at("status").as_string(), std::string("ok"));
-  CHECK(f.wire.requests[1].at("id").as_int() != f.wire.requests[0].at("id").as_int());
+  CHECK_EQ(f.client->ping().at("protocol").as_int(), 1);
+  reqs = f.peer.requests();
+  CHECK_EQ(reqs.size(), 3u);
+  if (reqs.size() != 3) return;
+  CHECK(reqs[1].body.at("id").as_int() != reqs[0].body.at("id").as_int());
+  CHECK(reqs[2].body.at("id").as_int() != reqs[1].body.at("id").as_int());
+  CHECK(reqs[0].identity == reqs[2].identity);  // one control connection throughout
+  CHECK_EQ(f.client->client_stats().timeouts, 0);
 }
 
 TEST(a_timeout_throws_and_recreates_the_control_channel) {
-  Fixture f(100);
-  f.wire.answer = false;
-  CHECK_THROWS(f.client->ping(), mfruntime::TimeoutError, "no reply to 'ping' from tcp://127.0.0.1:7000 within 100 ms");
-  CHECK_EQ(f.wire.channels, 2);  // a fresh channel: a late reply cannot be taken for the next request's
+  Fixture f(300);
+  CHECK_EQ(f.client->ping().at("status").as_string(), std::string("ok"));  // connected
+  f.peer.answer = false;
+  CHECK_THROWS(f.client->ping(), mfruntime::TimeoutError,
+               "no reply to 'ping' from " + f.peer.control + " within 300 ms (is `mf serve` running there?)");
   CHECK_EQ(f.client->client_stats().timeouts, 1);
-  f.wire.answer = true;
+  f.peer.answer = true;
   CHECK_EQ(f.client->ping().at("status").as_string(), std::string("ok"));
+  auto reqs = f.peer.requests();
+  CHECK_EQ(reqs.size(), 3u);  // the unanswered ping did reach the peer
+  if (reqs.size() != 3) return;
+  CHECK(reqs[0].identity == reqs[1].identity);
+  CHECK(reqs[1].identity != reqs[2].identity);  // a fresh channel: a late reply cannot be taken for the next one's
+  auto logs = f.log_lines();
+  CHECK(logs.size() == 1 && logs[0].find("no reply to 'ping'") != std::string::npos);
 }
 
 TEST(bad_stream_messages_are_counted_and_logged_not_fatal) {
   Fixture f;
+  f.subscribed();
   std::vector<Bytes> bad = mfruntime::encode_chunk(chunk(1, 0, 0));
-  bad[2].pop_back();
-  f.wire.publish(bad);
-  f.wire.publish({Bytes{'x'}});
-  f.wire.publish(mfruntime::encode_chunk(chunk(1, 0, 0)));
-  f.wait_chunks(1);
+  bad[2].pop_back();  // a video part one byte short
+  f.peer.publish(bad);
+  f.peer.publish({Bytes{'d', 'e', 'f', 'a', 'u', 'l', 't'}});  // one part (the topic alone)
+  f.peer.publish(mfruntime::encode_chunk(chunk(1, 0, 0)));
+  CHECK(f.wait_chunks(1));
   CHECK_EQ(f.chunks.load(), 1);
   CHECK_EQ(f.client->client_stats().bad_messages, 2);
   CHECK_EQ(f.client->client_stats().messages, 3);
-  std::lock_guard<std::mutex> lock(f.log_mu);
-  CHECK(f.logs.size() == 2 && f.logs[0].find("video part") != std::string::npos);
+  CHECK_EQ(f.client->player().newest_utterance(), 1);
+  auto logs = f.log_lines();
+  CHECK_EQ(logs.size(), 2u);
+  CHECK(logs.size() == 2 && logs[0].find("video part") != std::string::npos &&
+        logs[1].find("stream message rejected") != std::string::npos);
 }
 
 TEST(a_server_restart_on_the_stream_resets_the_player) {
   Fixture f;
+  f.subscribed();
   mfruntime::StreamChunk other = chunk(1, 0, 0);
   other.character = "default2";  // same topic prefix, another character: not ours
-  f.wire.publish(mfruntime::encode_chunk(other));
-  f.wire.publish(mfruntime::encode_chunk(chunk(5, 0, 80000)));
-  f.wire.publish(mfruntime::encode_chunk(chunk(5, 1, 82560)));
-  f.wait_chunks(2);
+  f.peer.publish(mfruntime::encode_chunk(other));
+  f.peer.publish(mfruntime::encode_chunk(chunk(5, 0, 80000)));
+  f.peer.publish(mfruntime::encode_chunk(chunk(5, 1, 82560)));
+  CHECK(f.wait_chunks(2));
+  CHECK_EQ(f.client->client_stats().messages, 3);  // default2's arrived (prefix match) and was skipped
+  CHECK_EQ(f.client->client_stats().restarts, 0);
   CHECK_EQ(f.client->player().newest_utterance(), 5);
-  f.wire.publish(mfruntime::encode_chunk(chunk(1, 0, 0)));  // ids and clock start again
-  f.wait_chunks(3);
+  f.peer.publish(mfruntime::encode_chunk(chunk(1, 0, 0)));  // ids and clock start again
+  CHECK(f.wait_chunks(3));
   CHECK_EQ(f.client->client_stats().restarts, 1);
   CHECK_EQ(f.client->player().newest_utterance(), 1);
   CHECK_EQ(f.client->newest_utterance(), 1);
@@ -199,19 +287,48 @@ TEST(a_server_restart_on_the_stream_resets_the_player) {
   CHECK_EQ(f.client->player().audio_clock(), 160);
 }
 
+TEST(a_reconnect_of_the_stream_is_a_restart_too) {
+  Fixture f;
+  f.subscribed();
+  f.peer.publish(mfruntime::encode_chunk(chunk(5, 0, 80000)));
+  CHECK(f.wait_chunks(1));
+  CHECK_EQ(f.client->player().newest_utterance(), 5);
+  f.peer.restart_stream();  // a new publisher on the same port; the client's SUB reconnects by itself
+  CHECK(f.peer.wait_subscribed("default"));
+  CHECK(wait_until([&] { return f.client->client_stats().restarts == 1; }));
+  CHECK_EQ(f.client->player().newest_utterance(), 0);  // reset before anything of the new server arrived
+  CHECK_EQ(f.client->newest_utterance(), 0);
+  bool ended5 = false;
+  while (auto e = f.client->player().poll_event())
+    ended5 = ended5 || (e->type == mfruntime::PlayerEvent::Type::UtteranceEnded && e->utterance == 5 && e->interrupted);
+  CHECK(ended5);
+  bool logged = false;
+  for (const std::string& l : f.log_lines()) logged = logged || l.find("the stream reconnected") != std::string::npos;
+  CHECK(logged);
+  f.peer.publish(mfruntime::encode_chunk(chunk(1, 0, 0)));  // the new server's first utterance
+  CHECK(f.wait_chunks(2));
+  CHECK_EQ(f.client->client_stats().restarts, 1);  // counted once, not again for the ids starting over
+  CHECK_EQ(f.client->player().newest_utterance(), 1);
+  std::vector<float> out(960);
+  CHECK_EQ(f.client->player().read_audio(out.data(), 480, 2), 480);
+}
+
 TEST(interrupt_cuts_the_newest_utterance_locally_at_once) {
   Fixture f;
-  f.wire.publish(mfruntime::encode_chunk(chunk(3, 0, 0)));
-  f.wait_chunks(1);
+  f.subscribed();
+  f.peer.publish(mfruntime::encode_chunk(chunk(3, 0, 0)));
+  CHECK(f.wait_chunks(1));
   CHECK_EQ(f.client->say("Next."), 4);  // no chunk of 4 yet
   std::optional<std::int64_t> cut = f.client->interrupt();
   CHECK(cut && *cut == 4);
+  auto reqs = f.peer.requests();
+  CHECK(reqs.size() == 2 && reqs[1].body.at("op").as_string() == "interrupt");
   std::vector<std::int64_t> ended;
   while (auto e = f.client->player().poll_event())
     if (e->type == mfruntime::PlayerEvent::Type::UtteranceEnded && e->interrupted) ended.push_back(e->utterance);
   CHECK(ended == std::vector<std::int64_t>({3, 4}));
-  f.wire.publish(mfruntime::encode_chunk(chunk(4, 0, 2560)));  // arrives after the cut: ignored
-  f.wait_chunks(2);
+  f.peer.publish(mfruntime::encode_chunk(chunk(4, 0, 2560)));  // arrives after the cut: ignored
+  CHECK(f.wait_chunks(2));
   CHECK_EQ(f.client->player().stats().ignored, 1);
   std::vector<float> out(960);
   CHECK_EQ(f.client->player().read_audio(out.data(), 480, 2), 0);

@@ -1,10 +1,15 @@
 // Against a running `mf serve`: requests, a whole utterance through the client and its player, an interrupted
-// one, errors. tests/test_bridge_cpp.py starts the server and runs
+// one, errors, and a server restart. tests/test_bridge_cpp.py starts the server and runs
 //
-//   test_live CONTROL_ADDRESS STREAM_ADDRESS
+//   test_live CONTROL_ADDRESS STREAM_ADDRESS [FILTER]
+//
+// The last test asks its driver to restart the server on the same ports: it prints a line `RESTART-SERVER` and
+// waits for a line `restarted` on stdin (the driver writes it once the new server answers).
 #include <chrono>
 #include <condition_variable>
+#include <iostream>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "check.hpp"
@@ -53,22 +58,26 @@ bool has_any(const std::vector<std::pair<StreamChunk, Clock::time_point>>& all, 
   return false;
 }
 
+// A connected client whose chunks go to `rx`.
+std::unique_ptr<mfruntime::Client> make_client(Received& rx) {
+  mfruntime::ClientConfig cfg;
+  cfg.control_address = g_control;
+  cfg.stream_address = g_stream;
+  cfg.output_rate = 48000;
+  cfg.request_timeout_ms = 30000;  // the first say warms the model up
+  cfg.on_chunk = [&rx](const StreamChunk& c) {
+    std::lock_guard<std::mutex> lock(rx.mu);
+    rx.chunks.emplace_back(c, Clock::now());
+    rx.cv.notify_all();
+  };
+  cfg.on_log = [](const std::string& line) { std::printf("    client: %s\n", line.c_str()); };
+  auto c = std::make_unique<mfruntime::Client>(cfg);
+  c->connect();
+  return c;
+}
+
 mfruntime::Client& client() {
-  if (!g_client) {
-    mfruntime::ClientConfig cfg;
-    cfg.control_address = g_control;
-    cfg.stream_address = g_stream;
-    cfg.output_rate = 48000;
-    cfg.request_timeout_ms = 30000;  // the first say warms the model up
-    cfg.on_chunk = [](const StreamChunk& c) {
-      std::lock_guard<std::mutex> lock(g_rx.mu);
-      g_rx.chunks.emplace_back(c, Clock::now());
-      g_rx.cv.notify_all();
-    };
-    cfg.on_log = [](const std::string& line) { std::printf("    client: %s\n", line.c_str()); };
-    g_client = std::make_unique<mfruntime::Client>(cfg);
-    g_client->connect();
-  }
+  if (!g_client) g_client = make_client(g_rx);
   return *g_client;
 }
 
@@ -242,6 +251,65 @@ TEST(close_is_clean) {
   client().close();
   CHECK(!client().connected());
   CHECK_THROWS(client().ping(), mfruntime::Error, "not connected");
+}
+
+TEST(the_client_goes_on_after_the_server_restarts) {
+  Received rx;
+  std::unique_ptr<mfruntime::Client> c = make_client(rx);
+  CHECK_EQ(c->ping().at("protocol").as_int(), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the SUB subscription reaches the server
+  CHECK_EQ(c->client_stats().restarts, 0);
+
+  std::printf("RESTART-SERVER\n");  // the driver stops mf serve and starts a new one on the same ports
+  std::fflush(stdout);
+  std::string line;
+  std::getline(std::cin, line);
+  CHECK_EQ(line, std::string("restarted"));
+  if (line != "restarted") return;
+
+  // The stream reconnects by itself; once the client has seen that, the new server's chunks reach it.
+  const auto t0 = Clock::now();
+  while (c->client_stats().restarts < 1 && Clock::now() - t0 < std::chrono::seconds(10))
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(c->client_stats().restarts >= 1);
+  std::printf("    restart noticed after %.1f ms\n",
+              std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the subscription reaches the new server
+
+  std::int64_t utt = -1;
+  int tries = 0;
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (utt < 0) {
+    ++tries;
+    try {
+      utt = c->say("Back again after the restart.");
+    } catch (const mfruntime::ServerError&) {
+      throw;
+    } catch (const mfruntime::TimeoutError& e) {
+      if (Clock::now() > deadline) throw;
+      std::printf("    say failed (%s): retrying\n", e.what());
+    } catch (const std::runtime_error& e) {  // the transport's own errors (e.g. the control queue full)
+      if (Clock::now() > deadline) throw;
+      std::printf("    say failed (%s): retrying\n", e.what());
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  std::printf("    said after the restart in %d tries\n", tries);
+  CHECK_EQ(utt, 1);  // a restarted server counts utterances from 1 again
+  CHECK(rx.wait([&](auto& all) { return has_eou(all, utt); }, 60.0));
+  auto chunks = rx.of(utt);
+  CHECK(!chunks.empty());
+  if (chunks.empty()) return;
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    CHECK_EQ(chunks[i].first.seq, static_cast<std::int64_t>(i));  // the whole line, from seq 0
+    CHECK_EQ(chunks[i].first.eou, i + 1 == chunks.size());
+  }
+  CHECK_EQ(chunks.front().first.clock, 0);  // the new server's clock starts at 0
+  CHECK(!chunks.back().first.interrupted);
+  CHECK(c->client_stats().restarts >= 1);
+  CHECK_EQ(c->client_stats().bad_messages, 0);
+  CHECK_EQ(c->player().newest_utterance(), utt);
+  c->close();
 }
 
 int main(int argc, char** argv) {

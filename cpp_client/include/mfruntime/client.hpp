@@ -35,7 +35,7 @@ struct ClientConfig {
 struct ClientStats {
   std::int64_t messages = 0;      // stream messages received (all characters under the subscribed prefix)
   std::int64_t bad_messages = 0;  // rejected by decode_chunk
-  std::int64_t restarts = 0;      // server restarts detected on the stream (player reset)
+  std::int64_t restarts = 0;      // server restarts detected: the stream reconnected or ids went back (player reset)
   std::int64_t timeouts = 0;      // requests without a reply in time
 };
 
@@ -46,7 +46,9 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  /// Opens both sockets and starts the receive thread (libzmq connects and reconnects in the background).
+  /// Opens both sockets and starts the receive thread (libzmq connects and reconnects in the background). When the
+  /// stream reconnects (Subscriber::connections rises) or its ids go backwards, the server restarted: the player is
+  /// reset and client_stats().restarts counts it.
   /// A subscription needs a moment to reach the server: ping() once before the first say.
   void connect();
   /// Stops the receive thread and closes the sockets. Safe to call twice.
@@ -83,6 +85,7 @@ class Client {
   void receive_loop();
   void log(const std::string& line) const;
   void open_request_channel();
+  void restarted(const std::string& why);  // receive thread
 
   ClientConfig cfg_;
   std::string stream_address_;
@@ -97,6 +100,7 @@ class Client {
   std::atomic<bool> stop_{false};
   std::atomic<std::int64_t> newest_stream_{0}, newest_said_{0};
   std::int64_t last_seq_ = -1;  // receive thread only
+  std::int64_t seen_connections_ = 0;  // receive thread only: Subscriber::connections() last seen
   mutable std::mutex stats_mu_;
   ClientStats stats_;
 };

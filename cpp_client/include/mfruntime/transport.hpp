@@ -2,6 +2,7 @@
 // messaging layer implements these two interfaces and passes factories in ClientConfig::transport.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,6 +21,10 @@ class Subscriber {
   /// Waits up to timeout_ms for one multipart message; false on timeout (parts untouched).
   virtual bool receive(std::vector<Bytes>& parts, int timeout_ms) = 0;
   virtual void close() = 0;
+  /// How many times a connection to the publisher was established so far (called on the receive thread). A rise
+  /// after the first means the stream reconnected: the server may have restarted. 0: this transport cannot tell
+  /// (the client then notices a restart only by utterance ids going backwards).
+  virtual std::int64_t connections() { return 0; }
 };
 
 /// The control side: requests out, replies in (ZeroMQ DEALER semantics: several requests may be in flight;

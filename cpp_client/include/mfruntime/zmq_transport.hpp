@@ -1,4 +1,5 @@
-// The ZeroMQ transport (cppzmq): SUB for the stream, DEALER for control; libzmq reconnects by itself.
+// The ZeroMQ transport (cppzmq): SUB for the stream, DEALER for control; libzmq reconnects by itself. The SUB socket
+// counts its connections with a libzmq socket monitor (Subscriber::connections).
 #pragma once
 
 #include "mfruntime/transport.hpp"
