@@ -107,3 +107,25 @@ def test_say_to_wav_example(built, server, tmp_path):
         assert w.getnframes() == samples == chunks * 2560 > 0
         pcm = w.readframes(w.getnframes())
     assert any(pcm), "the WAV is silent"
+
+
+def test_say_to_wav_over_curve(built, tmp_path):
+    """A server with CURVE keys: the C++ client with an authorised key pair talks; a stranger's gets no answer."""
+    from mfruntime.runtime.security import write_keypair
+
+    public, secret = write_keypair(tmp_path / "server", "server")
+    _, studio = write_keypair(tmp_path / "clients", "studio")
+    _, stranger = write_keypair(tmp_path / "strangers", "stranger")
+    with running_server("--curve-secret", str(secret), "--curve-clients", str(tmp_path / "clients"),
+                        keys=(str(public), str(studio))) as (control, _):
+        wav = tmp_path / "curve.wav"
+        out = _run([built / "say_to_wav", "--control", control, "--text", "Encrypted and authenticated.",
+                    "--out", wav, "--server-key", public, "--client-key", studio], timeout=120)
+        assert re.search(r"say -> first chunk [\d.]+ ms, [1-9]\d* chunks", out), out
+        bad = subprocess.run([str(built / "say_to_wav"), "--control", control, "--text", "Let me in.",
+                              "--out", str(tmp_path / "no.wav"), "--server-key", str(public), "--client-key",
+                              str(stranger)], capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 1 and "no reply to 'ping'" in bad.stderr, bad.stdout + bad.stderr
+    half = subprocess.run([str(built / "say_to_wav"), "--server-key", str(public)], capture_output=True, text=True,
+                          timeout=30)
+    assert half.returncode == 2 and "both --server-key and --client-key" in half.stderr

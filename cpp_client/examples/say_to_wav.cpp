@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
   mfruntime::ClientConfig cfg;
   std::string text = "Hello from the C plus plus client.";
   std::string out = "say.wav";
+  std::string server_key, client_key;  // CURVE: the server's NAME.key and this client's NAME.key_secret (mf keys)
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -79,8 +80,11 @@ int main(int argc, char** argv) {
     else if (a == "--character") cfg.character = value();
     else if (a == "--text") text = value();
     else if (a == "--out") out = value();
+    else if (a == "--server-key") server_key = value();
+    else if (a == "--client-key") client_key = value();
     else {
-      std::fprintf(stderr, "usage: say_to_wav [--control ADDR] [--stream ADDR] [--character ID] [--text TEXT] [--out FILE]\n");
+      std::fprintf(stderr, "usage: say_to_wav [--control ADDR] [--stream ADDR] [--character ID] [--text TEXT] [--out FILE]"
+                           " [--server-key SERVER.key --client-key CLIENT.key_secret]\n");
       return 2;
     }
   }
@@ -96,6 +100,13 @@ int main(int argc, char** argv) {
   cfg.on_log = [](const std::string& line) { std::fprintf(stderr, "mfruntime: %s\n", line.c_str()); };
 
   try {
+    if (!server_key.empty() || !client_key.empty()) {
+      if (server_key.empty() || client_key.empty()) {
+        std::fprintf(stderr, "say_to_wav: CURVE needs both --server-key and --client-key\n");
+        return 2;
+      }
+      cfg.curve = mfruntime::load_curve_keys(server_key, client_key);
+    }
     mfruntime::Client client(cfg);
     client.connect();
     client.ping();  // the control connection is up; give the stream subscription a moment too
