@@ -45,7 +45,7 @@ def test_every_protocol_vector_through_the_csharp_decoder(built):
 
 def test_csharp_playback_core(built):
     out = _run(built, "player")
-    assert "10 passed, 0 failed" in out
+    assert "14 passed, 0 failed" in out
 
 
 def test_csharp_client_live_against_mf_serve(built):

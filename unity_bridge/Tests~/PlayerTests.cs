@@ -223,6 +223,66 @@ namespace Mfruntime.Tests
         }
 
         [Test]
+        public static void ALongLineQueuedAheadShowsEveryFrameInTime()
+        {
+            var p = At16k(prebufferMs: 0);
+            for (int s = 0; s < 125; s++) p.Push(Chunk(1, s, (long)s * Spc, 0.2f, eou: s == 124));  // 20 s, all at once
+            var shown = 0;
+            Read(p, 320);  // look mid-frame: each frame period then has exactly one new frame
+            for (int k = 0; k < 500; k++)
+            {
+                if (p.TakeFrame() != null) shown++;
+                Read(p, 640);
+            }
+            Check.Equal(500, shown, "one new frame per frame period, none lost to queueing");
+            Check.Equal(0L, p.Stats.DroppedFrames, "none dropped");
+        }
+
+        [Test]
+        public static void CutFadesEvenAtAChunkBoundary()
+        {
+            foreach (int at in new[] { 2481, 2500, 2560, 1000 })
+            {
+                var p = At16k(prebufferMs: 0);
+                p.Push(Chunk(1, 0, 0, 0.5f));
+                p.Push(Chunk(1, 1, Spc, 0.5f));
+                Read(p, at);
+                p.Cut(1);
+                var tail = Read(p, 400);
+                int last = Array.FindLastIndex(tail, v => Math.Abs(v) > 1e-6f);
+                Check.True(last < 100, "cut at " + at + ": silent within 100 samples (" + last + ")");
+                for (int i = 1; i <= last; i++) Check.True(tail[i] <= tail[i - 1] + 1e-6f, "cut at " + at + ": the level only falls");
+                Check.True(last < 0 || tail[last] < 0.05f, "cut at " + at + ": no step to silence (" + (last < 0 ? 0 : tail[last]) + ")");
+            }
+        }
+
+        [Test]
+        public static void OutputLatencyDelaysTheFaceToWhatIsHeard()
+        {
+            var p = new Player(new PlayerSettings { OutputRate = 16000, PrebufferMs = 0, OutputLatencyMs = 40 });
+            p.Push(Chunk(1, 0, 0, 0.5f, eou: true));
+            Read(p, 10);
+            Check.True(p.TakeFrame() == null, "frame 0 waits until its audio has left the engine's buffers");
+            Read(p, 640);
+            Check.Equal(0L, p.TakeFrame().Clock, "then it shows");
+        }
+
+        [Test]
+        public static void NobodyPlayingKeepsTheQueueBoundedAndResetEndsOpenLines()
+        {
+            var p = new Player(new PlayerSettings { OutputRate = 16000, PrebufferMs = 0, MaxQueuedSeconds = 1 });
+            for (int s = 0; s < 20; s++) p.Push(Chunk(1, s, (long)s * Spc, 0.1f));
+            Check.True(p.QueuedSamples <= 16000, "at most a second queued: " + p.QueuedSamples);
+            Check.True(p.Stats.OverflowChunks >= 13, "the rest counted as overflow: " + p.Stats.OverflowChunks);
+            Read(p, 100);
+            p.Push(Chunk(2, 0, 30 * Spc, 0.1f));  // supersedes 1; 2 is buffered but not heard yet
+            Events(p);
+            p.Reset();
+            var ev = Events(p);
+            Check.True(ev.Any(e => e.Utterance == 2 && e.Kind == PlayerEventKind.UtteranceEnded && e.Interrupted), "reset ends the open line");
+        }
+
+        [Test]
         public static void FramesNeverGoBackwardsWhateverTheReadPattern()
         {
             var p = new Player(new PlayerSettings { OutputRate = 44100, PrebufferMs = 40 });

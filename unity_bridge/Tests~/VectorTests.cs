@@ -134,6 +134,22 @@ namespace Mfruntime.Tests
             var good = new List<byte[]> { new byte[] { (byte)'a' }, MsgPackWriter.Encode(new Dictionary<string, object> { { "v", 1L } }), new byte[0], new byte[0] };
             Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(good.Take(3).ToList()), "4 parts", "three parts");
             Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(good), "must be an integer", "missing fields");
+            Func<string, object, List<byte[]>> header = (field, value) =>
+            {
+                var h = new List<KeyValuePair<string, object>>
+                {
+                    Protocol.F("v", 1L), Protocol.F("character", "a"), Protocol.F("utterance", 1L), Protocol.F("seq", 0L),
+                    Protocol.F("pts", 0.0), Protocol.F("width", 1L), Protocol.F("height", 1L), Protocol.F("frames", 0L),
+                    Protocol.F("fps", 25L), Protocol.F("sample_rate", 16000L), Protocol.F("samples", 0L),
+                    Protocol.F("eou", true), Protocol.F("interrupted", false),
+                };
+                h[h.FindIndex(kv => kv.Key == field)] = Protocol.F(field, value);
+                return new List<byte[]> { new byte[] { (byte)'a' }, MsgPackWriter.Encode(h), new byte[0], new byte[0] };
+            };
+            Check.True(Protocol.DecodeChunk(header("seq", 0L)).IsEndMarker, "a well-formed end marker decodes");
+            Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(header("width", 1L << 40)), "out of range", "a huge width cannot overflow the size check");
+            Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(header("pts", double.NaN)), "finite", "NaN pts");
+            Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(header("eou", 1L)), "must be a bool", "an int for a bool");
             Check.Throws<MsgPackException>(() => MsgPackReader.Decode(new byte[] { 0xdb, 0x7f, 0xff, 0xff, 0xff }), "limit", "a 2 GB string");
             Check.Throws<MsgPackException>(() => MsgPackReader.Decode(new byte[] { 0xdd, 0, 0, 0, 5 }), "truncated", "an array that is not there");
             Check.Throws<MsgPackException>(() => MsgPackReader.Decode(new byte[] { 0xc1 }), "not supported", "the never-used byte");

@@ -21,6 +21,9 @@ namespace Mfruntime
         /// <summary>How long a request waits for its reply.</summary>
         public int RequestTimeoutMs = 10000;
         public PlayerSettings Player = new PlayerSettings();
+        /// <summary>Feed received chunks to Player. Turn off when only ChunkReceived is used (nothing plays the
+        /// Player's audio, so it would only fill up).</summary>
+        public bool UsePlayer = true;
         /// <summary>The message transport; null means ZmtpTransport (pure C#, NULL security).</summary>
         public ITransport Transport = null;
     }
@@ -30,7 +33,7 @@ namespace Mfruntime
         public readonly ClientSettings Settings;
         public readonly Player Player;
         private readonly ITransport transport;
-        private readonly object requestLock = new object();
+        private readonly object requestLock = new object(), connectLock = new object();
         private readonly string streamAddress;
         private readonly byte[] topic;
         private IMessageSocket dealer, sub;
@@ -76,12 +79,15 @@ namespace Mfruntime
         /// (and remade after a server restart); requests wait for it up to RequestTimeoutMs.</summary>
         public void Connect()
         {
-            if (closed) throw new ObjectDisposedException("MfClient");
-            if (receiver != null) return;
-            sub = transport.Subscribe(streamAddress, topic);
-            dealer = transport.Dealer(Settings.ControlAddress);
-            receiver = new Thread(Receive) { IsBackground = true, Name = "mfruntime stream " + Settings.Character };
-            receiver.Start();
+            lock (connectLock)
+            {
+                if (closed) throw new ObjectDisposedException("MfClient");
+                if (receiver != null) return;
+                sub = transport.Subscribe(streamAddress, topic);
+                dealer = transport.Dealer(Settings.ControlAddress);
+                receiver = new Thread(Receive) { IsBackground = true, Name = "mfruntime stream " + Settings.Character };
+                receiver.Start();
+            }
         }
 
         private void Receive()
@@ -110,7 +116,12 @@ namespace Mfruntime
                 if (c.Utterance < Interlocked.Read(ref newestSeen)) Restarted("the stream's utterance ids went back");
                 Max(ref newestSeen, c.Utterance);
                 var handler = ChunkReceived;
-                if (handler != null) handler(c);
+                if (handler != null)
+                {
+                    try { handler(c); }
+                    catch (Exception e) { Say("mfruntime: a ChunkReceived handler failed: " + e); }  // keep receiving
+                }
+                if (!Settings.UsePlayer) continue;
                 try { Player.Push(c); }
                 catch (ArgumentException e) { Interlocked.Increment(ref badMessages); Say("mfruntime: " + e.Message); }
             }
@@ -124,13 +135,17 @@ namespace Mfruntime
             Player.Reset();
             Say("mfruntime: " + why + " (the server may have restarted); playback reset");
             var r = Reconnected;
-            if (r != null) r();
+            if (r == null) return;
+            try { r(); }
+            catch (Exception e) { Say("mfruntime: a Reconnected handler failed: " + e); }
         }
 
         private void Say(string message)
         {
             var log = Log;
-            if (log != null) log(message);
+            if (log == null) return;
+            try { log(message); }
+            catch (Exception) { }  // a failing log handler must not stop the stream
         }
 
         private static void Max(ref long field, long value)
@@ -146,7 +161,7 @@ namespace Mfruntime
         public Dictionary<string, object> Request(string op, params KeyValuePair<string, object>[] fields)
         {
             if (closed) throw new ObjectDisposedException("MfClient");
-            if (dealer == null) Connect();
+            Connect();  // no-op once connected
             lock (requestLock)
             {
                 long id = ++nextId;
@@ -247,7 +262,7 @@ namespace Mfruntime
         {
             if (closed) return;
             closed = true;
-            if (receiver != null) receiver.Join(2000);
+            if (receiver != null) receiver.Join(500);  // it polls every 100 ms
             if (sub != null) sub.Dispose();
             if (dealer != null) dealer.Dispose();
         }

@@ -31,10 +31,14 @@ namespace Mfruntime
         public int PrebufferMs = 80;
         /// <summary>Fade-out when an utterance is cut or superseded, so it ends without a click.</summary>
         public int FadeMs = 5;
+        /// <summary>How long the engine takes to play what ReadAudio returned (its output buffers); frames are
+        /// shown that much later so the lips match what is heard. Unity: DSP buffer length × count.</summary>
+        public int OutputLatencyMs = 0;
         /// <summary>Longest silence played for lost chunks; a larger jump in the clock is skipped, not waited out.</summary>
         public int MaxGapMs = 2000;
-        /// <summary>Frames kept waiting for the audio clock at most (older ones are dropped).</summary>
-        public int MaxQueuedFrames = 128;
+        /// <summary>Most audio (with its frames) queued ahead of playback; chunks beyond it are dropped and counted
+        /// (OverflowChunks). Only reached when nothing plays the audio (the server runs ahead of real time).</summary>
+        public int MaxQueuedSeconds = 120;
     }
 
     public enum PlayerEventKind { UtteranceStarted, UtteranceEnded }
@@ -58,11 +62,11 @@ namespace Mfruntime
 
     public sealed class PlayerStats
     {
-        public long Chunks, LateChunks, LostChunks, IgnoredChunks, ShownFrames, DroppedFrames, Underruns;
+        public long Chunks, LateChunks, LostChunks, IgnoredChunks, OverflowChunks, ShownFrames, DroppedFrames, Underruns;
         public override string ToString()
         {
-            return string.Format("chunks {0}, late {1}, lost {2}, ignored {3}, frames shown {4}, dropped {5}, underruns {6}",
-                                 Chunks, LateChunks, LostChunks, IgnoredChunks, ShownFrames, DroppedFrames, Underruns);
+            return string.Format("chunks {0}, late {1}, lost {2}, ignored {3}, overflow {4}, frames shown {5}, dropped {6}, underruns {7}",
+                                 Chunks, LateChunks, LostChunks, IgnoredChunks, OverflowChunks, ShownFrames, DroppedFrames, Underruns);
         }
     }
 
@@ -99,7 +103,10 @@ namespace Mfruntime
         private readonly Queue<PlayerEvent> events = new Queue<PlayerEvent>();
         private readonly HashSet<long> startedUtterances = new HashSet<long>();
         private readonly PlayerStats stats = new PlayerStats();
-        private readonly int prebuffer, fade, maxGap;
+        private const int MaxEvents = 1024;  // unpolled events beyond this drop the oldest
+        private readonly int prebuffer, fadeOut, maxGap, latency, maxQueued;
+        private long muteBefore;  // resampler input before this index is being cut: it fades, then plays silent
+        private int fadeLeft, fadeTotal = 1;
 
         // The newest utterance received (the one being queued), and its state.
         private long current, expectSeq, endClock, buffered;
@@ -119,8 +126,10 @@ namespace Mfruntime
             if (Settings.SourceRate <= 0 || Settings.OutputRate <= 0) throw new ArgumentException("sample rates must be positive");
             resampler = new Resampler(Settings.SourceRate, Settings.OutputRate);
             prebuffer = (int)((long)Settings.PrebufferMs * Settings.SourceRate / 1000);
-            fade = Math.Max(1, (int)((long)Settings.FadeMs * Settings.SourceRate / 1000));
+            fadeOut = Math.Max(1, (int)((long)Settings.FadeMs * Settings.OutputRate / 1000));
             maxGap = (int)((long)Settings.MaxGapMs * Settings.SourceRate / 1000);
+            latency = (int)((long)Math.Max(0, Settings.OutputLatencyMs) * Settings.SourceRate / 1000);
+            maxQueued = (int)Math.Min(int.MaxValue, (long)Settings.MaxQueuedSeconds * Settings.SourceRate);
         }
 
         /// <summary>The sample clock (source rate) of the audio playing now; it holds on the last played sample while
@@ -138,7 +147,7 @@ namespace Mfruntime
                     return new PlayerStats
                     {
                         Chunks = stats.Chunks, LateChunks = stats.LateChunks, LostChunks = stats.LostChunks,
-                        IgnoredChunks = stats.IgnoredChunks, ShownFrames = stats.ShownFrames,
+                        IgnoredChunks = stats.IgnoredChunks, OverflowChunks = stats.OverflowChunks, ShownFrames = stats.ShownFrames,
                         DroppedFrames = stats.DroppedFrames, Underruns = stats.Underruns,
                     };
             }
@@ -154,6 +163,13 @@ namespace Mfruntime
         {
             if (c.SampleRate != Settings.SourceRate)
                 throw new ArgumentException("the stream's PCM is " + c.SampleRate + " Hz, this player was set up for " + Settings.SourceRate);
+            var newFrames = new VideoFrame[c.Frames];  // copied out before the lock the audio thread needs
+            for (int i = 0; i < c.Frames; i++)
+            {
+                var rgb = new byte[c.Width * c.Height * 3];
+                Buffer.BlockCopy(c.Video, i * rgb.Length, rgb, 0, rgb.Length);
+                newFrames[i] = new VideoFrame { Clock = c.FrameClock(i), Utterance = c.Utterance, Width = c.Width, Height = c.Height, Rgb = rgb };
+            }
             lock (gate)
             {
                 stats.Chunks++;
@@ -176,18 +192,13 @@ namespace Mfruntime
                     stats.LateChunks++;
                     return;
                 }
+                if (c.Samples > 0 && Queued() + c.Samples > maxQueued) { stats.OverflowChunks++; return; }
                 if (c.Seq > expectSeq) stats.LostChunks += c.Seq - expectSeq;
                 long gap = c.Clock - endClock;
                 if (gap > 0 && gap <= maxGap) Enqueue(null, (int)gap, endClock);  // lost chunks play as silence
                 endClock = c.Clock;
                 if (c.Samples > 0) Enqueue(c.Pcm, c.Samples, c.Clock);
-                for (int i = 0; i < c.Frames; i++)
-                {
-                    var rgb = new byte[c.Width * c.Height * 3];
-                    Buffer.BlockCopy(c.Video, i * rgb.Length, rgb, 0, rgb.Length);
-                    frames.Add(new VideoFrame { Clock = c.FrameClock(i), Utterance = c.Utterance, Width = c.Width, Height = c.Height, Rgb = rgb });
-                }
-                while (frames.Count > Settings.MaxQueuedFrames) { frames.RemoveAt(0); stats.DroppedFrames++; }
+                frames.AddRange(newFrames);
                 expectSeq = c.Seq + 1;
                 if (c.Eou)
                 {
@@ -219,55 +230,66 @@ namespace Mfruntime
                 if (current != 0 && current <= utterance && !currentEnded) older.Add(current);
                 foreach (long u in older) Truncate(u);
                 // A line whose chunks have not come yet (Say just returned) ends now too.
-                if (utterance > current && ended.Add(utterance))
-                    events.Enqueue(new PlayerEvent { Kind = PlayerEventKind.UtteranceEnded, Utterance = utterance, Interrupted = true });
+                if (utterance > current) EndNow(utterance);
             }
         }
 
-        /// <summary>End utterance u early: keep a short fade of what is playing of it, drop the rest and its frames, and
-        /// end it (as interrupted) right there if it was heard.</summary>
+        /// <summary>End utterance u early: drop what is queued of it and its frames; what of it is already in the
+        /// resampler fades out over FadeMs and then plays silent; it ends (as interrupted) right there if it was heard.</summary>
         private void Truncate(long u)
         {
-            LinkedListNode<Segment> anchor = null;
+            bool lastFed = false;
             for (var node = queue.First; node != null;)
             {
                 var next = node.Next;
-                var s = node.Value;
-                if (s.Utterance == u)
+                if (node.Value.Utterance == u)
                 {
-                    if (s.Kind == SegKind.Audio && s.Offset > 0 && anchor == null)
-                    {
-                        // The piece being played: ramp down over the next samples, drop the rest.
-                        int keep = Math.Min(fade, s.Length - s.Offset);
-                        var faded = new float[s.Offset + keep];
-                        if (s.Pcm != null)
-                        {
-                            Array.Copy(s.Pcm, faded, s.Offset + keep);
-                            for (int i = 0; i < keep; i++) faded[s.Offset + i] *= 1f - (float)(i + 1) / (keep + 1);
-                        }
-                        s.Pcm = faded;
-                        s.Length = s.Offset + keep;
-                        anchor = node;
-                    }
-                    else queue.Remove(node);
+                    if (node.Value.Kind == SegKind.Audio && node.Value.Offset > 0) lastFed = true;
+                    queue.Remove(node);
                 }
                 node = next;
             }
-            long cutClock = anchor != null ? anchor.Value.Clock + anchor.Value.Length : fedEnd;
             if (!fedStarts.Contains(u) && !startedUtterances.Contains(u))
-            {
-                // Never heard: end it now, so whoever waits on this utterance id still sees its end.
-                if (ended.Add(u)) events.Enqueue(new PlayerEvent { Kind = PlayerEventKind.UtteranceEnded, Utterance = u, Interrupted = true });
-            }
+                EndNow(u);  // never heard: end it now, so whoever waits on this utterance id still sees its end
             else
             {
-                var end = new Segment { Kind = SegKind.End, Utterance = u, Clock = cutClock, Interrupted = true };
+                // Mute until the resampler's window has left the cut line's last fed sample, fading out over
+                // FadeMs or, when less of it is left, over what is left.
+                bool fading = muteBefore > resampler.InputPosition;
+                muteBefore = resampler.Written + resampler.HalfTaps;
+                if (!fading)
+                {
+                    long left = (resampler.Written - resampler.InputPosition) * Settings.OutputRate / Settings.SourceRate;
+                    fadeTotal = fadeLeft = (int)Math.Max(1, Math.Min(fadeOut, left));
+                }
+                var end = new Segment { Kind = SegKind.End, Utterance = u, Clock = lastFed || sounding == u ? fedEnd : Clock() + 1, Interrupted = true };
                 var after = queue.First;
                 while (after != null && after.Value.Utterance <= u) after = after.Next;
                 if (after != null) queue.AddBefore(after, end); else queue.AddLast(end);
             }
-            frames.RemoveAll(f => f.Utterance == u && f.Clock >= cutClock);
+            long now = Clock();
+            frames.RemoveAll(f => f.Utterance == u && f.Clock > now);
             if (u == current) currentEnded = true;
+        }
+
+        private void EndNow(long u)
+        {
+            if (ended.Add(u)) Raise(new PlayerEvent { Kind = PlayerEventKind.UtteranceEnded, Utterance = u, Interrupted = true });
+        }
+
+        private void Raise(PlayerEvent e)
+        {
+            if (events.Count >= MaxEvents) events.Dequeue();
+            events.Enqueue(e);
+            if (ended.Count > 512) ended.RemoveWhere(x => x < current - 256);  // ids far behind can't come back
+        }
+
+        /// <summary>Source samples queued and not yet played.</summary>
+        private long Queued()
+        {
+            long n = resampler.Written - resampler.InputPosition;
+            foreach (var s in queue) if (s.Kind == SegKind.Audio) n += s.Length - s.Offset;
+            return n;
         }
 
         /// <summary>Forget everything (after a reconnect: the server may have restarted, so clocks and ids restart).</summary>
@@ -275,9 +297,15 @@ namespace Mfruntime
         {
             lock (gate)
             {
+                // Every line that has begun and not ended ends now (interrupted), so nobody waits on it forever.
+                var open = new SortedSet<long>(startedUtterances);
+                open.UnionWith(fedStarts);
+                foreach (var seg in queue) open.Add(seg.Utterance);
+                if (current != 0 && !currentEnded) open.Add(current);
+                foreach (long u in open) EndNow(u);
                 queue.Clear(); markers.Clear(); frames.Clear(); startedUtterances.Clear(); fedStarts.Clear(); ended.Clear();
-                if (sounding != 0) events.Enqueue(new PlayerEvent { Kind = PlayerEventKind.UtteranceEnded, Utterance = sounding, Interrupted = true });
                 resampler.Reset();
+                muteBefore = 0; fadeLeft = 0;
                 current = expectSeq = endClock = buffered = cut = 0;
                 currentEnded = currentReady = false;
                 baseIndex = fedEnd = 0;
@@ -302,7 +330,9 @@ namespace Mfruntime
                     if (resampler.CanRead)
                     {
                         Apply();
+                        bool muted = resampler.InputPosition < muteBefore;  // a cut line's last samples
                         v = resampler.ReadOne();
+                        if (muted) v = fadeLeft > 0 ? v * fadeLeft-- / (fadeTotal + 1f) : 0f;
                         inUnderrun = false;
                     }
                     else if (sounding != 0 && !inUnderrun)
@@ -366,10 +396,10 @@ namespace Mfruntime
                     if (e.Kind == PlayerEventKind.UtteranceStarted) { sounding = e.Utterance; startedUtterances.Add(e.Utterance); }
                     else
                     {
-                        if (!startedUtterances.Remove(e.Utterance) || !ended.Add(e.Utterance)) continue;
                         if (sounding == e.Utterance) sounding = 0;
+                        if (!startedUtterances.Remove(e.Utterance) || !ended.Add(e.Utterance)) continue;
                     }
-                    events.Enqueue(e);
+                    Raise(e);
                 }
             }
         }
@@ -379,7 +409,7 @@ namespace Mfruntime
         {
             lock (gate)
             {
-                long now = Clock();
+                long now = Clock() - latency;  // what is being heard now
                 int due = -1;
                 while (due + 1 < frames.Count && frames[due + 1].Clock <= now) due++;
                 if (due < 0) return null;
@@ -399,12 +429,7 @@ namespace Mfruntime
         {
             get
             {
-                lock (gate)
-                {
-                    long n = resampler.Written - resampler.InputPosition;
-                    foreach (var s in queue) if (s.Kind == SegKind.Audio) n += s.Length - s.Offset;
-                    return n;
-                }
+                lock (gate) return Queued();
             }
         }
 

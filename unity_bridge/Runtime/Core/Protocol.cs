@@ -46,6 +46,14 @@ namespace Mfruntime
         public const int Version = 1;
         public const int MaxHeaderBytes = 64 * 1024;
 
+        /// <summary>Largest values a client accepts (far above any real stream), so sizes cannot overflow.</summary>
+        private static readonly KeyValuePair<string, long>[] Limits =
+        {
+            new KeyValuePair<string, long>("width", 8192), new KeyValuePair<string, long>("height", 8192),
+            new KeyValuePair<string, long>("frames", 1000), new KeyValuePair<string, long>("fps", 1000),
+            new KeyValuePair<string, long>("sample_rate", 384000), new KeyValuePair<string, long>("samples", 16 * 1024 * 1024),
+        };
+
         private static readonly string[] IntFields = { "v", "utterance", "seq", "width", "height", "frames", "fps", "sample_rate", "samples" };
 
         /// <summary>Decode and check a stream message (the four frames as received). Throws ProtocolException for
@@ -91,8 +99,11 @@ namespace Mfruntime
             catch (ArgumentException) { throw new ProtocolException("the topic is not UTF-8"); }
             if (topicText != c.Character)
                 throw new ProtocolException("topic '" + topicText + "' does not match the header's character '" + c.Character + "'");
-            foreach (string name in new[] { "width", "height", "frames", "samples", "fps", "sample_rate" })
-                if (ints[name] < 0 || ints[name] > int.MaxValue) throw new ProtocolException("stream header field '" + name + "' is out of range: " + ints[name]);
+            foreach (var limit in Limits)
+                if (ints[limit.Key] < 0 || ints[limit.Key] > limit.Value)
+                    throw new ProtocolException("stream header field '" + limit.Key + "' is out of range: " + ints[limit.Key] + " (0-" + limit.Value + ")");
+            if (double.IsNaN(c.Pts) || double.IsInfinity(c.Pts) || c.Pts < 0)
+                throw new ProtocolException("stream header field 'pts' must be a finite time ≥ 0, got " + c.Pts);
             c.Width = (int)ints["width"]; c.Height = (int)ints["height"]; c.Frames = (int)ints["frames"];
             c.Fps = (int)ints["fps"]; c.SampleRate = (int)ints["sample_rate"]; c.Samples = (int)ints["samples"];
             long wantVideo = (long)c.Frames * c.Height * c.Width * 3;

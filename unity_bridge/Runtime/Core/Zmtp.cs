@@ -11,6 +11,7 @@ using System;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.IO;
+using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using System.Threading;
@@ -27,28 +28,34 @@ namespace Mfruntime
             var sub = new byte[topic.Length + 1];
             sub[0] = 1;
             Buffer.BlockCopy(topic, 0, sub, 1, topic.Length);
-            return new ZmtpSocket("SUB", "PUB", endpoint, MaxMessageBytes, new[] { sub });
+            return new ZmtpSocket("SUB", new[] { "PUB", "XPUB" }, endpoint, MaxMessageBytes, new[] { sub });
         }
 
         public IMessageSocket Dealer(string endpoint)
         {
-            return new ZmtpSocket("DEALER", "ROUTER", endpoint, MaxMessageBytes, new byte[0][]);
+            return new ZmtpSocket("DEALER", new[] { "ROUTER" }, endpoint, MaxMessageBytes, new byte[0][]);
         }
     }
 
     public sealed class ZmtpSocket : IMessageSocket
     {
         private const int ReceiveQueueLimit = 1024;  // messages; beyond this the oldest are dropped, like a HWM
-        private readonly string type, peerType, host;
+        private const long ReceiveQueueBytes = 256L * 1024 * 1024;  // and beyond this many bytes
+        private const int HandshakeTimeoutMs = 5000;
+        private readonly string type, host;
+        private readonly string[] peerTypes;
         private readonly int port;
         private readonly long maxMessage;
         private readonly byte[][] onConnect;  // messages sent after each handshake (subscriptions)
         private readonly BlockingCollection<List<byte[]>> inbox = new BlockingCollection<List<byte[]>>();
         private readonly object sendLock = new object();
         private readonly ManualResetEventSlim connected = new ManualResetEventSlim(false);
+        private readonly ManualResetEventSlim stopping = new ManualResetEventSlim(false);
+        private long queuedBytes;
         private readonly Thread reader;
         private volatile bool closed;
-        private volatile Socket socket;
+        private volatile Socket socket;  // the connected socket (after its handshake)
+        private volatile Socket connecting;  // the socket being connected or greeted, so Dispose can abort it
         private Stream stream;
         private int connections;
 
@@ -60,9 +67,9 @@ namespace Mfruntime
         /// <summary>The last connection error, for logs (null while connected).</summary>
         public volatile string LastError;
 
-        public ZmtpSocket(string type, string peerType, string endpoint, long maxMessage, byte[][] onConnect)
+        public ZmtpSocket(string type, string[] peerTypes, string endpoint, long maxMessage, byte[][] onConnect)
         {
-            this.type = type; this.peerType = peerType; this.maxMessage = maxMessage; this.onConnect = onConnect;
+            this.type = type; this.peerTypes = peerTypes; this.maxMessage = maxMessage; this.onConnect = onConnect;
             ParseEndpoint(endpoint, out host, out port);
             reader = new Thread(Run) { IsBackground = true, Name = "mfruntime " + type + " " + endpoint };
             reader.Start();
@@ -101,16 +108,33 @@ namespace Mfruntime
         public bool TryReceive(TimeSpan timeout, out List<byte[]> parts)
         {
             if (closed) { parts = null; return false; }
-            try { return inbox.TryTake(out parts, timeout); }
+            try
+            {
+                if (!inbox.TryTake(out parts, timeout)) return false;
+                Interlocked.Add(ref queuedBytes, -Size(parts));
+                return true;
+            }
             catch (ObjectDisposedException) { parts = null; return false; }
+            catch (InvalidOperationException) { parts = null; return false; }  // completed: the socket was closed
         }
 
+        /// <summary>Close the connection and stop the reader thread (it is woken at once, even mid-connect).</summary>
         public void Dispose()
         {
             if (closed) return;
             closed = true;
+            stopping.Set();
             Drop(null);
-            reader.Join(2000);
+            var c = connecting;
+            if (c != null) { try { c.Close(0); } catch (Exception) { } }
+            reader.Join(500);
+        }
+
+        private static long Size(List<byte[]> parts)
+        {
+            long n = 0;
+            foreach (var p in parts) n += p.Length;
+            return n;
         }
 
         private void Drop(Exception why)
@@ -131,11 +155,23 @@ namespace Mfruntime
                 Socket s = null;
                 try
                 {
-                    s = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-                    s.Connect(host, port);
+                    // IPv4 or IPv6, whichever the host resolves to (a dual-mode socket fails where IPv6 is off).
+                    var addresses = Dns.GetHostAddresses(host);
+                    if (addresses.Length == 0) throw new TransportException("cannot resolve " + host);
+                    var address = Array.Find(addresses, a => a.AddressFamily == AddressFamily.InterNetwork) ?? addresses[0];
+                    s = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                    connecting = s;
+                    if (closed) break;
+                    s.Connect(address, port);
+                    s.ReceiveTimeout = HandshakeTimeoutMs;  // a peer that accepts but never greets
                     var ns = new NetworkStream(s, false);
                     var input = new BufferedStream(ns, 1 << 16);
                     Handshake(ns, input);
+                    s.ReceiveTimeout = 0;
+                    connecting = null;
+                    // Messages still queued from a previous connection belong to a server that may be gone.
+                    List<byte[]> stale;
+                    while (inbox.TryTake(out stale)) Interlocked.Add(ref queuedBytes, -Size(stale));
                     lock (sendLock)
                     {
                         stream = ns;
@@ -150,23 +186,28 @@ namespace Mfruntime
                     {
                         List<byte[]> msg = ReadMessage(input, ns);
                         if (msg == null) continue;  // a command (e.g. PING) was handled
-                        while (inbox.Count >= ReceiveQueueLimit && inbox.TryTake(out _)) Interlocked.Increment(ref Dropped);
+                        List<byte[]> old;
+                        while ((inbox.Count >= ReceiveQueueLimit || Interlocked.Read(ref queuedBytes) > ReceiveQueueBytes) && inbox.TryTake(out old))
+                        {
+                            Interlocked.Add(ref queuedBytes, -Size(old));
+                            Interlocked.Increment(ref Dropped);
+                        }
+                        Interlocked.Add(ref queuedBytes, Size(msg));
                         inbox.Add(msg);
                     }
                 }
-                catch (Exception e) when (e is IOException || e is SocketException || e is ObjectDisposedException ||
-                                          e is TransportException)
+                catch (Exception e)  // whatever went wrong with this connection, the next one may work
                 {
                     if (!closed) LastError = e.Message;
                 }
                 finally
                 {
                     connected.Reset();
+                    connecting = null;
                     if (socket == s) socket = null;
                     if (s != null) { try { s.Close(0); } catch (Exception) { } }
                 }
-                if (closed) break;
-                Thread.Sleep(backoffMs);
+                if (closed || stopping.Wait(backoffMs)) break;  // back-off that Dispose can cut short
                 backoffMs = Math.Min(2000, backoffMs * 2);
             }
             inbox.CompleteAdding();
@@ -207,13 +248,13 @@ namespace Mfruntime
             string name = CommandName(cmd);
             if (name == "ERROR")
             {
-                int n = cmd.Length > 6 ? cmd[6] : 0;
-                throw new TransportException("the server refused the connection: " + Encoding.UTF8.GetString(cmd, 7, Math.Min(n, cmd.Length - 7)));
+                int n = cmd.Length > 6 ? Math.Max(0, Math.Min(cmd[6], cmd.Length - 7)) : 0;
+                throw new TransportException("the server refused the connection: " + (n > 0 ? Encoding.UTF8.GetString(cmd, 7, n) : "no reason given"));
             }
             if (name != "READY") throw new TransportException("the peer sent " + name + " instead of READY");
             string socketType = ReadProperties(cmd, 6).TryGetValue("Socket-Type", out var st) ? st : "";
-            if (socketType != peerType)
-                throw new TransportException("the peer is a " + socketType + " socket, a " + type + " needs a " + peerType +
+            if (Array.IndexOf(peerTypes, socketType) < 0)
+                throw new TransportException("the peer is a " + socketType + " socket, a " + type + " needs a " + string.Join(" or ", peerTypes) +
                                              " (is this the right port? the stream is the control port + 1)");
         }
 

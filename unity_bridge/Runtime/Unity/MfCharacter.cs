@@ -38,35 +38,59 @@ namespace Mfruntime.Unity
         public Texture2D FaceTexture { get; private set; }
 
         /// <summary>The engine-free client (requests, stats, the Player); null while disabled.</summary>
-        public MfClient Client { get; private set; }
+        public MfClient Client { get { return client; } }
 
+        private volatile MfClient client;  // read by Unity's audio thread
         private byte[] upload;
 
         private void OnEnable()
         {
-            Client = new MfClient(new ClientSettings
+            // Frames are shown when their audio is heard, i.e. after Unity's output buffers (DSP buffer × count).
+            int bufferLength, buffers;
+            AudioSettings.GetDSPBufferSize(out bufferLength, out buffers);
+            int rate = AudioSettings.outputSampleRate;
+            var c = new MfClient(new ClientSettings
             {
                 ControlAddress = controlAddress,
                 StreamAddress = string.IsNullOrEmpty(streamAddress) ? null : streamAddress,
                 Character = character,
-                Player = new PlayerSettings { OutputRate = AudioSettings.outputSampleRate, PrebufferMs = prebufferMs },
+                Player = new PlayerSettings
+                {
+                    OutputRate = rate, PrebufferMs = prebufferMs, OutputLatencyMs = (int)(1000L * bufferLength * buffers / rate),
+                },
             });
-            Client.Log += message => Debug.LogWarning(message, this);  // Debug.Log* may be called from any thread
-            Client.Connect();  // returns at once; sockets connect (and reconnect) on their own threads
+            c.Log += message => Debug.LogWarning(message, this);  // Debug.Log* may be called from any thread
+            c.Connect();  // returns at once; sockets connect (and reconnect) on their own threads
+            client = c;
+            AudioSettings.OnAudioConfigurationChanged += AudioChanged;
             var source = GetComponent<AudioSource>();
             if (!source.isPlaying) source.Play();  // OnAudioFilterRead runs while the source plays
         }
 
         private void OnDisable()
         {
-            var c = Client;
-            Client = null;
+            AudioSettings.OnAudioConfigurationChanged -= AudioChanged;
+            var c = client;
+            client = null;
             if (c != null) c.Dispose();
+        }
+
+        private void OnDestroy()
+        {
+            if (FaceTexture != null) Destroy(FaceTexture);
+        }
+
+        /// <summary>The output device changed (e.g. its rate): reconnect with a player for the new settings.</summary>
+        private void AudioChanged(bool deviceWasChanged)
+        {
+            if (!isActiveAndEnabled) return;
+            OnDisable();
+            OnEnable();
         }
 
         private void Update()
         {
-            var c = Client;
+            var c = client;
             if (c == null) return;
             var frame = c.Player.TakeFrame();
             if (frame != null) Show(frame);
@@ -93,7 +117,7 @@ namespace Mfruntime.Unity
 
         private void OnAudioFilterRead(float[] data, int channels)
         {
-            var c = Client;
+            var c = client;
             if (c == null) { Array.Clear(data, 0, data.Length); return; }
             c.Player.ReadAudio(data, 0, data.Length / channels, channels);
         }
@@ -140,7 +164,7 @@ namespace Mfruntime.Unity
 
         private MfClient Live()
         {
-            var c = Client;
+            var c = client;
             if (c == null) throw new InvalidOperationException("MfCharacter '" + name + "' is disabled: enable it before it can talk");
             return c;
         }
