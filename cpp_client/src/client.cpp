@@ -27,6 +27,8 @@ PlayerConfig player_config(const ClientConfig& c) {
   p.character = c.character;
   p.output_rate = c.output_rate;
   p.prebuffer_ms = c.prebuffer_ms;
+  p.output_latency_ms = c.output_latency_ms;
+  p.max_queued_seconds = c.max_queued_seconds;
   return p;
 }
 }  // namespace
@@ -43,7 +45,11 @@ Client::Client(ClientConfig cfg)
 Client::~Client() { close(); }
 
 void Client::log(const std::string& line) const {
-  if (cfg_.on_log) cfg_.on_log(line);
+  if (!cfg_.on_log) return;
+  try {
+    cfg_.on_log(line);
+  } catch (...) {  // a throwing log handler must not take the receive thread (or a request) down
+  }
 }
 
 void Client::open_request_channel() {
@@ -52,7 +58,9 @@ void Client::open_request_channel() {
 }
 
 void Client::connect() {
+  std::lock_guard<std::mutex> guard(connect_mu_);
   if (running_) return;
+  closing_ = false;
   transport_ = cfg_.transport.make_subscriber && cfg_.transport.make_request_channel ? cfg_.transport
                                                                                        : zmq_transport(cfg_.curve);
   {
@@ -70,7 +78,13 @@ void Client::connect() {
 }
 
 void Client::close() {
-  stop_ = true;
+  std::lock_guard<std::mutex> guard(connect_mu_);
+  closing_ = true;  // a request waiting for its reply gives up within a poll slice and frees req_mu_
+  {
+    std::lock_guard<std::mutex> lock(wake_mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
   if (rx_.joinable()) rx_.join();
   if (sub_) {
     sub_->close();
@@ -97,8 +111,20 @@ void Client::restarted(const std::string& why) {
 }
 
 void Client::receive_loop() {
-  std::vector<Bytes> parts;
   while (!stop_) {
+    try {
+      receive_one();
+    } catch (const std::exception& e) {  // nothing may end this thread but close()
+      log(std::string("stream handling failed: ") + e.what());
+    } catch (...) {
+      log("stream handling failed: an unknown exception");
+    }
+  }
+}
+
+void Client::receive_one() {
+  std::vector<Bytes>& parts = parts_;
+  {
     bool got = false;
     std::int64_t conns = 0;
     try {
@@ -106,8 +132,9 @@ void Client::receive_loop() {
       conns = sub_->connections();
     } catch (const std::exception& e) {
       log(std::string("stream receive failed: ") + e.what());
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      continue;
+      std::unique_lock<std::mutex> lock(wake_mu_);  // back off, but wake at once for close()
+      wake_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stop_.load(); });
+      return;
     }
     if (conns > seen_connections_) {
       // A new connection after the first: the server went away and came back (its clock and ids begin again).
@@ -115,7 +142,7 @@ void Client::receive_loop() {
       if (seen_connections_ > 0) restarted("the stream reconnected");
       seen_connections_ = conns;
     }
-    if (!got) continue;
+    if (!got) return;
     {
       std::lock_guard<std::mutex> lock(stats_mu_);
       ++stats_.messages;
@@ -129,9 +156,9 @@ void Client::receive_loop() {
         ++stats_.bad_messages;
       }
       log(std::string("stream message rejected: ") + e.what());
-      continue;
+      return;
     }
-    if (chunk.character != cfg_.character) continue;  // a longer id under the same topic prefix
+    if (chunk.character != cfg_.character) return;  // a longer id under the same topic prefix
     const std::int64_t newest = newest_stream_.load();
     if (newest > 0 && (chunk.utterance < newest || (chunk.utterance == newest && chunk.seq <= last_seq_))) {
       // Ids went backwards: the server restarted (its clock and utterance ids begin again).
@@ -140,12 +167,14 @@ void Client::receive_loop() {
     }
     newest_stream_ = chunk.utterance;
     last_seq_ = chunk.seq;
-    player_.push(chunk);
+    if (cfg_.use_player) player_.push(chunk);
     if (cfg_.on_chunk) {
       try {
         cfg_.on_chunk(chunk);
       } catch (const std::exception& e) {
         log(std::string("on_chunk callback threw: ") + e.what());
+      } catch (...) {
+        log("on_chunk callback threw a non-standard exception");
       }
     }
   }
@@ -153,14 +182,16 @@ void Client::receive_loop() {
 
 Value Client::roundtrip(const std::string& op, const std::function<Bytes(std::int64_t)>& encode) {
   std::lock_guard<std::mutex> lock(req_mu_);
-  if (!req_) throw Error("the client is not connected: call connect() first");
+  if (!req_ || closing_) throw Error("the client is not connected: call connect() first");
   const std::int64_t id = next_id_++;
   req_->send(encode(id));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(cfg_.request_timeout_ms);
   Bytes raw;
   while (true) {
+    // Wait in short slices, so close() from another thread ends this wait at once instead of after the timeout.
+    if (closing_) throw Error("the client was closed while '" + op + "' waited for its reply");
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0 || !req_->receive(raw, static_cast<int>(std::max<long long>(1, left.count())))) {
+    if (left.count() <= 0) {
       // A fresh socket, so a late reply to this request can never be taken for a later one's.
       req_->close();
       open_request_channel();
@@ -173,6 +204,7 @@ Value Client::roundtrip(const std::string& op, const std::function<Bytes(std::in
       log(msg);
       throw TimeoutError(msg);
     }
+    if (!req_->receive(raw, static_cast<int>(std::min<long long>(50, std::max<long long>(1, left.count()))))) continue;
     Value reply;
     try {
       reply = decode_reply(raw);

@@ -9,14 +9,19 @@ namespace mfruntime {
 
 namespace {
 constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
+constexpr std::size_t kMaxEvents = 1024;      // unpolled events beyond this drop the oldest
+constexpr std::size_t kMaxUtterances = 1024;  // utterances queued (nobody plays): chunks of more overflow
 }
 
 Player::Player(PlayerConfig cfg)
     : cfg_(std::move(cfg)),
       rs_(cfg_.source_rate, cfg_.output_rate),
       prebuffer_samples_(static_cast<std::int64_t>(cfg_.prebuffer_ms) * cfg_.source_rate / 1000),
-      fade_samples_(std::max<std::int64_t>(1, static_cast<std::int64_t>(cfg_.fade_ms) * cfg_.source_rate / 1000)) {
+      fade_samples_(std::max<std::int64_t>(1, static_cast<std::int64_t>(cfg_.fade_ms) * cfg_.source_rate / 1000)),
+      latency_samples_(static_cast<std::int64_t>(std::max(0, cfg_.output_latency_ms)) * cfg_.source_rate / 1000),
+      max_queued_samples_(static_cast<std::int64_t>(cfg_.max_queued_seconds) * cfg_.source_rate) {
   if (cfg_.prebuffer_ms < 0) throw std::invalid_argument("prebuffer_ms must be >= 0");
+  if (cfg_.max_queued_seconds <= 0) throw std::invalid_argument("max_queued_seconds must be > 0");
 }
 
 bool Player::push(const StreamChunk& c) {
@@ -58,6 +63,10 @@ bool Player::push(const StreamChunk& c) {
       ++stats_.late_chunks;
       return false;
     }
+    if (utts_.size() >= kMaxUtterances) {  // nobody plays them: keep memory bounded
+      ++stats_.overflow_chunks;
+      return false;
+    }
     // A newer utterance: the server superseded those that did not end normally.
     std::vector<std::int64_t> superseded;
     for (const Utterance& old : utts_)
@@ -80,6 +89,21 @@ bool Player::push(const StreamChunk& c) {
   }
   if (c.samples > 0 && u->audio.count(c.clock)) {  // a duplicate
     ++stats_.ignored;
+    return false;
+  }
+  // Bounded queue: whole chunks beyond max_queued_seconds (audio, or frames not yet due) are dropped. Frames not yet
+  // due are never dropped on their own: that would freeze the face while its voice plays.
+  const std::size_t due = prune_due_frames();
+  const std::int64_t waiting_frames = static_cast<std::int64_t>(frames_.size() - (due > 0 ? 1 : 0));
+  if ((c.samples > 0 && queued_samples() + c.samples > max_queued_samples_) ||
+      (c.frames > 0 && waiting_frames + c.frames > static_cast<std::int64_t>(cfg_.max_queued_seconds) * c.fps)) {
+    ++stats_.overflow_chunks;
+    if (c.eou && !u->eou) {  // its line still ends (interrupted) where its accepted audio ends
+      u->eou = u->interrupted = true;
+      u->end_clock = u->audio.empty() ? (u->started ? feed_clock_ : c.clock)
+                                      : u->audio.rbegin()->first + static_cast<std::int64_t>(u->audio.rbegin()->second.size());
+      if (u->started) u->end_clock = std::max(u->end_clock, feed_clock_);
+    }
     return false;
   }
   if (u->next_seq >= 0 && c.seq > u->next_seq) stats_.lost += c.seq - u->next_seq;
@@ -127,10 +151,28 @@ std::int64_t Player::audio_clock() const {
   return clock_locked();
 }
 
+void Player::emit(const PlayerEvent& e) {
+  if (events_.size() >= kMaxEvents) events_.pop_front();
+  events_.push_back(e);
+}
+
 void Player::ended(Utterance& u, bool interrupted) {
   if (u.ended_event) return;
   u.ended_event = true;
-  events_.push_back(PlayerEvent{PlayerEvent::Type::UtteranceEnded, u.id, interrupted});
+  emit(PlayerEvent{PlayerEvent::Type::UtteranceEnded, u.id, interrupted});
+}
+
+std::int64_t Player::queued_samples() const {
+  std::int64_t n = 0;
+  for (const Utterance& u : utts_) {
+    if (u.fading) continue;
+    for (const auto& kv : u.audio) {
+      const std::int64_t end = kv.first + static_cast<std::int64_t>(kv.second.size());
+      n += std::max<std::int64_t>(0, end - (u.started ? std::max(kv.first, feed_clock_) : kv.first));
+    }
+  }
+  if (!utts_.empty() && utts_.front().started) n += rs_.pushed() - rs_.position();  // in the resampler
+  return n;
 }
 
 void Player::remove_frames(std::int64_t utterance, std::int64_t after_clock) {
@@ -141,9 +183,24 @@ void Player::remove_frames(std::int64_t utterance, std::int64_t after_clock) {
 
 void Player::drop(Utterance& u) {
   ended(u, true);
-  if (u.started) {  // playing: fade out from the next sample to be fed, then stop
+  if (u.started) {
+    // Playing: its audio stops fade_ms from now, or sooner where its buffered audio runs out (what is in the
+    // resampler already included), and the output fades to silence over what is left of it: a gain ramp at the
+    // output, so the cut is smooth wherever it falls (also when its last samples were fed already).
+    const std::int64_t now = c0_ + rs_.position();
+    const std::int64_t limit = std::max(feed_clock_, now + fade_samples_);
+    std::int64_t c = feed_clock_;
+    while (c < limit) {  // audio buffered contiguously from the feed point on
+      auto next = u.audio.upper_bound(c);
+      if (next == u.audio.begin()) break;
+      auto cur = std::prev(next);
+      const std::int64_t cur_end = cur->first + static_cast<std::int64_t>(cur->second.size());
+      if (c >= cur_end) break;
+      c = std::min(cur_end, limit);
+    }
     u.fading = true;
-    u.fade_end = feed_clock_ + fade_samples_;
+    u.fade_end = c;
+    u.fade_total = u.fade_left = std::max<std::int64_t>(1, rs_.outputs_before(end_of(u) - c0_));
     remove_frames(u.id, clock_locked());
     return;
   }
@@ -166,16 +223,18 @@ void Player::cut(std::int64_t utterance) {
       if (u->fading) continue;
       drop(*u);
     }
-  if (unseen) events_.push_back(PlayerEvent{PlayerEvent::Type::UtteranceEnded, utterance, true});
+  if (unseen) emit(PlayerEvent{PlayerEvent::Type::UtteranceEnded, utterance, true});
 }
 
 void Player::reset() {
   std::lock_guard<std::mutex> lock(mu_);
+  // Every line that has begun and not ended (playing, queued, prebuffering) ends now, so nobody waits on it forever.
   for (Utterance& u : utts_) ended(u, true);
   utts_.clear();
   frames_.clear();
   cut_ = finished_ = newest_ = 0;
   clock_ = c0_ = feed_clock_ = 0;
+  finish_clock_ = since_finish_ = 0;
   rs_.reset();
 }
 
@@ -193,16 +252,18 @@ Player::Utterance* Player::ensure_playing() {
     u.started = true;
     c0_ = feed_clock_ = u.audio.begin()->first;
     rs_.reset();
-    events_.push_back(PlayerEvent{PlayerEvent::Type::UtteranceStarted, u.id, false});
+    emit(PlayerEvent{PlayerEvent::Type::UtteranceStarted, u.id, false});
     return &u;
   }
   return nullptr;
 }
 
-void Player::finish_front() {
+void Player::finish_front(std::size_t produced) {
   Utterance& u = utts_.front();
   ended(u, u.interrupted || u.fading);
   clock_ = std::min(end_of(u), c0_ + rs_.position());
+  finish_clock_ = clock_;
+  since_finish_ = -static_cast<std::int64_t>(produced);  // counted from here (read_audio adds the whole block)
   finished_ = std::max(finished_, u.id);
   utts_.pop_front();
 }
@@ -236,9 +297,7 @@ std::size_t Player::feed(Utterance& u, std::size_t need) {
     n = std::min<std::int64_t>(n, static_cast<std::int64_t>(need - pushed));
     scratch_.resize(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i) {
-      float s = src ? src[i] : 0.0f;
-      if (u.fading) s *= static_cast<float>(u.fade_end - (c + i)) / static_cast<float>(fade_samples_);
-      scratch_[static_cast<std::size_t>(i)] = s;
+      scratch_[static_cast<std::size_t>(i)] = src ? src[i] : 0.0f;
     }
     rs_.push(scratch_.data(), scratch_.size());
     feed_clock_ += n;
@@ -267,7 +326,7 @@ int Player::read_audio(float* out, int frames, int channels) {
     if (end != kNever) {
       std::int64_t left = rs_.outputs_before(end - c0_);
       if (left <= 0) {
-        finish_front();
+        finish_front(produced);
         continue;
       }
       want = std::min<std::size_t>(want, static_cast<std::size_t>(left));
@@ -275,6 +334,12 @@ int Player::read_audio(float* out, int frames, int channels) {
     std::size_t need = rs_.input_needed(want);
     if (need > 0) feed(*u, need);
     std::size_t n = rs_.pull(mono_.data() + produced, want);
+    if (u->fading)  // the cut line's last outputs: a gain ramp down to silence
+      for (std::size_t i = produced; i < produced + n; ++i) {
+        mono_[i] = u->fade_left > 0 ? mono_[i] * static_cast<float>(u->fade_left) / static_cast<float>(u->fade_total + 1)
+                                    : 0.0f;
+        if (u->fade_left > 0) --u->fade_left;
+      }
     produced += n;
     if (n == 0) {  // underrun mid-utterance
       if (!u->starved) ++stats_.underruns;
@@ -283,28 +348,39 @@ int Player::read_audio(float* out, int frames, int channels) {
     }
     u->starved = false;
   }
+  since_finish_ += frames;
   for (int i = 0; i < frames; ++i)
     for (int ch = 0; ch < channels; ++ch) out[static_cast<std::size_t>(i) * channels + ch] = mono_[static_cast<std::size_t>(i)];
   return static_cast<int>(produced);
 }
 
-std::optional<Frame> Player::take_frame() {
-  std::lock_guard<std::mutex> lock(mu_);
-  const std::int64_t now = clock_locked();
+std::size_t Player::prune_due_frames() {
+  // A frame is due once its audio is heard: output_latency_ms after it left read_audio. Frames of a line that has
+  // finished are timed from its end on the outputs read since (silence or the next line).
   const Utterance* front = utts_.empty() ? nullptr : &utts_.front();
+  const std::int64_t playing = front && front->started ? c0_ + rs_.position() - latency_samples_ : kNever;
+  const std::int64_t after_finish =
+      finish_clock_ + since_finish_ * cfg_.source_rate / cfg_.output_rate - latency_samples_;
   std::size_t due = 0;
   for (const Frame& f : frames_) {
-    bool over = true;  // its utterance finished (or was dropped): all its frames are due
-    for (const Utterance& u : utts_)
-      if (u.id == f.utterance) over = false;
-    bool now_due = over || (front && front->started && f.utterance == front->id && f.clock <= now);
+    const bool over = !front || f.utterance < front->id;  // its line finished (queued ids ascend)
+    const bool now_due = over ? f.clock <= after_finish : (playing != kNever && f.utterance == front->id && f.clock <= playing);
     if (!now_due) break;
     ++due;
   }
-  if (due == 0) return std::nullopt;
-  stats_.dropped_frames += static_cast<std::int64_t>(due - 1);
-  Frame f = std::move(frames_[due - 1]);
-  frames_.erase(frames_.begin(), frames_.begin() + static_cast<std::ptrdiff_t>(due));
+  if (due > 1) {  // never shown: a later due frame replaces them
+    stats_.dropped_frames += static_cast<std::int64_t>(due - 1);
+    frames_.erase(frames_.begin(), frames_.begin() + static_cast<std::ptrdiff_t>(due - 1));
+    due = 1;
+  }
+  return due;
+}
+
+std::optional<Frame> Player::take_frame() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (prune_due_frames() == 0) return std::nullopt;
+  Frame f = std::move(frames_.front());
+  frames_.pop_front();
   return f;
 }
 

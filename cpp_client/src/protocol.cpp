@@ -11,6 +11,9 @@ namespace {
 
 constexpr std::size_t kMaxHeaderBytes = 64 * 1024;
 constexpr std::size_t kMaxRequestBytes = 32u * 1024u * 1024u;
+// Largest header values a client accepts (as the C# client): far above any real stream.
+constexpr std::int64_t kMaxSide = 8192, kMaxFrames = 1000, kMaxFps = 1000, kMaxSampleRate = 384000,
+                       kMaxSamples = 16 * 1024 * 1024;
 
 const Value& header_field(const Value& header, const char* name, Value::Type want) {
   const Value* v = header.find(name);
@@ -22,11 +25,13 @@ const Value& header_field(const Value& header, const char* name, Value::Type wan
   return *v;
 }
 
-int size_field(const Value& header, const char* name) {
+// A size field within 0…limit (far above any real stream, so the sizes made from them cannot overflow).
+int size_field(const Value& header, const char* name, std::int64_t limit) {
   std::int64_t n = header_field(header, name, Value::Type::Int).as_int();
   if (n < 0) throw ProtocolError(std::string("stream header field '") + name + "' is negative (" + std::to_string(n) + ")");
-  if (n > std::numeric_limits<int>::max())
-    throw ProtocolError(std::string("stream header field '") + name + "' is too large (" + std::to_string(n) + ")");
+  if (n > limit)
+    throw ProtocolError(std::string("stream header field '") + name + "' is out of range: " + std::to_string(n) +
+                        " (0-" + std::to_string(limit) + ")");
   return static_cast<int>(n);
 }
 
@@ -89,12 +94,19 @@ StreamChunk decode_chunk(const ByteView* parts, std::size_t count) {
   c.utterance = header_field(header, "utterance", Value::Type::Int).as_int();
   c.seq = header_field(header, "seq", Value::Type::Int).as_int();
   c.pts = header_field(header, "pts", Value::Type::Float).as_double();
-  c.width = size_field(header, "width");
-  c.height = size_field(header, "height");
-  c.frames = size_field(header, "frames");
-  c.fps = size_field(header, "fps");
-  c.sample_rate = size_field(header, "sample_rate");
-  c.samples = size_field(header, "samples");
+  c.width = size_field(header, "width", kMaxSide);
+  c.height = size_field(header, "height", kMaxSide);
+  c.frames = size_field(header, "frames", kMaxFrames);
+  c.fps = size_field(header, "fps", kMaxFps);
+  c.sample_rate = size_field(header, "sample_rate", kMaxSampleRate);
+  c.samples = size_field(header, "samples", kMaxSamples);
+  if (c.fps == 0 || c.sample_rate == 0)
+    throw ProtocolError("stream header: fps and sample_rate must be positive (fps " + std::to_string(c.fps) +
+                        ", sample_rate " + std::to_string(c.sample_rate) + ")");
+  if (!std::isfinite(c.pts) || c.pts < 0.0)
+    throw ProtocolError("stream header field 'pts' must be a finite time >= 0, got " + std::to_string(c.pts));
+  if (c.pts * c.sample_rate > 9.0e15)  // beyond exact integer sample clocks in a double
+    throw ProtocolError("stream header field 'pts' is too large: " + std::to_string(c.pts));
   c.eou = header_field(header, "eou", Value::Type::Bool).as_bool();
   c.interrupted = header_field(header, "interrupted", Value::Type::Bool).as_bool();
 
@@ -117,7 +129,7 @@ StreamChunk decode_chunk(const ByteView* parts, std::size_t count) {
     throw ProtocolError("pcm part is " + std::to_string(pcm.size) + " bytes, the header says " +
                         std::to_string(want_pcm) + " (" + std::to_string(c.samples) + " float32 samples)");
 
-  c.clock = c.sample_rate > 0 ? std::llround(c.pts * c.sample_rate) : 0;
+  c.clock = std::llround(c.pts * c.sample_rate);
   c.video.assign(video.data, video.data + video.size);
   c.pcm.resize(static_cast<std::size_t>(c.samples));
   for (std::size_t i = 0; i < c.pcm.size(); ++i) c.pcm[i] = le_float(pcm.data + 4 * i);

@@ -334,4 +334,121 @@ TEST(interrupt_cuts_the_newest_utterance_locally_at_once) {
   CHECK_EQ(f.client->player().read_audio(out.data(), 480, 2), 0);
 }
 
+TEST(close_does_not_wait_for_a_request_in_flight) {
+  Peer peer;
+  peer.answer = false;  // the request never gets its reply
+  mfruntime::ClientConfig cfg;
+  cfg.control_address = peer.control;
+  cfg.stream_address = peer.stream;
+  cfg.request_timeout_ms = 10000;
+  mfruntime::Client client(cfg);
+  client.connect();
+  std::atomic<bool> threw_closed{false}, returned{false};
+  std::thread asker([&] {
+    try {
+      client.ping();
+    } catch (const mfruntime::Error& e) {
+      threw_closed = std::string(e.what()).find("closed") != std::string::npos;
+    }
+    returned = true;
+  });
+  CHECK(wait_until([&] { return peer.requests().size() == 1; }));
+  const auto t0 = Clock::now();
+  client.close();
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  asker.join();
+  CHECK(took < 1000);  // not the request's 10 s
+  CHECK(returned && threw_closed);
+  CHECK_THROWS(client.ping(), mfruntime::Error, "not connected");
+  // Destroying a connected client is prompt too.
+  auto other = std::make_unique<mfruntime::Client>(cfg);
+  other->connect();
+  const auto t1 = Clock::now();
+  other.reset();
+  CHECK(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t1).count() < 1000);
+}
+
+TEST(handler_exceptions_do_not_stop_the_receive_thread) {
+  Peer peer;
+  std::atomic<int> seen{0}, logged{0};
+  mfruntime::ClientConfig cfg;
+  cfg.control_address = peer.control;
+  cfg.stream_address = peer.stream;
+  cfg.on_chunk = [&](const mfruntime::StreamChunk& c) {
+    ++seen;
+    if (c.seq == 0) throw std::runtime_error("a handler bug");
+    if (c.seq == 1) throw 42;  // not even a std::exception
+  };
+  cfg.on_log = [&](const std::string&) {
+    ++logged;
+    throw std::runtime_error("a log handler bug");
+  };
+  mfruntime::Client client(cfg);
+  client.connect();
+  CHECK(peer.wait_subscribed("default"));
+  peer.publish(mfruntime::encode_chunk(chunk(1, 0, 0)));
+  peer.publish(mfruntime::encode_chunk(chunk(1, 1, 2560)));
+  peer.publish({Bytes{'d', 'e', 'f', 'a', 'u', 'l', 't'}});  // a malformed message: logged (and the log throws)
+  peer.publish(mfruntime::encode_chunk(chunk(1, 2, 5120)));
+  CHECK(wait_until([&] { return seen == 3; }));
+  CHECK_EQ(client.client_stats().bad_messages, 1);
+  CHECK(logged >= 3);  // on_chunk's two throws and the bad message, each logged once
+  CHECK_EQ(client.player().stats().chunks, 3);
+  CHECK_EQ(client.ping().at("status").as_string(), std::string("ok"));  // the client still works
+}
+
+TEST(connect_is_thread_safe) {
+  Peer peer;
+  mfruntime::ClientConfig cfg;
+  cfg.control_address = peer.control;
+  cfg.stream_address = peer.stream;
+  for (int round = 0; round < 5; ++round) {
+    mfruntime::Client client(cfg);
+    // Requests before connect(): each thread gets a clear error, nothing is half opened.
+    std::atomic<int> not_connected{0};
+    {
+      std::vector<std::thread> early;
+      for (int i = 0; i < 2; ++i)
+        early.emplace_back([&] {
+          try {
+            client.ping();
+          } catch (const mfruntime::Error& e) {
+            if (std::string(e.what()).find("not connected") != std::string::npos) ++not_connected;
+          }
+        });
+      for (auto& t : early) t.join();
+    }
+    CHECK_EQ(not_connected.load(), 2);
+    // Several threads connect at once, then request: one connection, every request answered.
+    std::atomic<int> answered{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 6; ++i)
+      threads.emplace_back([&] {
+        client.connect();
+        if (client.ping().at("status").as_string() == "ok") ++answered;
+      });
+    for (auto& t : threads) t.join();
+    CHECK_EQ(answered.load(), 6);
+    CHECK(client.connected());
+  }
+}
+
+TEST(use_player_false_leaves_the_player_empty) {
+  Peer peer;
+  std::atomic<int> seen{0};
+  mfruntime::ClientConfig cfg;
+  cfg.control_address = peer.control;
+  cfg.stream_address = peer.stream;
+  cfg.use_player = false;  // an on_chunk-only consumer
+  cfg.on_chunk = [&](const mfruntime::StreamChunk&) { ++seen; };
+  mfruntime::Client client(cfg);
+  client.connect();
+  CHECK(peer.wait_subscribed("default"));
+  for (int s = 0; s < 5; ++s) peer.publish(mfruntime::encode_chunk(chunk(1, s, 2560LL * s)));
+  CHECK(wait_until([&] { return seen == 5; }));
+  CHECK_EQ(client.player().stats().chunks, 0);
+  CHECK_EQ(client.player().buffered_ms(), 0.0);
+  CHECK_EQ(client.newest_utterance(), 1);  // the client still follows the stream's ids
+}
+
 int main(int argc, char** argv) { return check::run_all(argc > 1 ? argv[1] : nullptr); }

@@ -5,6 +5,7 @@
 //   test_vectors PATH/TO/tests/vectors
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -246,7 +247,26 @@ TEST(decoder_rejects_negative_sizes_and_wrong_lengths) {
   std::vector<Bytes> huge = with_header(good_parts(), "width", Value(2147483647LL));
   huge = with_header(huge, "height", Value(2147483647LL));
   huge = with_header(huge, "frames", Value(2147483647LL));
-  CHECK_THROWS(mfruntime::decode_chunk(huge), ProtocolError, "video part");
+  CHECK_THROWS(mfruntime::decode_chunk(huge), ProtocolError, "'width' is out of range: 2147483647 (0-8192)");
+}
+
+TEST(decoder_rejects_header_values_out_of_range_and_bad_pts) {
+  const std::pair<const char*, long long> limits[] = {{"width", 8192},        {"height", 8192},
+                                                      {"frames", 1000},       {"fps", 1000},
+                                                      {"sample_rate", 384000}, {"samples", 16 * 1024 * 1024}};
+  for (const auto& l : limits)
+    CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), l.first, Value(l.second + 1))), ProtocolError,
+                 std::string("stream header field '") + l.first + "' is out of range: " + std::to_string(l.second + 1) +
+                     " (0-" + std::to_string(l.second) + ")");
+  CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "fps", Value(0))), ProtocolError,
+               "fps and sample_rate must be positive");
+  CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "sample_rate", Value(0))), ProtocolError,
+               "fps and sample_rate must be positive");
+  for (double bad : {std::nan(""), std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity(), -0.5})
+    CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "pts", Value(bad))), ProtocolError,
+                 "stream header field 'pts' must be a finite time >= 0");
+  CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "pts", Value(1e300))), ProtocolError, "'pts' is too large");
+  CHECK_EQ(mfruntime::decode_chunk(with_header(good_parts(), "pts", Value(0.0))).clock, 0);  // 0 is a valid time
 }
 
 TEST(decoder_compares_topic_exactly) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -9,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "mfruntime/player.hpp"
 #include "mfruntime/protocol.hpp"
@@ -23,12 +25,18 @@ struct ClientConfig {
   int output_rate = 48000;     // the engine's audio rate (Player::read_audio)
   int channels = 2;            // the engine's channel count (for callers; read_audio takes it per call)
   int prebuffer_ms = 80;
+  int output_latency_ms = 0;   // PlayerConfig::output_latency_ms: the engine's output buffering
+  int max_queued_seconds = 120;  // PlayerConfig::max_queued_seconds
+  /// false: chunks are not pushed into player() (for callers that only use on_chunk; the player then stays empty).
+  bool use_player = true;
   int request_timeout_ms = 10000;
   CurveKeys curve;             // all empty: no CURVE; see load_curve_keys()
   Transport transport;         // empty: ZeroMQ (zmq_transport(curve))
-  /// Called on the receive thread for every chunk of this character, after the player got it.
+  /// Called on the receive thread for every chunk of this character, after the player got it. Whatever it throws
+  /// is caught and logged: the receive thread goes on.
   std::function<void(const StreamChunk&)> on_chunk;
-  /// Called with one line per notable event (rejected message, server restart, timeout).
+  /// Called with one line per notable event (rejected message, server restart, timeout); from the receive thread
+  /// too. Whatever it throws is swallowed.
   std::function<void(const std::string&)> on_log;
 };
 
@@ -50,8 +58,11 @@ class Client {
   /// stream reconnects (Subscriber::connections rises) or its ids go backwards, the server restarted: the player is
   /// reset and client_stats().restarts counts it.
   /// A subscription needs a moment to reach the server: ping() once before the first say.
+  /// Thread-safe: concurrent calls connect once. Requests made before connect() throw Error.
   void connect();
-  /// Stops the receive thread and closes the sockets. Safe to call twice.
+  /// Stops the receive thread and closes the sockets, promptly (a request waiting for its reply in another
+  /// thread throws Error at once; the receive thread is woken from any back-off). Safe to call twice, and from
+  /// any thread; the destructor calls it.
   void close();
   bool connected() const { return running_.load(); }
 
@@ -83,6 +94,7 @@ class Client {
  private:
   Value roundtrip(const std::string& op, const std::function<Bytes(std::int64_t)>& encode);
   void receive_loop();
+  void receive_one();  // receive thread: one poll, and the message if one came
   void log(const std::string& line) const;
   void open_request_channel();
   void restarted(const std::string& why);  // receive thread
@@ -91,7 +103,11 @@ class Client {
   std::string stream_address_;
   Player player_;
   Transport transport_;
+  std::mutex connect_mu_;  // connect() and close()
   std::mutex req_mu_;
+  std::atomic<bool> closing_{false};  // close() under way: requests give up at once
+  std::mutex wake_mu_;
+  std::condition_variable wake_;      // wakes the receive thread's back-off when closing
   std::unique_ptr<RequestChannel> req_;
   std::int64_t next_id_ = 1;
   std::unique_ptr<Subscriber> sub_;
@@ -99,6 +115,7 @@ class Client {
   std::atomic<bool> running_{false};
   std::atomic<bool> stop_{false};
   std::atomic<std::int64_t> newest_stream_{0}, newest_said_{0};
+  std::vector<Bytes> parts_;    // receive thread only
   std::int64_t last_seq_ = -1;  // receive thread only
   std::int64_t seen_connections_ = 0;  // receive thread only: Subscriber::connections() last seen
   mutable std::mutex stats_mu_;

@@ -21,6 +21,12 @@ struct PlayerConfig {
   int prebuffer_ms = 80;              // an utterance starts once this much audio is buffered (or its end arrived)
   int source_rate = 16000;            // the stream's sample rate (the clock's unit)
   int fade_ms = 5;                    // fade-out when buffered audio is dropped (cut, superseded)
+  /// How long the engine takes to play what read_audio returned (its output buffers): frames are shown that much
+  /// later, when their audio is heard. 0: frames are due when their audio leaves read_audio.
+  int output_latency_ms = 0;
+  /// Most audio (with its frames) queued ahead of playback; whole chunks beyond it are dropped and counted
+  /// (overflow_chunks). Only reached when the audio is not being played (the server runs ahead of real time).
+  int max_queued_seconds = 120;
 };
 
 /// A video frame that is due: its clock (source samples) and RGB bytes (height × width × 3).
@@ -45,6 +51,7 @@ struct PlayerStats {
   std::int64_t underruns = 0;       // times playback ran out of audio mid-utterance
   std::int64_t lost = 0;            // chunks missing from seq gaps
   std::int64_t ignored = 0;         // other character, cut utterance, duplicate, or unusable rates
+  std::int64_t overflow_chunks = 0; // dropped: the queue already held max_queued_seconds (nobody plays the audio)
 };
 
 /// Rules (the C# client implements the same):
@@ -53,12 +60,23 @@ struct PlayerStats {
 ///  - An utterance starts once prebuffer_ms of it is buffered or its end (eou) has arrived; until then
 ///    read_audio gives silence and the clock holds. It ends (event) when playback passes its eou chunk.
 ///  - A chunk of a newer utterance supersedes buffered ones that did not end normally (no eou yet, or an
-///    interrupted eou): their remaining audio is faded out (fade_ms) and dropped, with their frames. An utterance
-///    whose eou arrived without `interrupted` plays to its end and the newer one follows it.
+///    interrupted eou): they end (interrupted) and are dropped with their frames. An utterance whose eou arrived
+///    without `interrupted` plays to its end and the newer one follows it.
+///  - A cut or superseded line that is playing fades out at the output: a gain ramp over fade_ms, or over what is
+///    left of it when less is buffered (its samples already in the resampler included), then silence until the
+///    resampler has passed its last sample. So there is no click, wherever in a chunk it is cut.
 ///  - Underrun mid-utterance: silence, the clock holds. A seq gap (lost chunk): silence up to the next chunk's
 ///    clock, the clock runs on and the frame holds.
-///  - take_frame gives the latest due frame (clock ≤ audio_clock); earlier unshown ones are dropped, never shown
-///    out of order.
+///  - take_frame gives the latest frame that is due, i.e. heard: clock ≤ audio_clock − output_latency_ms (a
+///    finished line's last frames wait for the silence after it to cover the latency); earlier unshown ones are
+///    dropped, never shown out of order. Frames not yet due are never dropped.
+///  - Bounded memory when nobody plays: audio queued ahead (with its frames) is capped at max_queued_seconds,
+///    whole chunks beyond it are dropped (overflow_chunks; an eou in one still ends its line, interrupted);
+///    at most 1024 utterances are queued; unpolled events beyond 1024 drop the oldest; due frames that a later
+///    due frame replaces are dropped at push too (as take_frame would).
+///  - Events: UtteranceStarted when its first sample plays; UtteranceEnded once per line, when playback passes
+///    its end, or when it is cut, superseded or reset (then also for a line never heard, prebuffering or queued,
+///    so a caller waiting on an id always sees its end).
 class Player {
  public:
   explicit Player(PlayerConfig cfg = {});
@@ -105,7 +123,8 @@ class Player {
     std::int64_t end_clock = 0;                        // with eou: the clock just after its last sample
     bool started = false, ended_event = false, starved = false;
     bool fading = false;
-    std::int64_t fade_end = 0;
+    std::int64_t fade_end = 0;                         // fading: the clock where its audio stops
+    std::int64_t fade_total = 1, fade_left = 0;        // fading: the output gain ramp (outputs)
   };
 
   std::int64_t end_of(const Utterance& u) const;  // where playback of u stops (INT64_MAX: not known yet)
@@ -113,10 +132,13 @@ class Player {
   Utterance* find(std::int64_t id);
   Utterance* ensure_playing();
   std::size_t feed(Utterance& u, std::size_t need);
-  void finish_front();
+  void finish_front(std::size_t produced);
   void drop(Utterance& u);  // fade out (playing) or remove (waiting); emits Ended(interrupted)
   void remove_frames(std::int64_t utterance, std::int64_t after_clock);
   void ended(Utterance& u, bool interrupted);
+  void emit(const PlayerEvent& e);
+  std::int64_t queued_samples() const;  // source samples queued and not yet played (in the resampler too)
+  std::size_t prune_due_frames();       // drops due frames a later due one replaces; returns how many are due
 
   PlayerConfig cfg_;
   mutable std::mutex mu_;
@@ -130,7 +152,9 @@ class Player {
   std::int64_t clock_ = 0;      // held clock while nothing plays
   std::int64_t c0_ = 0;         // clock of resampler input 0 of the playing utterance
   std::int64_t feed_clock_ = 0; // clock of the next sample to push into the resampler
-  std::int64_t prebuffer_samples_, fade_samples_;
+  std::int64_t finish_clock_ = 0;  // the clock where the last line finished
+  std::int64_t since_finish_ = 0;  // outputs read since then
+  std::int64_t prebuffer_samples_, fade_samples_, latency_samples_, max_queued_samples_;
   PlayerStats stats_;
   std::vector<float> mono_, scratch_;
 };

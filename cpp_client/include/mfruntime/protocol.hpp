@@ -43,7 +43,9 @@ struct StreamChunk {
 
 /// The four parts [topic, header, video, pcm] → a StreamChunk. Throws ProtocolError when the message breaks
 /// a rule a client must check: not four parts; header not a map or another `v`; a header field missing or of
-/// the wrong type (an integer pts is accepted); topic ≠ character; negative sizes; video or pcm length ≠ header.
+/// the wrong type (an integer pts is accepted); topic ≠ character; sizes out of range (width, height ≤ 8192,
+/// frames ≤ 1000, fps 1–1000, sample_rate 1–384000, samples ≤ 16 Mi: their products cannot overflow); pts not
+/// finite or negative; video or pcm length ≠ header.
 StreamChunk decode_chunk(const ByteView* parts, std::size_t count);
 StreamChunk decode_chunk(const std::vector<Bytes>& parts);
 

@@ -88,6 +88,7 @@ void UMfCharacterComponent::BeginPlay()
 	Cfg.output_rate = OutputRate;
 	Cfg.channels = 1;
 	Cfg.prebuffer_ms = PrebufferMs;
+	Cfg.output_latency_ms = OutputLatencyMs;
 	Cfg.request_timeout_ms = RequestTimeoutMs;
 	Cfg.on_log = [](const std::string& Line) { UE_LOG(LogMfRuntime, Warning, TEXT("%s"), UTF8_TO_TCHAR(Line.c_str())); };
 

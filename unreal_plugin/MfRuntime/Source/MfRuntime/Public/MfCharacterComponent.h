@@ -59,6 +59,12 @@ public:
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "MfRuntime", meta = (ClampMin = "0", ClampMax = "2000"))
 	int32 PrebufferMs = 80;
 
+	/** How long the engine holds audio in its output buffers before it is heard: frames are shown that much later
+	 *  so the lips match the voice. Not measured automatically (the procedural sound wave's buffering depends on the
+	 *  platform's mixer settings); 0 shows frames when their audio is generated. */
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "MfRuntime", meta = (ClampMin = "0", ClampMax = "1000"))
+	int32 OutputLatencyMs = 0;
+
 	/** Denoising steps per chunk for Say/Drive (1-50); 0 keeps the server's setting. */
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "MfRuntime", meta = (ClampMin = "0", ClampMax = "50"))
 	int32 Steps = 0;
