@@ -27,7 +27,8 @@ def built(tmp_path_factory):
     compile_(["-target:library", f"-out:{core}", *map(str, sorted((BRIDGE / "Runtime" / "Core").glob("*.cs")))])
     compile_([f"-out:{out / 'MfruntimeTests.exe'}", f"-r:{core}", "-r:System.Core.dll",
               *map(str, sorted((BRIDGE / "Tests~").glob("*.cs")))])
-    compile_([f"-out:{out / 'SayToWav.exe'}", f"-r:{core}", str(BRIDGE / "Samples~" / "Console" / "SayToWav.cs")])
+    for sample in ("SayToWav", "PlayLoop"):
+        compile_([f"-out:{out / (sample + '.exe')}", f"-r:{core}", str(BRIDGE / "Samples~" / "Console" / f"{sample}.cs")])
     return out
 
 
@@ -74,11 +75,21 @@ def test_csharp_client_live_against_mf_serve(built):
     assert "say -> first chunk:" in out
 
 
-def test_console_sample_writes_the_line_to_a_wav(built, tmp_path):
+def test_console_samples_write_a_wav_and_play_on_the_audio_clock(built, tmp_path):
     wav = tmp_path / "line.wav"
     with running_server() as (control, _):
         r = subprocess.run(["mono", str(built / "SayToWav.exe"), "Hello from the console sample.", str(wav), control],
                            capture_output=True, text=True, timeout=180)
+        loop = subprocess.run(["mono", str(built / "PlayLoop.exe"), "Played in real time.", control],
+                              capture_output=True, text=True, timeout=180)
+        empty = subprocess.run(["mono", str(built / "SayToWav.exe"), "", str(wav), control],
+                               capture_output=True, text=True, timeout=60)
+    assert loop.returncode == 0, loop.stdout + loop.stderr
+    events = [line for line in loop.stdout.splitlines() if "Utterance" in line]
+    assert [e.split(": ")[1] for e in events] == ["UtteranceStarted 2", "UtteranceEnded 2"], loop.stdout  # line 2
+    shown = int(loop.stdout.split("frames shown: ")[1].split(";")[0])
+    assert shown >= 10 and "underruns 0" in loop.stdout, loop.stdout
+    assert empty.returncode == 1 and "needs some text" in empty.stderr, empty.stdout + empty.stderr
     assert r.returncode == 0, r.stdout + r.stderr
     assert "time to first chunk:" in r.stdout
     with wave.open(str(wav)) as w:
@@ -99,3 +110,30 @@ def test_csharp_transport_refuses_a_curve_server_with_a_clear_error(built, tmp_p
         r = subprocess.run(["mono", str(built / "SayToWav.exe"), "Hello.", str(tmp_path / "x.wav"), control],
                            capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "CURVE" in r.stderr and "NULL only" in r.stderr, r.stdout + r.stderr
+
+
+def test_unity_package_has_a_meta_file_with_a_unique_guid_for_everything_unity_imports():
+    """Unity ignores files without .meta in a package installed from git (read-only); folders ending in ~ are not
+    imported (Samples~, Documentation~, Tests~)."""
+    import re
+
+    guids, missing, orphans = {}, [], []
+    for path in sorted(BRIDGE.rglob("*")):
+        rel = path.relative_to(BRIDGE)
+        if any(part.endswith("~") for part in rel.parts):
+            continue
+        if path.suffix == ".meta":
+            if not path.with_suffix("").exists():
+                orphans.append(str(rel))
+            continue
+        meta = path.with_name(path.name + ".meta")
+        if not meta.exists():
+            missing.append(str(rel))
+            continue
+        m = re.search(r"^guid: ([0-9a-f]{32})$", meta.read_text(), re.M)
+        assert m, f"{meta} has no guid"
+        assert m.group(1) not in guids, f"{rel} and {guids.get(m.group(1))} share a guid"
+        guids[m.group(1)] = rel
+    assert not missing, f"no .meta for {missing}"
+    assert not orphans, f".meta without its file: {orphans}"
+    assert len(guids) >= 15

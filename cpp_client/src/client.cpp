@@ -22,6 +22,14 @@ std::string default_stream_address(const std::string& control) {
 }
 
 namespace {
+// A ZeroMQ endpoint as mf serve gives it ("tcp://host:port"); libzmq's own error for a bare host:port is only
+// "Invalid argument".
+const std::string& checked_address(const std::string& address, const char* what) {
+  if (address.find("://") == std::string::npos)
+    throw std::invalid_argument(std::string(what) + " must look like tcp://127.0.0.1:5555, got '" + address + "'");
+  return address;
+}
+
 PlayerConfig player_config(const ClientConfig& c) {
   PlayerConfig p;
   p.character = c.character;
@@ -35,7 +43,10 @@ PlayerConfig player_config(const ClientConfig& c) {
 
 Client::Client(ClientConfig cfg)
     : cfg_(std::move(cfg)),
-      stream_address_(cfg_.stream_address.empty() ? default_stream_address(cfg_.control_address) : cfg_.stream_address),
+      stream_address_(checked_address(cfg_.stream_address.empty()
+                                          ? default_stream_address(checked_address(cfg_.control_address, "control_address"))
+                                          : cfg_.stream_address,
+                                      "stream_address")),
       player_(player_config(cfg_)) {
   if (cfg_.character.empty() || cfg_.character.size() > 64)
     throw std::invalid_argument("character id must be 1-64 bytes, got '" + cfg_.character + "'");

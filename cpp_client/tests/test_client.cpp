@@ -201,6 +201,9 @@ TEST(stream_address_defaults_to_the_next_port) {
   CHECK_EQ(mfruntime::default_stream_address("tcp://127.0.0.1:5555"), std::string("tcp://127.0.0.1:5556"));
   CHECK_EQ(mfruntime::default_stream_address("tcp://[::1]:6000"), std::string("tcp://[::1]:6001"));
   CHECK_THROWS(mfruntime::default_stream_address("ipc:///tmp/mf"), std::invalid_argument, "stream_address");
+  mfruntime::ClientConfig bare;
+  bare.control_address = "127.0.0.1:5555";  // no tcp://
+  CHECK_THROWS(mfruntime::Client{bare}, std::invalid_argument, "must look like tcp://127.0.0.1:5555");
 }
 
 TEST(replies_are_matched_by_id_and_stale_ones_skipped) {

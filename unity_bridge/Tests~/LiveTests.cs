@@ -140,6 +140,9 @@ namespace Mfruntime.Tests
                 Check.Throws<ArgumentException>(() => client.SetCharacter(new byte[5], 2, 2), "RGB", "wrong image size");
                 Check.Throws<ServerException>(() => client.Drive(new float[] { 5f, -5f, 0f }, 16000), null, "audio far outside [-1, 1]");
                 Check.Equal(1L, (long)client.Ping()["protocol"], "still answering");
+                var swapped = new MfClient(new ClientSettings { ControlAddress = s.Stream, StreamAddress = s.Control, ConnectTimeoutMs = 1500 });
+                Check.Throws<TransportException>(() => swapped.Ping(), "right port", "the stream port given as the control address");
+                swapped.Dispose();
                 var lost = new MfClient(new ClientSettings { ControlAddress = "tcp://127.0.0.1:1", RequestTimeoutMs = 300 });
                 Check.Throws<TransportException>(() => lost.Ping(), "not connected", "nothing listening");
                 lost.Dispose();

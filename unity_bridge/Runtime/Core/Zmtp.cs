@@ -243,7 +243,16 @@ namespace Mfruntime
             WriteFrame(output, ready.ToArray(), false, true);
             output.Flush();
             byte flags;
-            byte[] cmd = ReadFrame(input, out flags);
+            byte[] cmd;
+            try { cmd = ReadFrame(input, out flags); }
+            catch (IOException e)
+            {
+                // libzmq hangs up here when our socket type does not fit its own (e.g. the stream port given as the
+                // control address).
+                throw new TransportException("the peer closed the connection during the handshake: it does not take a " + type +
+                                             " socket. Is this the right port? mf serve's control address is its --bind, " +
+                                             "the stream is the control port + 1", e);
+            }
             if ((flags & 4) == 0) throw new TransportException("the peer sent a message before its READY command");
             string name = CommandName(cmd);
             if (name == "ERROR")

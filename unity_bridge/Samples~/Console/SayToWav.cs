@@ -46,7 +46,7 @@ public static class SayToWav
             Thread.Sleep(200);  // let the stream subscription reach the server
             clock.Start();
             try { utterance = client.Say(args[0]); }
-            catch (ServerException e)
+            catch (Exception e) when (e is ServerException || e is ArgumentException || e is TimeoutException || e is TransportException)
             {
                 Console.Error.WriteLine("SayToWav: " + e.Message);
                 return 1;

@@ -1,4 +1,5 @@
-// Sample: type a line into an InputField and press Enter (or the Say button) to hear and see it; Escape interrupts.
+// Sample: type a line into an InputField and press Enter or the Say button to hear and see it; Escape or the Stop
+// button interrupts.
 // Wire it as described in README.md next to this file.
 using UnityEngine;
 using UnityEngine.UI;
@@ -22,10 +23,17 @@ namespace Mfruntime.Unity.Samples
             if (!string.IsNullOrWhiteSpace(line.text)) character.Say(line.text);
         }
 
+        public void InterruptLine()
+        {
+            character.Interrupt();
+        }
+
+#if ENABLE_LEGACY_INPUT_MANAGER  // projects on the new Input System only: use the buttons instead
         private void Update()
         {
             if (Input.GetKeyDown(KeyCode.Return)) SayLine();
-            if (Input.GetKeyDown(KeyCode.Escape)) character.Interrupt();
+            if (Input.GetKeyDown(KeyCode.Escape)) InterruptLine();
         }
+#endif
     }
 }
