@@ -88,7 +88,7 @@ def test_live_client_against_mf_serve(built):
         server.__exit__(None, None, None)
     out = "".join(lines)
     assert proc.returncode == 0 and restarts == 1, out
-    assert re.search(r"^7 passed, 0 failed$", out, re.M), out
+    assert re.search(r"^8 passed, 0 failed$", out, re.M), out
     assert "say -> first chunk:" in out, out
     assert "ok   the_client_goes_on_after_the_server_restarts" in out, out
     print(out)
@@ -125,7 +125,8 @@ def test_say_to_wav_over_curve(built, tmp_path):
         bad = subprocess.run([str(built / "say_to_wav"), "--control", control, "--text", "Let me in.",
                               "--out", str(tmp_path / "no.wav"), "--server-key", str(public), "--client-key",
                               str(stranger)], capture_output=True, text=True, timeout=120)
-        assert bad.returncode == 1 and "no reply to 'ping'" in bad.stderr, bad.stdout + bad.stderr
+        assert bad.returncode == 1 and "no reply to 'ping'" in bad.stderr and "CURVE keys" in bad.stderr, \
+            bad.stdout + bad.stderr
     half = subprocess.run([str(built / "say_to_wav"), "--server-key", str(public)], capture_output=True, text=True,
                           timeout=30)
     assert half.returncode == 2 and "both --server-key and --client-key" in half.stderr

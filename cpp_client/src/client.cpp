@@ -203,6 +203,7 @@ Value Client::roundtrip(const std::string& op, const std::function<Bytes(std::in
     if (closing_) throw Error("the client was closed while '" + op + "' waited for its reply");
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
+      std::string why = req_->diagnose();
       // A fresh socket, so a late reply to this request can never be taken for a later one's.
       req_->close();
       open_request_channel();
@@ -211,7 +212,8 @@ Value Client::roundtrip(const std::string& op, const std::function<Bytes(std::in
         ++stats_.timeouts;
       }
       std::string msg = "no reply to '" + op + "' from " + cfg_.control_address + " within " +
-                        std::to_string(cfg_.request_timeout_ms) + " ms (is `mf serve` running there?)";
+                        std::to_string(cfg_.request_timeout_ms) + " ms (" +
+                        (why.empty() ? "is `mf serve` running there?" : why) + ")";
       log(msg);
       throw TimeoutError(msg);
     }

@@ -87,9 +87,40 @@ class ZmqSubscriber : public Subscriber {
 class ZmqDealer : public RequestChannel {
  public:
   ZmqDealer(std::shared_ptr<zmq::context_t> ctx, const CurveKeys& keys)
-      : ctx_(std::move(ctx)), sock_(*ctx_, zmq::socket_type::dealer) {
+      : ctx_(std::move(ctx)), sock_(*ctx_, zmq::socket_type::dealer), monitor_(*ctx_, zmq::socket_type::pair),
+        curve_(keys.enabled()) {
     sock_.set(zmq::sockopt::linger, 0);
     secure(sock_, keys);
+    // TCP connections and completed ZMTP handshakes, to tell "nothing there" from "the wrong kind of socket there".
+    static std::atomic<unsigned long> next{0};
+    const std::string endpoint = "inproc://mfruntime-dealer-monitor-" + std::to_string(++next);
+    if (zmq_socket_monitor(sock_.handle(), endpoint.c_str(), ZMQ_EVENT_CONNECTED | kConnectedEvent) != 0)
+      throw zmq::error_t();
+    monitor_.set(zmq::sockopt::linger, 0);
+    monitor_.connect(endpoint);
+  }
+  std::string diagnose() override {
+    zmq::message_t event;
+    while (monitor_ && monitor_.recv(event, zmq::recv_flags::dontwait)) {
+      std::uint16_t id = 0;
+      if (event.size() >= sizeof id) std::memcpy(&id, event.data(), sizeof id);
+      while (event.more() && monitor_.recv(event, zmq::recv_flags::dontwait)) {
+      }
+      if (id == ZMQ_EVENT_CONNECTED) ++tcp_;
+      if (id == kConnectedEvent) ++handshakes_;
+    }
+    if (tcp_ == 0) return "nothing accepted the connection: is mf serve running there?";
+    if (kConnectedEvent != ZMQ_EVENT_CONNECTED && handshakes_ == 0)
+      return std::string("a connection was made but the ZeroMQ handshake never completed: is this mf serve's control "
+                         "address (its --bind; the stream is the next port)?") +
+             (curve_ ? " Are the CURVE keys the server's and an authorised client's?"
+                     : " Does the server want CURVE keys?");
+    return "connected, but the server did not answer in time (busy?)";
+  }
+  void close() override {
+    if (sock_) zmq_socket_monitor(sock_.handle(), nullptr, 0);
+    monitor_.close();
+    sock_.close();
   }
   void connect(const std::string& address) override { sock_.connect(address); }
   void send(const Bytes& request) override {
@@ -111,11 +142,13 @@ class ZmqDealer : public RequestChannel {
     reply.assign(p, p + msg.size());
     return true;
   }
-  void close() override { sock_.close(); }
 
  private:
   std::shared_ptr<zmq::context_t> ctx_;
   zmq::socket_t sock_;
+  zmq::socket_t monitor_;
+  bool curve_;
+  std::int64_t tcp_ = 0, handshakes_ = 0;
 };
 
 }  // namespace

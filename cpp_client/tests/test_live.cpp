@@ -242,9 +242,20 @@ TEST(a_request_without_a_server_times_out_clearly) {
   CHECK_EQ(lonely.stream_address(), std::string("tcp://127.0.0.1:10"));
   lonely.connect();
   CHECK_THROWS(lonely.ping(), mfruntime::TimeoutError, "no reply to 'ping'");
-  CHECK_THROWS(lonely.ping(), mfruntime::TimeoutError, "is `mf serve` running");  // a fresh socket, same answer
-  CHECK_EQ(lonely.client_stats().timeouts, 2);
+  CHECK_THROWS(lonely.ping(), mfruntime::TimeoutError, "nothing accepted the connection: is mf serve running there?");
+  CHECK_EQ(lonely.client_stats().timeouts, 2);  // a fresh socket each time, same answer
   lonely.close();
+}
+
+TEST(the_stream_port_given_as_the_control_address_is_named) {
+  mfruntime::ClientConfig cfg;
+  cfg.control_address = g_stream;  // a PUB socket: TCP connects, the ZeroMQ handshake never completes
+  cfg.stream_address = g_control;
+  cfg.request_timeout_ms = 1500;
+  mfruntime::Client wrong(cfg);
+  wrong.connect();
+  CHECK_THROWS(wrong.ping(), mfruntime::TimeoutError, "the ZeroMQ handshake never completed: is this mf serve's control");
+  wrong.close();
 }
 
 TEST(close_is_clean) {

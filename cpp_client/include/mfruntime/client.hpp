@@ -23,7 +23,6 @@ struct ClientConfig {
   std::string stream_address;  // "" = the control address with port + 1
   std::string character = "default";
   int output_rate = 48000;     // the engine's audio rate (Player::read_audio)
-  int channels = 2;            // the engine's channel count (for callers; read_audio takes it per call)
   int prebuffer_ms = 80;
   int output_latency_ms = 0;   // PlayerConfig::output_latency_ms: the engine's output buffering
   int max_queued_seconds = 120;  // PlayerConfig::max_queued_seconds

@@ -36,6 +36,8 @@ class RequestChannel {
   virtual void send(const Bytes& request) = 0;
   /// Waits up to timeout_ms for one reply; false on timeout.
   virtual bool receive(Bytes& reply, int timeout_ms) = 0;
+  /// Why no reply may have come, for the timeout error ("" when the transport cannot tell).
+  virtual std::string diagnose() { return ""; }
   virtual void close() = 0;
 };
 

@@ -86,7 +86,6 @@ void UMfCharacterComponent::BeginPlay()
 	Cfg.stream_address = Utf8(StreamAddress);
 	Cfg.character = Utf8(Character);
 	Cfg.output_rate = OutputRate;
-	Cfg.channels = 1;
 	Cfg.prebuffer_ms = PrebufferMs;
 	Cfg.output_latency_ms = OutputLatencyMs;
 	Cfg.request_timeout_ms = RequestTimeoutMs;
