@@ -8,6 +8,10 @@ it has not said before (so eSpeak NG runs every time, as in a game):
   cpp     the C++ client's example (cpp_client/examples/say_to_wav.cpp).
 Each client is connected and subscribed before it says; the time runs from the say request to the first chunk of
 that utterance. Needs mono-devel and the C++ client's build dependencies (see docs/BRIDGES.md).
+
+`--player` instead times the C# and C++ Players on the engine's threads, without a server: a 20-s line of chunks
+pushed (network thread), then played at 48 kHz stereo in 1024-frame blocks with a frame taken after each block
+(benchmarks/bridge_player/: the best of 5 runs, per frame size).
 """
 from __future__ import annotations
 
@@ -69,13 +73,43 @@ def external_ttfc(kind: str, cmd: list[str], control: str, stream: str, text: st
     return float(m.group(1))
 
 
+def player_costs(sizes: list[int]) -> None:
+    """Build and run the two Player benchmarks; print a table."""
+    bench = ROOT / "benchmarks" / "bridge_player"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        core = tmp / "Mfruntime.Core.dll"
+        subprocess.run(["mcs", "-langversion:7.2", "-nologo", "-optimize+", "-target:library", f"-out:{core}",
+                        *map(str, sorted((ROOT / "unity_bridge/Runtime/Core").glob("*.cs")))], check=True)
+        subprocess.run(["mcs", "-nologo", "-optimize+", f"-out:{tmp / 'PlayerBench.exe'}", f"-r:{core}",
+                        str(bench / "PlayerBench.cs")], check=True)
+        src = ROOT / "cpp_client" / "src"
+        subprocess.run(["g++", "-O2", "-std=c++17", "-DMSGPACK_NO_BOOST", f"-I{ROOT / 'cpp_client/include'}",
+                        str(bench / "player_bench.cpp"), *(str(src / f) for f in ("player.cpp", "resampler.cpp",
+                                                                                  "protocol.cpp", "value.cpp")),
+                        "-o", str(tmp / "player_bench"), "-lpthread"], check=True)
+        print("| client | frame px | push µs per chunk | audio + frame µs per 1024-frame block | share of one core in real time |")
+        print("|---|---:|---:|---:|---:|")
+        for size in sizes:
+            for cmd in (["mono", str(tmp / "PlayerBench.exe")], [str(tmp / "player_bench")]):
+                out = subprocess.run(cmd + [str(size)], capture_output=True, text=True, check=True, cwd=tmp).stdout.split()
+                name, push, read, share = out[0], float(out[1]), float(out[2]), float(out[3])
+                print(f"| {'C#' if name == 'csharp' else 'C++'} | {size} | {push:.1f} | {read:.1f} | {100 * share:.2f} % |",
+                      flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--player", action="store_true", help="time the C# and C++ Players instead (no server)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 256], help="frame sizes for --player")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--threads", default="auto")
     args = ap.parse_args()
+    if args.player:
+        player_costs(args.sizes)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         cmds = build(tmp)

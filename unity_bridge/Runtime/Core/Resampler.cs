@@ -12,6 +12,10 @@ namespace Mfruntime
         public readonly int InRate, OutRate, HalfTaps;
         private readonly float[] table;  // kernel at x = p / Phases, p = 0 … HalfTaps·Phases (symmetric)
         private readonly float[] weights;
+        // Output positions fall on OutRate / gcd(InRate, OutRate) distinct phases (3 for 16 → 48 kHz, 441 for
+        // 16 → 44.1 kHz): their normalised weights are computed once each and reused.
+        private readonly int phaseStep;
+        private readonly float[][] phaseWeights;
         private float[] buf = new float[4096];
         private long bufStart;  // input index of buf[0]
         private int bufLen;
@@ -36,6 +40,9 @@ namespace Mfruntime
                 table[p] = (float)(scale * sinc * w);
             }
             weights = new float[2 * halfTaps];
+            int g = Gcd(inRate, outRate);
+            phaseStep = g;
+            if (outRate / g <= 4096) phaseWeights = new float[outRate / g][];
             Reset();
         }
 
@@ -88,26 +95,44 @@ namespace Mfruntime
         /// <summary>One output sample; call only while CanRead.</summary>
         public float ReadOne()
         {
-            // Output = Σ_m x[m]·k(t − m) over the 2·HalfTaps inputs around t = centre + frac/OutRate, with the
-            // weights normalised to sum 1 so a constant passes unchanged at every phase.
-            double f = (double)frac / OutRate;
+            float[] w;
+            if (phaseWeights != null)
+            {
+                int phase = (int)(frac / phaseStep);
+                w = phaseWeights[phase] ?? (phaseWeights[phase] = Weights(frac, new float[2 * HalfTaps]));
+            }
+            else w = Weights(frac, weights);
+            int at = (int)(centre - HalfTaps + 1 - bufStart);
+            float acc = 0;
+            for (int j = 0; j < w.Length; j++) acc += w[j] * buf[at + j];
+            frac += InRate;
+            if (frac >= OutRate) { centre += frac / OutRate; frac %= OutRate; }
+            return acc;
+        }
+
+        /// <summary>The weights of the 2·HalfTaps inputs around position centre + frac/OutRate: output = Σ_m x[m]·k(t − m),
+        /// normalised to sum 1 so a constant passes unchanged at every phase.</summary>
+        private float[] Weights(long fracNum, float[] into)
+        {
+            double f = (double)fracNum / OutRate;
             float sum = 0;
-            int n = 2 * HalfTaps;
-            for (int j = 0; j < n; j++)
+            for (int j = 0; j < into.Length; j++)
             {
                 double x = Math.Abs((HalfTaps - 1 - j) + f);  // |t − m| for m = centre − HalfTaps + 1 + j
                 double pos = x * Phases;
                 int p = (int)pos;
-                float w = p >= table.Length - 1 ? 0f : table[p] + (float)(pos - p) * (table[p + 1] - table[p]);
-                weights[j] = w;
-                sum += w;
+                float v = p >= table.Length - 1 ? 0f : table[p] + (float)(pos - p) * (table[p + 1] - table[p]);
+                into[j] = v;
+                sum += v;
             }
-            int at = (int)(centre - HalfTaps + 1 - bufStart);
-            float acc = 0;
-            for (int j = 0; j < n; j++) acc += weights[j] * buf[at + j];
-            frac += InRate;
-            if (frac >= OutRate) { centre += frac / OutRate; frac %= OutRate; }
-            return sum != 0 ? acc / sum : 0f;
+            if (sum != 0) for (int j = 0; j < into.Length; j++) into[j] /= sum;
+            return into;
+        }
+
+        private static int Gcd(int a, int b)
+        {
+            while (b != 0) { int t = a % b; a = b; b = t; }
+            return a;
         }
 
         /// <summary>Drop input no longer needed (before the next output's window).</summary>
