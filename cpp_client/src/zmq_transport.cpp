@@ -31,6 +31,29 @@ constexpr int kConnectedEvent = ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
 constexpr int kConnectedEvent = ZMQ_EVENT_CONNECTED;
 #endif
 
+// Attaches a monitor (an inproc PAIR) for `events` of `sock`; before connect(), so the first connection is seen.
+void attach_monitor(zmq::socket_t& sock, zmq::socket_t& monitor, int events, const char* kind) {
+  static std::atomic<unsigned long> next{0};
+  const std::string endpoint = std::string("inproc://mfruntime-") + kind + "-monitor-" + std::to_string(++next);
+  if (zmq_socket_monitor(sock.handle(), endpoint.c_str(), events) != 0) throw zmq::error_t();
+  monitor.set(zmq::sockopt::linger, 0);
+  monitor.connect(endpoint);
+}
+
+// Reads the monitor's pending events without waiting; calls on_event(id) for each. Each event is two frames:
+// 6 bytes (uint16 event id, uint32 value, native byte order), then the endpoint.
+template <typename F>
+void drain_monitor(zmq::socket_t& monitor, F on_event) {
+  zmq::message_t event;
+  while (monitor && monitor.recv(event, zmq::recv_flags::dontwait)) {
+    std::uint16_t id = 0;
+    if (event.size() >= sizeof id) std::memcpy(&id, event.data(), sizeof id);
+    while (event.more() && monitor.recv(event, zmq::recv_flags::dontwait)) {
+    }
+    on_event(id);
+  }
+}
+
 class ZmqSubscriber : public Subscriber {
  public:
   ZmqSubscriber(std::shared_ptr<zmq::context_t> ctx, const CurveKeys& keys)
@@ -38,12 +61,7 @@ class ZmqSubscriber : public Subscriber {
     sock_.set(zmq::sockopt::linger, 0);
     sock_.set(zmq::sockopt::rcvhwm, 1000);
     secure(sock_, keys);
-    // The monitor's events go to an inproc PAIR; attached before connect() so the first connection is seen too.
-    static std::atomic<unsigned long> next{0};
-    const std::string endpoint = "inproc://mfruntime-sub-monitor-" + std::to_string(++next);
-    if (zmq_socket_monitor(sock_.handle(), endpoint.c_str(), kConnectedEvent) != 0) throw zmq::error_t();
-    monitor_.set(zmq::sockopt::linger, 0);
-    monitor_.connect(endpoint);
+    attach_monitor(sock_, monitor_, kConnectedEvent, "sub");
   }
   void connect(const std::string& address) override { sock_.connect(address); }
   void subscribe(const std::string& topic) override { sock_.set(zmq::sockopt::subscribe, topic); }
@@ -60,15 +78,9 @@ class ZmqSubscriber : public Subscriber {
     return true;
   }
   std::int64_t connections() override {
-    // Each event is two frames: 6 bytes (uint16 event id, uint32 value, native byte order), then the endpoint.
-    zmq::message_t event;
-    while (monitor_ && monitor_.recv(event, zmq::recv_flags::dontwait)) {
-      std::uint16_t id = 0;
-      if (event.size() >= sizeof id) std::memcpy(&id, event.data(), sizeof id);
-      while (event.more() && monitor_.recv(event, zmq::recv_flags::dontwait)) {
-      }
+    drain_monitor(monitor_, [this](std::uint16_t id) {
       if (id == kConnectedEvent) ++connections_;
-    }
+    });
     return connections_;
   }
   void close() override {
@@ -92,23 +104,13 @@ class ZmqDealer : public RequestChannel {
     sock_.set(zmq::sockopt::linger, 0);
     secure(sock_, keys);
     // TCP connections and completed ZMTP handshakes, to tell "nothing there" from "the wrong kind of socket there".
-    static std::atomic<unsigned long> next{0};
-    const std::string endpoint = "inproc://mfruntime-dealer-monitor-" + std::to_string(++next);
-    if (zmq_socket_monitor(sock_.handle(), endpoint.c_str(), ZMQ_EVENT_CONNECTED | kConnectedEvent) != 0)
-      throw zmq::error_t();
-    monitor_.set(zmq::sockopt::linger, 0);
-    monitor_.connect(endpoint);
+    attach_monitor(sock_, monitor_, ZMQ_EVENT_CONNECTED | kConnectedEvent, "dealer");
   }
   std::string diagnose() override {
-    zmq::message_t event;
-    while (monitor_ && monitor_.recv(event, zmq::recv_flags::dontwait)) {
-      std::uint16_t id = 0;
-      if (event.size() >= sizeof id) std::memcpy(&id, event.data(), sizeof id);
-      while (event.more() && monitor_.recv(event, zmq::recv_flags::dontwait)) {
-      }
+    drain_monitor(monitor_, [this](std::uint16_t id) {
       if (id == ZMQ_EVENT_CONNECTED) ++tcp_;
       if (id == kConnectedEvent) ++handshakes_;
-    }
+    });
     if (tcp_ == 0) return "nothing accepted the connection: is mf serve running there?";
     if (kConnectedEvent != ZMQ_EVENT_CONNECTED && handshakes_ == 0)
       return std::string("a connection was made but the ZeroMQ handshake never completed: is this mf serve's control "
