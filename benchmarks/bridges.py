@@ -31,21 +31,33 @@ from mfruntime.runtime.process import serve_process
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def build(out: Path) -> dict[str, list[str]]:
-    """Compile the C# sample and the C++ example; → the command prefix of each client."""
-    for tool, pkg in (("mcs", "mono-devel"), ("mono", "mono-devel"), ("cmake", "cmake")):
+def need(*tools: tuple[str, str]) -> None:
+    for tool, pkg in tools:
         if not shutil.which(tool):
             raise SystemExit(f"benchmarks.bridges: {tool} not found: apt-get install {pkg}")
+
+
+def csharp(out: Path, program: Path) -> list[str]:
+    """Compile the Unity bridge's core and one C# program against it (optimised); → the command that runs it."""
     core = out / "Mfruntime.Core.dll"
-    subprocess.run(["mcs", "-langversion:7.2", "-nologo", "-target:library", f"-out:{core}",
-                    *map(str, sorted((ROOT / "unity_bridge/Runtime/Core").glob("*.cs")))], check=True)
-    subprocess.run(["mcs", "-langversion:7.2", "-nologo", f"-out:{out / 'SayToWav.exe'}", f"-r:{core}",
-                    str(ROOT / "unity_bridge/Samples~/Console/SayToWav.cs")], check=True)
+    if not core.exists():
+        subprocess.run(["mcs", "-langversion:7.2", "-nologo", "-optimize+", "-target:library", f"-out:{core}",
+                        *map(str, sorted((ROOT / "unity_bridge/Runtime/Core").glob("*.cs")))], check=True)
+    exe = out / (program.stem + ".exe")
+    subprocess.run(["mcs", "-langversion:7.2", "-nologo", "-optimize+", f"-out:{exe}", f"-r:{core}", str(program)],
+                   check=True)
+    return ["mono", str(exe)]
+
+
+def build(out: Path) -> dict[str, list[str]]:
+    """Compile the C# sample and the C++ example; → the command prefix of each client."""
+    need(("mcs", "mono-devel"), ("mono", "mono-devel"), ("cmake", "cmake"))
+    say_cs = csharp(out, ROOT / "unity_bridge/Samples~/Console/SayToWav.cs")
     cpp = ROOT / "build" / "cpp_client"
     subprocess.run(["cmake", "-S", str(ROOT / "cpp_client"), "-B", str(cpp), "-DCMAKE_BUILD_TYPE=Release"],
                    check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["cmake", "--build", str(cpp), "-j2", "--target", "say_to_wav"], check=True, stdout=subprocess.DEVNULL)
-    return {"csharp": ["mono", str(out / "SayToWav.exe")], "cpp": [str(cpp / "say_to_wav")]}
+    return {"csharp": say_cs, "cpp": [str(cpp / "say_to_wav")]}
 
 
 def python_ttfc(control: str, stream: str, text: str) -> float:
@@ -75,14 +87,11 @@ def external_ttfc(kind: str, cmd: list[str], control: str, stream: str, text: st
 
 def player_costs(sizes: list[int]) -> None:
     """Build and run the two Player benchmarks; print a table."""
+    need(("mcs", "mono-devel"), ("mono", "mono-devel"), ("g++", "g++"))
     bench = ROOT / "benchmarks" / "bridge_player"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        core = tmp / "Mfruntime.Core.dll"
-        subprocess.run(["mcs", "-langversion:7.2", "-nologo", "-optimize+", "-target:library", f"-out:{core}",
-                        *map(str, sorted((ROOT / "unity_bridge/Runtime/Core").glob("*.cs")))], check=True)
-        subprocess.run(["mcs", "-nologo", "-optimize+", f"-out:{tmp / 'PlayerBench.exe'}", f"-r:{core}",
-                        str(bench / "PlayerBench.cs")], check=True)
+        cs_bench = csharp(tmp, bench / "PlayerBench.cs")
         src = ROOT / "cpp_client" / "src"
         subprocess.run(["g++", "-O2", "-std=c++17", "-DMSGPACK_NO_BOOST", f"-I{ROOT / 'cpp_client/include'}",
                         str(bench / "player_bench.cpp"), *(str(src / f) for f in ("player.cpp", "resampler.cpp",
@@ -91,7 +100,7 @@ def player_costs(sizes: list[int]) -> None:
         print("| client | frame px | push µs per chunk | audio + frame µs per 1024-frame block | share of one core in real time |")
         print("|---|---:|---:|---:|---:|")
         for size in sizes:
-            for cmd in (["mono", str(tmp / "PlayerBench.exe")], [str(tmp / "player_bench")]):
+            for cmd in (cs_bench, [str(tmp / "player_bench")]):
                 out = subprocess.run(cmd + [str(size)], capture_output=True, text=True, check=True, cwd=tmp).stdout.split()
                 name, push, read, share = out[0], float(out[1]), float(out[2]), float(out[3])
                 print(f"| {'C#' if name == 'csharp' else 'C++'} | {size} | {push:.1f} | {read:.1f} | {100 * share:.2f} % |",

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mfruntime.runtime.process import free_port_pair, serve_process  # noqa: F401 (re-exported for the tests)
+# A real `mf serve` (bundled model, eager backend, 2 steps, 1 thread) on free loopback ports, for the tests.
+from mfruntime.runtime.process import free_port_pair  # noqa: F401 (re-exported for the tests)
+from mfruntime.runtime.process import serve_process as running_server  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 #: CI sets this: a missing bridge toolchain is then a failure, not a skip.
@@ -25,9 +27,3 @@ def require(tools: dict[str, str]) -> None:
         if os.environ.get(REQUIRE_ENV) == "1":
             pytest.fail(msg + f" ({REQUIRE_ENV}=1)")
         pytest.skip(msg)
-
-
-def running_server(*extra: str, port: int | None = None, keys: tuple[str, str] | None = None):
-    """A real ``mf serve`` (bundled model, eager backend, 2 steps, 1 thread) on free loopback ports: a context
-    manager that yields (control, stream). ``keys`` as for :func:`serve_process` (CURVE servers)."""
-    return serve_process(*extra, port=port, keys=keys)
