@@ -94,7 +94,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
         path = export_instruments(Path(args.runs), args.preset, args.eval_out)
         print(f"evaluation weights: {path.resolve()} ({path.stat().st_size / 1e6:.2f} MB)")
-    if not args.out and not args.eval_out:
+    if args.unpack:
+        from mfruntime.training.export import unpack_bundle
+
+        for stage, path in unpack_bundle(args.unpack, Path(args.runs), args.preset).items():
+            print(f"{stage}: {path.resolve()}")
+    if not args.out and not args.eval_out and not args.unpack:
         raise UsageError("nothing to export: pass --out FILE (model bundle) and/or --eval-out FILE (face probe + SyncNet)")
     return 0
 
@@ -105,7 +110,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     cfg = EvalConfig(model=args.model, baseline=args.baseline, clips=args.clips, seconds=args.seconds,
                      steps=tuple(args.steps), drift_seconds=120.0 if args.long else args.drift_seconds,
-                     drift_steps=args.drift_steps, out=args.out, cache=args.cache, instruments=args.instruments, seed=args.seed,
+                     drift_steps=args.drift_steps, out=args.out, cache=args.cache, instruments=args.instruments, seeds=tuple(args.seeds),
+                     max_step_size=args.max_step_size,
                      inception=args.inception_weights)
     result = evaluate(cfg, progress=not args.quiet)
     print(format_table(result))
@@ -283,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which stage's transformer to bundle (default: mutual)")
     export.add_argument("--out", help="output model bundle (.safetensors)")
     export.add_argument("--eval-out", help="write the evaluation instruments of mf eval (stages probe and syncnet) to this file")
+    export.add_argument("--unpack", metavar="BUNDLE",
+                        help="the reverse: write BUNDLE's codecs and transformer (a name like tiny, or a path) as the "
+                        "final outputs of stages codec-video, codec-audio and joint under RUNS/<preset>/, to train "
+                        "later stages (mutual) from a shipped model")
     export.set_defaults(func=_cmd_export)
 
     ev = verbs.add_parser(
@@ -309,7 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "adds an FID column; nothing is downloaded")
     ev.add_argument("--out", default="runs/eval", help="output folder (default: runs/eval)")
     ev.add_argument("--cache", default="cache", help="where held-out reference clips are cached (default: cache)")
-    ev.add_argument("--seed", type=int, default=0, help="generation noise seed (default: 0)")
+    ev.add_argument("--seeds", type=int, nargs="+", default=[0], help="generation noise seeds; with several, each row "
+                    "is the mean over seeds and a second table gives the spread (std over seeds) (default: 0)")
+    ev.add_argument("--max-step-size", type=float, metavar="D", help="show the network at most this step size d "
+                    "instead of the range the model was trained on (to measure what an out-of-range d does)")
     ev.set_defaults(func=_cmd_eval)
 
     ss = verbs.add_parser(

@@ -10,6 +10,12 @@ import dataclasses
 from dataclasses import dataclass, field
 
 
+#: Step sizes d the flow-matching stages draw (the multi-step mode, 8–50 steps, and d = 0, the instantaneous
+#: velocity). The velocity target is the same for every d there, so these stages give d no meaning beyond this
+#: range: a network trained only by them must never be shown a larger d (``ModelConfig.max_step_size``).
+MULTI_STEP_D: tuple[float, ...] = (0.0, 1 / 50, 1 / 32, 1 / 16, 1 / 8)
+
+
 @dataclass(frozen=True)
 class MediaConfig:
     """Time base of the generated media."""
@@ -168,6 +174,10 @@ class ModelConfig:
     rope_time_min_hz: float = 0.2  # slowest rotary frequency on the time axis
     rope_time_max_hz: float = 25.0  # fastest rotary frequency on the time axis
     rope_time_fraction: float = 0.5  # fraction of each head's dims rotated by time (video: the rest by row/column)
+    # Largest step size d the network was trained on. An Euler step larger than this (1, ½, ¼ in the few-step
+    # modes) is shown d = max_step_size: a d outside training is out of distribution (docs/EVAL.md). 1.0 for a
+    # model whose training drew the few-step sizes too (recipe [model] override).
+    max_step_size: float = max(MULTI_STEP_D)
     # Derived:
     frames_per_chunk: int = field(init=False)  # video frames per chunk (4)
     latent_steps_per_chunk: int = field(init=False)  # audio latent steps per chunk (8)
@@ -194,6 +204,9 @@ class ModelConfig:
             raise ValueError("phonemes must start with '<pad>', '<unk>' and hold each symbol once")
         if self.window_chunks < 1:
             raise ValueError(f"window_chunks must be >= 1, got {self.window_chunks}")
+        if not max(MULTI_STEP_D) <= self.max_step_size <= 1.0:
+            raise ValueError(f"max_step_size must be between {max(MULTI_STEP_D)} (the multi-step range every model is "
+                             f"trained on) and 1, got {self.max_step_size}")
         side = self.video_codec.latent_size // self.patch
         object.__setattr__(self, "frames_per_chunk", self.media.frames_per_chunk)
         object.__setattr__(self, "latent_steps_per_chunk", int(round(steps)))

@@ -255,9 +255,9 @@ def test_mutual_stage_keeps_driven_audio_clean(trained_runs, monkeypatch):
     batch["drive"] = torch.tensor([True, False])
     batch["phonemes"].mask[0] = False
     committed = []
-    original = mutual.commit  # the engine's commit, as the stage calls it
-    monkeypatch.setattr(mutual, "commit", lambda net, state, x, ph: (committed.append(x["audio"].clone()),
-                                                                     original(net, state, x, ph))[1])
+    original = mutual.commit  # the engine's commit, as the stage calls it (student's cache; the teacher's too)
+    monkeypatch.setattr(mutual, "commit", lambda net, state, x, ph: (
+        committed.append(x["audio"].clone()) if net is st.net else None, original(net, state, x, ph))[1])
     out = st(batch, step_generator(1, 0, 0))
     assert torch.isfinite(out["loss"])
     assert committed  # the rollout committed chunks through the engine's commit
@@ -281,3 +281,199 @@ def test_mutual_rollouts_start_from_inference_temperature_noise(trained_runs):
         temp = temps[s]
         raw = torch.randn((3, *st.net.latent_shape(s, 1)), generator=g)
         assert torch.allclose(noise[s], temp * raw)
+
+
+def test_recipe_validates_the_teacher_and_the_step_size_range(tmp_path):
+    p = tmp_path / "r.toml"
+    p.write_text('preset = "tiny"\n[stages.mutual]\nteacher = "oracle"\n')
+    with pytest.raises(ValueError, match=r"\[stages.mutual\]: teacher must be one of ema, frozen, self"):
+        load_recipe(p)
+    p.write_text('preset = "tiny"\n[stages.mutual]\nteacher_decay = 1.0\n')
+    with pytest.raises(ValueError, match="teacher_decay must be between 0 and 1"):
+        load_recipe(p)
+    p.write_text('preset = "tiny"\n[stages.mutual]\nfm_history = "mixed"\n')
+    with pytest.raises(ValueError, match="fm_history must be one of generated, real, both"):
+        load_recipe(p)
+    p.write_text('preset = "tiny"\n[model]\nmax_step_size = true\n')
+    with pytest.raises(ValueError, match="max_step_size must be a number"):
+        load_recipe(p)
+    p.write_text('preset = "tiny"\n[model]\nmax_step_size = 0.01\n')
+    with pytest.raises(ValueError, match="max_step_size must be between 0.125"):
+        load_recipe(p).model_config()
+    p.write_text('preset = "tiny"\n[model]\nmax_step_size = 1\n')
+    assert load_recipe(p).model_config().max_step_size == 1.0
+    for recipe in (Path(__file__).parents[1] / "recipes" / "mutual").glob("*.toml"):
+        load_recipe(recipe).model_config()  # the shipped experiment recipes are valid
+
+
+def _mutual_stage(trained_runs, **changes):
+    tmp, recipe, _ = trained_runs
+    r = dataclasses.replace(recipe.stage("mutual"), **changes)
+    st = STAGES["mutual"](preset("tiny"), r, recipe.data, tmp / "runs" / "tiny", progress=False)
+    st.load_init("joint", load_weights(st.stage_output("joint")))
+    return st
+
+
+def test_the_slow_teacher_follows_the_student_by_its_decay(trained_runs):
+    """Teacher "ema": θ̄ ← λ θ̄ + (1 − λ) θ after every optimiser step; "frozen": the starting weights forever;
+    "self": no second network (the student is its own teacher)."""
+    ema = _mutual_stage(trained_runs, teacher="ema", teacher_decay=0.9)
+    start = {k: v.clone() for k, v in ema.teacher.state_dict().items()}
+    assert all(torch.equal(start[k], v) for k, v in ema.net.state_dict().items())  # starts as the student
+    assert not any(p.requires_grad for p in ema.teacher.parameters())  # never trained by the optimiser
+    with torch.no_grad():
+        for p in ema.net.parameters():
+            p.add_(1.0)
+    ema.after_step(1)
+    student = ema.net.state_dict()
+    for k, v in ema.teacher.state_dict().items():
+        if v.is_floating_point():
+            assert torch.allclose(v, 0.9 * start[k] + 0.1 * student[k], atol=1e-6), k
+    frozen = _mutual_stage(trained_runs, teacher="frozen")
+    before = {k: v.clone() for k, v in frozen.teacher.state_dict().items()}
+    with torch.no_grad():
+        for p in frozen.net.parameters():
+            p.add_(1.0)
+    frozen.after_step(1)
+    assert all(torch.equal(before[k], v) for k, v in frozen.teacher.state_dict().items())
+    assert _mutual_stage(trained_runs, teacher="self").teacher is None
+    # The teacher is part of the stage's state: checkpoints hold it, so --resume continues from the same teacher.
+    assert any(k.startswith("teacher.") for k in ema.state_dict()) and not any(
+        k.startswith("teacher.") for k in ema.export())
+
+
+@pytest.mark.parametrize("teacher", ["ema", "frozen"])
+def test_mutual_run_killed_and_resumed_is_bitwise_identical(trained_runs, tmp_path, monkeypatch, teacher):
+    """A mutual run with a slow teacher dies after its step-2 checkpoint; --resume ends bitwise where an
+    uninterrupted run ends (weights, teacher, EMA and logged losses)."""
+    import shutil
+
+    from mfruntime.training.recipe import Recipe
+    from mfruntime.training.stages.mutual import MutualStage
+
+    tmp, recipe, _ = trained_runs
+    r = dataclasses.replace(recipe.stage("mutual"), steps=4, ckpt_every=2, teacher=teacher, teacher_decay=0.5,
+                            fm_history="both")
+    rec = Recipe(preset="tiny", data=recipe.data, stages={**recipe.stages, "mutual": r}, path="test")
+    runs = {}
+    for name in ("ref", "kill"):
+        runs[name] = tmp_path / name
+        for stage in ("codec-video", "codec-audio", "joint"):
+            shutil.copytree(tmp / "runs" / "tiny" / stage, runs[name] / "tiny" / stage)
+    train(TrainOptions(stage="mutual", recipe=rec, runs=runs["ref"], progress=False))
+
+    original = MutualStage.after_step
+
+    def dies_at_step_3(self, step):
+        original(self, step)
+        if step == 3:
+            raise KeyboardInterrupt("killed")
+    monkeypatch.setattr(MutualStage, "after_step", dies_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainOptions(stage="mutual", recipe=rec, runs=runs["kill"], progress=False))
+    monkeypatch.setattr(MutualStage, "after_step", original)
+    run = runs["kill"] / "tiny" / "mutual"
+    assert [p.name for p in list_checkpoints(run)] == ["step-0000002"]
+    ck = load_checkpoint(list_checkpoints(run)[-1])
+    assert any(k.startswith("teacher.") for k in ck["model"])
+    train(TrainOptions(stage="mutual", recipe=rec, runs=runs["kill"], resume=True, progress=False))
+
+    def rows(root):
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                for line in (root / "tiny" / "mutual" / "metrics.jsonl").read_text().splitlines()]
+    assert rows(runs["kill"]) == rows(runs["ref"])
+    a = load_checkpoint(list_checkpoints(runs["ref"] / "tiny" / "mutual")[-1])
+    b = load_checkpoint(list_checkpoints(run)[-1])
+    for part in ("model", "ema"):
+        assert a[part].keys() == b[part].keys() and all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+
+
+def test_the_sync_critic_is_carried_from_the_joint_stage_or_trained_first(trained_runs, tmp_path):
+    """The joint stage leaves its critic beside its weights and the mutual stage starts with it; without it
+    (a joint model unpacked from a bundle) the critic is trained on real pairs before the stage begins."""
+    import shutil
+
+    from mfruntime.training.stages.diffusion import CRITIC_FILE
+
+    tmp, recipe, _ = trained_runs
+    joint = tmp / "runs" / "tiny" / "joint"
+    assert (joint / CRITIC_FILE).is_file()
+    carried = _mutual_stage(trained_runs)
+    assert carried.critic_from_joint
+    saved = load_weights(joint / CRITIC_FILE)
+    assert all(torch.equal(saved[k], v) for k, v in carried.sync.state_dict().items())
+
+    root = tmp_path / "runs" / "tiny"
+    for stage in ("codec-video", "codec-audio", "joint"):
+        shutil.copytree(tmp / "runs" / "tiny" / stage, root / stage)
+    (root / "joint" / CRITIC_FILE).unlink()
+    st = STAGES["mutual"](preset("tiny"), dataclasses.replace(recipe.stage("mutual"), critic_steps=40), recipe.data,
+                          root, progress=False)
+    st.load_init("joint", load_weights(st.stage_output("joint")))
+    assert not st.critic_from_joint
+    untrained = {k: v.clone() for k, v in st.sync.state_dict().items()}
+    st.prepare()  # trains the critic first
+    trained = {k: v.clone() for k, v in st.sync.state_dict().items()}
+    assert not all(torch.equal(untrained[k], v) for k, v in trained.items())
+    batch = st.make_batch([0, 1, 2, 3], step_generator(0, 0, 0))
+
+    def critic_loss(weights):
+        from mfruntime.training.losses import info_nce
+        st.sync.load_state_dict(weights)
+        with torch.no_grad():
+            return float(info_nce(*st.sync(batch["video"], batch["audio"]), st.recipe.sync_temperature))
+    assert critic_loss(trained) < critic_loss(untrained)
+
+
+def test_few_step_sizes_outside_the_trained_range_are_shown_the_largest_trained_one():
+    """The joint stage draws d only from MULTI_STEP_D, so its network is never shown a larger d: a 1-step jump
+    is conditioned like a 1/8 step. A model trained on the few-step sizes (max_step_size 1) sees them."""
+    from mfruntime.config import MULTI_STEP_D
+    from mfruntime.model.transformer import TwinStreamTransformer
+
+    torch.manual_seed(0)
+    net = TwinStreamTransformer(preset("tiny"))
+    for p in net.streams["video"].d_embed.parameters():
+        torch.nn.init.normal_(p)
+    c = lambda m, d: m.conditioning("video", 0.5, d, 1, 1, "cpu")  # noqa: E731
+    assert torch.equal(c(net, 1.0), c(net, max(MULTI_STEP_D))) and torch.equal(c(net, 0.25), c(net, 0.125))
+    assert not torch.equal(c(net, 1 / 16), c(net, 1 / 8))
+    wide = TwinStreamTransformer(dataclasses.replace(preset("tiny"), max_step_size=1.0))
+    wide.load_state_dict(net.state_dict())
+    assert not torch.equal(c(wide, 1.0), c(wide, 0.125)) and torch.equal(c(wide, 0.125), c(net, 0.125))
+
+
+def test_unpack_then_export_gives_back_the_bundle(tmp_path):
+    """mf export --unpack writes a bundle's parts as stage outputs (to train later stages from a shipped
+    model); exporting them again gives the same bundle, and an existing run is never overwritten."""
+    from mfruntime.cli import main
+    from mfruntime.model.av import AVModel
+    from mfruntime.model.bundle import load_model, save_bundle
+    from mfruntime.training.export import export_bundle
+
+    torch.manual_seed(0)
+    src = save_bundle(AVModel(preset("tiny")), tmp_path / "src.safetensors", {"preset": "tiny"})
+    assert main(["export", "--unpack", str(src), "--runs", str(tmp_path / "runs")]) == 0
+    again = export_bundle(tmp_path / "runs", "tiny", tmp_path / "again.safetensors", transformer_stage="joint")
+    a, b = load_model(src).state_dict(), load_model(again).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert main(["export", "--unpack", str(src), "--runs", str(tmp_path / "runs")]) == 2  # refuses to overwrite
+
+
+def test_export_carries_the_trained_step_size_range(trained_runs, tmp_path):
+    """A transformer stage trained with a [model] override (max_step_size) exports a bundle whose config has it."""
+    import shutil
+
+    from mfruntime.model.bundle import load_model
+    from mfruntime.training.export import export_bundle
+
+    tmp, _, _ = trained_runs
+    root = tmp_path / "runs" / "tiny"
+    for stage in ("codec-video", "codec-audio", "mutual"):
+        shutil.copytree(tmp / "runs" / "tiny" / stage, root / stage)
+    final = root / "mutual" / "final.json"
+    doc = json.loads(final.read_text())
+    assert doc["model_overrides"] == {}
+    assert load_model(export_bundle(tmp_path / "runs", "tiny", tmp_path / "a.safetensors")).cfg.max_step_size == 0.125
+    final.write_text(json.dumps({**doc, "model_overrides": {"max_step_size": 1.0}}))
+    assert load_model(export_bundle(tmp_path / "runs", "tiny", tmp_path / "b.safetensors")).cfg.max_step_size == 1.0

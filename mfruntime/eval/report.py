@@ -27,6 +27,11 @@ def write_json(result: dict, path: Path) -> Path:
     return path
 
 
+def _label(row: dict) -> str:
+    name = {"mutual": "Mutual Forcing", "no-mutual": "without MF", "drive": "audio-driven"}[row["variant"]]
+    return f"{name} ({'multi-step' if row['steps'] >= 8 else 'few-step'})"
+
+
 def format_table(result: dict) -> str:
     lse = all("lse_c" in r for r in result["rows"])
     fid = all("fid" in r for r in result["rows"])
@@ -34,12 +39,18 @@ def format_table(result: dict) -> str:
             + (f"{'LSE-D':>7}{'LSE-C':>7}" if lse else "") + (f"{'FID':>9}" if fid else ""))
     lines = [head, "-" * len(head)]
     for r in result["rows"]:
-        name = {"mutual": "Mutual Forcing", "no-mutual": "without MF", "drive": "audio-driven"}[r["variant"]]
-        mode = "multi-step" if r["steps"] >= 8 else "few-step"
-        lines.append(f"{name + ' (' + mode + ')':<28}{r['steps']:>6}{r['offset_ms']:>+10.1f} ± {r['offset_std_ms']:<5.1f}"
+        lines.append(f"{_label(r):<28}{r['steps']:>6}{r['offset_ms']:>+10.1f} ± {r['offset_std_ms']:<5.1f}"
                      f"{r['confidence']:>7.2f}{r.get('confidence_shuffled', float('nan')):>6.2f}{r['fd']:>9.2f}"
                      f"{r.get('identity_error', float('nan')):>8.3f}{r['pesq']:>7.2f}{r['stoi']:>7.2f}{r['s_per_s']:>9.3f}{r['ttfc_ms']:>9.1f}"
                      + (f"{r['lse_d']:>7.2f}{r['lse_c']:>7.2f}" if lse else "") + (f"{r['fid']:>9.2f}" if fid else ""))
+    if any(len(r.get("seeds", [])) > 1 for r in result["rows"]):
+        lines.append("")
+        lines.append(f"spread over seeds (std of each metric over {len(result['rows'][0]['seeds'])} seeds):")
+        lines.append(f"{'model':<28}{'steps':>6}{'offset ms':>11}{'off std':>9}{'conf':>7}{'FD':>9}{'ID err':>8}{'PESQ':>7}{'STOI':>7}")
+        for r in result["rows"]:
+            sp = r["spread"]
+            lines.append(f"{_label(r):<28}{r['steps']:>6}{sp['offset_ms']:>11.1f}{sp['offset_std_ms']:>9.1f}{sp['confidence']:>7.2f}"
+                         f"{sp['fd']:>9.2f}{sp['identity_error']:>8.3f}{sp['pesq']:>7.2f}{sp['stoi']:>7.3f}")
     v = result["offset_validation"]
     lines.append("")
     lines.append(f"offset estimator: natural lag {v['bias_ms']:+.1f} ms (std {v['natural_lag_std_ms']:.1f} over clips); "

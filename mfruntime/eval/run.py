@@ -17,6 +17,7 @@ Results go to ``<out>/eval.json`` and PNG plots; the table is printed.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -58,7 +59,12 @@ class EvalConfig:
     cache: str = "cache"
     instruments: str | None = None  # evaluation weights (face probe, SyncNet); default: the bundled ones
     inception: str | None = None  # Inception-v3 weights file the user has: adds FID (mfruntime.eval.inception)
-    seed: int = 0  # generation noise seed
+    # Generation noise seeds. With several, every row is the mean over seeds, and the spread (std over seeds
+    # of each metric) is reported beside it, so a difference between models can be read against it.
+    seeds: tuple[int, ...] = (0,)
+    # Show the network at most this step size d (overrides the model's own trained range,
+    # ModelConfig.max_step_size): to measure what out-of-range d does. None keeps the model's.
+    max_step_size: float | None = None
 
     def __post_init__(self) -> None:
         if self.clips < 1:
@@ -67,6 +73,8 @@ class EvalConfig:
             raise ValueError(f"--steps must be positive step counts, got {self.steps}")
         if self.seconds < 1.5:
             raise ValueError(f"--seconds must be at least 1.5 (the offset search needs ±0.3 s and 1 s of overlap), got {self.seconds}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"--seeds must be distinct seeds, got {self.seeds}")
         if self.drift_seconds and self.drift_seconds < 2 * self.drift_window:
             raise ValueError(f"--drift-seconds must be 0 or at least two windows ({2 * self.drift_window:g} s)")
 
@@ -116,8 +124,12 @@ class Evaluator:
         self.models = {"mutual": load_model(cfg.model)}
         if cfg.baseline:
             self.models["no-mutual"] = load_model(cfg.baseline)
-            if self.models["no-mutual"].cfg != self.models["mutual"].cfg:
+            same = dataclasses.replace(self.models["no-mutual"].cfg, max_step_size=1.0)  # the trained d range may differ
+            if same != dataclasses.replace(self.models["mutual"].cfg, max_step_size=1.0):
                 raise ValueError(f"--baseline {cfg.baseline} is a different model shape than {cfg.model}")
+        if cfg.max_step_size is not None:
+            for m in self.models.values():
+                m.cfg = m.transformer.cfg = dataclasses.replace(m.cfg, max_step_size=cfg.max_step_size)
         self.mcfg = self.models["mutual"].cfg
         self.probe: FaceProbe = load_probe(cfg.instruments)
         try:
@@ -195,7 +207,7 @@ class Evaluator:
 
     def run(self) -> dict:
         cfg = self.cfg
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seeds[0])
         size = self.mcfg.video_codec.size
         refs = reference_clips(cfg.cache, cfg.clips, cfg.seconds, size, progress=self.progress)
         # All reference clips are made before this process speaks (speaker samples): the synthesiser forks
@@ -206,22 +218,24 @@ class Evaluator:
         real_feats = np.concatenate([self.probe.measure(r.frames)[1] for r in refs])
         real_inception = (np.concatenate([self.inception.features(r.frames) for r in refs])
                           if self.inception is not None else None)
-        result: dict = {"config": asdict(cfg), "offset_validation": calib, "rows": []}
+        result: dict = {"config": asdict(cfg), "offset_validation": calib, "rows": [], "per_seed": []}
         sheet: dict = {"rows": [], "reference": [r.frames for r in refs[:SHEET_CLIPS]], "fps": self.fps}
         chunks = sum(len(r.frames) // self.mcfg.media.frames_per_chunk for r in refs)
-        total = chunks * (len(cfg.steps) * len(self.models) + 1)
+        total = chunks * (len(cfg.steps) * len(self.models) + 1) * len(cfg.seeds)
         with tqdm(total=total, desc="eval generate", unit="chunk", disable=not self.progress) as bar:
-            for variant, model in self.models.items():
-                for steps in cfg.steps:
-                    outs = [generate_like(model, r, spk, steps, cfg.seed, bar) for r, spk in zip(refs, speakers)]
-                    if variant == "mutual":
-                        sheet["rows"].append((f"{steps} steps", [g.frames for g in outs[:SHEET_CLIPS]]))
-                    row = {"variant": variant, "steps": steps, **self.score(refs, outs, calib["bias_ms"], real_feats, real_inception)}
-                    result["rows"].append(row)
-            # Audio-driven mode (Session.drive): the face follows the reference speech it is given.
-            outs = [drive_like(self.models["mutual"], r, cfg.drift_steps, cfg.seed, bar) for r in refs]
-            result["rows"].append({"variant": "drive", "steps": cfg.drift_steps,
-                                   **self.score(refs, outs, calib["bias_ms"], real_feats, real_inception)})
+            for seed in cfg.seeds:
+                for variant, model in self.models.items():
+                    for steps in cfg.steps:
+                        outs = [generate_like(model, r, spk, steps, seed, bar) for r, spk in zip(refs, speakers)]
+                        if variant == "mutual" and seed == cfg.seeds[0]:
+                            sheet["rows"].append((f"{steps} steps", [g.frames for g in outs[:SHEET_CLIPS]]))
+                        result["per_seed"].append({"variant": variant, "steps": steps, "seed": seed,
+                                                   **self.score(refs, outs, calib["bias_ms"], real_feats, real_inception)})
+                # Audio-driven mode (Session.drive): the face follows the reference speech it is given.
+                outs = [drive_like(self.models["mutual"], r, cfg.drift_steps, seed, bar) for r in refs]
+                result["per_seed"].append({"variant": "drive", "steps": cfg.drift_steps, "seed": seed,
+                                           **self.score(refs, outs, calib["bias_ms"], real_feats, real_inception)})
+        result["rows"] = mean_over_seeds(result["per_seed"])
         if drift_ref is not None:
             result["drift"] = self.drift(drift_ref, calib["bias_ms"], real_feats)
         result["contact_sheet"] = sheet
@@ -231,7 +245,7 @@ class Evaluator:
         cfg = self.cfg
         n_chunks = len(ref.frames) // self.mcfg.media.frames_per_chunk
         with tqdm(total=n_chunks, desc=f"eval drift {cfg.drift_seconds:g}s", unit="chunk", disable=not self.progress) as bar:
-            g = generate_like(self.models["mutual"], ref, self.speaker_sample(ref), cfg.drift_steps, cfg.seed, bar)
+            g = generate_like(self.models["mutual"], ref, self.speaker_sample(ref), cfg.drift_steps, cfg.seeds[0], bar)
         wf, ws = int(cfg.drift_window * self.fps), int(cfg.drift_window * self.sr)
         windows = []
         for i in range(len(g.frames) // wf):
@@ -246,6 +260,21 @@ class Evaluator:
         per_chunk = g.chunk_seconds
         return {"steps": cfg.drift_steps, "seconds": cfg.drift_seconds, "windows": windows,
                 "chunk_ms": [1000 * t for t in per_chunk]}
+
+
+def mean_over_seeds(per_seed: list[dict]) -> list[dict]:
+    """One row per (variant, steps): each metric's mean over seeds, and in ``spread`` its std over seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in per_seed:
+        groups.setdefault((r["variant"], r["steps"]), []).append(r)
+    rows = []
+    for (variant, steps), rs in groups.items():
+        keys = [k for k, v in rs[0].items() if k not in ("variant", "steps", "seed") and isinstance(v, float)]
+        row = {"variant": variant, "steps": steps, "seeds": [r["seed"] for r in rs]}
+        row.update({k: float(np.mean([r[k] for r in rs])) for k in keys})
+        row["spread"] = {k: float(np.std([r[k] for r in rs])) for k in keys}
+        rows.append(row)
+    return rows
 
 
 def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:

@@ -432,12 +432,15 @@ class TwinStreamTransformer(nn.Module):
 
     def conditioning(self, s: str, t, d, batch: int, chunks: int, dev, memo: dict | None = None) -> torch.Tensor:
         """(B, C, dim) noise-level conditioning of stream ``s``; with ``memo`` (a caller's dict, used without
-        autograd) it is kept per (stream, t, d) for number-valued t and d."""
+        autograd) it is kept per (stream, t, d) for number-valued t and d. The step size is shown clipped to
+        the range the network was trained on (``ModelConfig.max_step_size``): the one place every caller —
+        training losses, rollouts, the sampler — passes through."""
         key = (s, float(t), float(d), batch) if memo is not None and isinstance(t, (int, float)) \
             and isinstance(d, (int, float)) else None
         if key is not None and key in memo:  # type: ignore[operator]
             return memo[key]  # type: ignore[index]
-        c = self.streams[s].condition(self._per_chunk(t, batch, chunks, dev), self._per_chunk(d, batch, chunks, dev))
+        d = self._per_chunk(d, batch, chunks, dev).clamp(max=self.cfg.max_step_size)  # the trained range of d
+        c = self.streams[s].condition(self._per_chunk(t, batch, chunks, dev), d)
         if key is not None:
             if len(memo) >= 256:  # type: ignore[arg-type]
                 memo.clear()  # type: ignore[union-attr]

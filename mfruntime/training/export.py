@@ -1,8 +1,11 @@
 """Assemble the final outputs of the training stages into one model bundle."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+
+from safetensors.torch import save_file
 
 from mfruntime.config import preset
 from mfruntime.errors import UserFacingError
@@ -25,8 +28,12 @@ def _stage_info(path: Path) -> dict | None:
 def export_bundle(runs: Path, preset_name: str, out: str | Path, transformer_stage: str = "mutual") -> Path:
     root = Path(runs) / preset_name
     parts = {"video_codec": "codec-video", "audio_codec": "codec-audio", "transformer": transformer_stage}
-    model = AVModel(preset(preset_name))
-    meta: dict = {"preset": preset_name, "stages": {}}
+    # The transformer stage's [model] overrides (an ablation switch, the trained step-size range) are part of
+    # the model: the bundle's config carries them.
+    final = root / transformer_stage / "final.json"
+    overrides = json.loads(final.read_text()).get("model_overrides", {}) if final.is_file() else {}
+    model = AVModel(dataclasses.replace(preset(preset_name), **overrides))
+    meta: dict = {"preset": preset_name, "stages": {}, "model_overrides": overrides}
     for attr, stage in parts.items():
         weights = root / stage / "final.safetensors"
         if not weights.is_file():
@@ -39,6 +46,36 @@ def export_bundle(runs: Path, preset_name: str, out: str | Path, transformer_sta
         if doc is not None:
             meta["stages"][stage] = doc
     return save_bundle(model, out, meta)
+
+
+def unpack_bundle(bundle: str | Path, runs: Path, preset_name: str | None = None) -> dict[str, Path]:
+    """The inverse of :func:`export_bundle`: write a bundle's parts as the final outputs of the stages that made
+    them (``codec-video``, ``codec-audio`` and ``joint`` — the transformer stage every later stage starts from),
+    so a stage can be trained on from a shipped model without retraining the stages before it. Bundles store
+    float16, so the unpacked weights are the bundle's, not the original float32 run's. Refuses to overwrite."""
+    from mfruntime.model.bundle import bundle_info, load_model
+
+    model = load_model(bundle)
+    info = bundle_info(bundle)
+    name = preset_name or info.get("preset")
+    if not name:
+        raise UserFacingError(f"bundle {bundle} does not say which preset it is: pass --preset")
+    root = Path(runs) / name
+    parts = {"codec-video": model.video_codec, "codec-audio": model.audio_codec, "joint": model.transformer}
+    for stage in parts:
+        if (root / stage / "final.safetensors").exists():
+            raise UserFacingError(f"{root / stage / 'final.safetensors'} exists: unpack into another --runs folder "
+                                  "or delete that stage's run first")
+    written = {}
+    for stage, module in parts.items():
+        out = root / stage / "final.safetensors"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
+                   for k, v in module.state_dict().items()}, str(out))
+        doc = {"stage": stage, "unpacked_from": str(bundle), "bundle_transformer": info.get("transformer")}
+        out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
+        written[stage] = out
+    return written
 
 
 def export_instruments(runs: Path, preset_name: str, out: str | Path) -> Path:

@@ -174,6 +174,7 @@ def train(opts: TrainOptions) -> dict:
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
+        stage.after_step(step)
         if ema is not None:
             decay = min(r.ema_decay, (1 + step) / (10 + step))
             with torch.no_grad():
@@ -223,7 +224,8 @@ def train(opts: TrainOptions) -> dict:
         rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()] if metrics_file.is_file() else []
         if rows:
             result["final_losses"] = {k: v for k, v in rows[-1].items() if k not in ("step", "lr", "seconds")}
-        (run_dir / "final.json").write_text(json.dumps({**result, "recipe": asdict(r)}, indent=1))
+        (run_dir / "final.json").write_text(json.dumps({**result, "recipe": asdict(r), "model_overrides": recipe.model},
+                                                       indent=1))
         log.info("stage %s done: %s", name, result)
     if world > 1:
         dist.barrier()

@@ -32,6 +32,10 @@ class DataRecipe:
     cache: str = "cache"  # where decoded clips and latents are cached (git-ignored)
 
 
+TEACHERS = ("ema", "frozen", "self")  # where the mutual stage's multi-step target comes from
+FM_HISTORIES = ("generated", "real", "both")  # the context of the mutual stage's flow-matching term
+
+
 @dataclass(frozen=True)
 class StageRecipe:
     steps: int = 1000  # optimiser steps
@@ -63,10 +67,28 @@ class StageRecipe:
     distill_weight: float = 1.0  # mutual: few-step → multi-step distillation weight
     fm_weight: float = 1.0  # mutual: flow-matching weight on real chunks with self-generated context
     shortcut_weight: float = 0.0  # mutual: shortcut self-consistency weight (one 2d step = two d steps)
+    # mutual: where the multi-step target comes from. "ema": a teacher network holding the exponential moving
+    # average of the student's weights (teacher_decay per step); "frozen": a copy of the weights the stage
+    # starts from; "self": the student's own current weights (the teacher moves with every update).
+    teacher: str = "ema"
+    teacher_decay: float = 0.999  # mutual, teacher "ema": the teacher's decay per optimiser step
+    # mutual: the history the flow-matching term sees: "generated" (the few-step rollout's own chunks, as at
+    # inference), "real" (teacher forcing on the real window) or "both" (the mean of the two).
+    fm_history: str = "generated"
+    critic_steps: int = 300  # mutual: sync-critic training steps on real pairs before the stage, when the joint stage's critic is not found
+
+    def __post_init__(self) -> None:
+        if self.teacher not in TEACHERS:
+            raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, got {self.teacher!r}")
+        if not 0.0 < self.teacher_decay < 1.0:
+            raise ValueError(f"teacher_decay must be between 0 and 1 (exclusive), got {self.teacher_decay}")
+        if self.fm_history not in FM_HISTORIES:
+            raise ValueError(f"fm_history must be one of {', '.join(FM_HISTORIES)}, got {self.fm_history!r}")
 
 
-#: ModelConfig fields a recipe's [model] table may change (switches for ablations); anything else is an error.
-MODEL_OVERRIDES = ("aligned_phonemes", "reference_anchor")
+#: ModelConfig fields a recipe's [model] table may change (switches for ablations, and the trained range of the
+#: step size), with their types; anything else is an error.
+MODEL_OVERRIDES: dict[str, type] = {"aligned_phonemes": bool, "reference_anchor": bool, "max_step_size": float}
 
 
 @dataclass(frozen=True)
@@ -104,7 +126,7 @@ def _build(cls, table: dict[str, Any], where: str):
     values = {k: tuple(v) if isinstance(v, list) and k in _TUPLE_FIELDS else v for k, v in table.items()}
     try:
         return cls(**values)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"{where}: {exc}") from exc
 
 
@@ -124,8 +146,11 @@ def load_recipe(path: str | Path) -> Recipe:
     for key, value in model.items():
         if key not in MODEL_OVERRIDES:
             raise ValueError(f"{path} [model]: {key!r} cannot be set by a recipe (allowed: {', '.join(MODEL_OVERRIDES)})")
-        if not isinstance(value, bool):
+        kind = MODEL_OVERRIDES[key]
+        if kind is bool and not isinstance(value, bool):
             raise ValueError(f"{path} [model]: {key} must be true or false, got {value!r}")
+        if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{path} [model]: {key} must be a number, got {value!r}")
     if "preset" not in doc:
         raise ValueError(f"{path}: missing 'preset' (e.g. preset = \"tiny\")")
     data = _build(DataRecipe, doc.get("data", {}), f"{path} [data]")

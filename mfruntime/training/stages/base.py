@@ -50,6 +50,9 @@ class Stage(nn.Module, metaclass=ABCMeta):
         ...
 
     # --- optional hooks --------------------------------------------------------------------
+    def after_step(self, step: int) -> None:
+        """After each optimiser step (``step`` counts the steps done), e.g. to move a slow teacher."""
+
     def finalize(self) -> None:
         """After the last step (e.g. codec latent statistics)."""
 

@@ -14,9 +14,10 @@ import logging
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch.func import functional_call
 
+from mfruntime.config import MULTI_STEP_D
 from mfruntime.model.codec_audio import make_audio_codec
 from mfruntime.model.codec_video import VideoCodec
 from mfruntime.model.phonemes import PhonemeTrack, PhonemeWindow
@@ -28,9 +29,19 @@ from mfruntime.training.stages.base import Stage
 
 log = logging.getLogger(__name__)
 
-#: Step sizes d of the multi-step mode (8–50 steps) and the instantaneous velocity (d = 0), at which the
-#: plain flow-matching target applies.
-MULTI_STEP_D = (0.0, 1 / 50, 1 / 32, 1 / 16, 1 / 8)
+
+
+#: The joint stage's synchronisation critic, saved beside its final weights so the mutual stage starts with it.
+CRITIC_FILE = "critic.safetensors"
+
+
+def driven_clean(t: torch.Tensor, d: torch.Tensor, drive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The audio stream of audio-driven examples (``drive`` True) is the given clean speech: it is shown at
+    t = d = 0 and has no loss. Returns the audio stream's (t, d, loss weight); ``t``, ``d`` are (B,) or (B, C)
+    and ``drive`` (B,)."""
+    m = drive.view(-1, *[1] * (t.dim() - 1))
+    zero = torch.zeros((), dtype=t.dtype)
+    return torch.where(m, zero, t), torch.where(m, zero, d), (~m).to(t.dtype).expand(t.shape)
 
 
 def empty_window(max_tokens: int) -> PhonemeWindow:
@@ -118,10 +129,8 @@ class DiffusionStage(Stage):
         noise = {s: torch.randn(x0[s].shape, generator=g) for s in self.streams}
         drive = batch.get("drive")
         weight = {s: torch.ones(b, c) for s in self.streams}
-        if drive is not None and "audio" in t:  # audio-driven examples: clean audio (t = d = 0), no audio loss
-            t["audio"] = torch.where(drive[:, None], torch.zeros_like(t["audio"]), t["audio"])
-            d["audio"] = torch.where(drive[:, None], torch.zeros_like(d["audio"]), d["audio"])
-            weight["audio"] = (~drive).float()[:, None].expand(b, c)
+        if drive is not None and "audio" in t:  # audio-driven examples: clean audio, no audio loss
+            t["audio"], d["audio"], weight["audio"] = driven_clean(t["audio"], d["audio"], drive)
         xt = {s: FlowMatching.noisy(x0[s], noise[s], t[s]) for s in self.streams}
         v = self.net.forward_sequence(xt, t, d, batch["phonemes"], self.sinks(batch), context=x0)
         losses = {}
@@ -206,6 +215,12 @@ class JointStage(DiffusionStage):
         missing, unexpected = self.net.load_state_dict(weights, strict=False)
         if unexpected:
             raise ValueError(f"weights of stage {stage} do not fit the joint model: unexpected {unexpected[:5]}")
+
+    def finalize(self) -> None:
+        """Keep the (EMA) sync critic beside the stage's weights: the mutual stage starts with it."""
+        out = self.run_root / self.name / CRITIC_FILE
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().contiguous() for k, v in self.sync.state_dict().items()}, str(out))
 
     def sync_loss(self, x0: dict, x0_hat: dict) -> tuple[torch.Tensor, torch.Tensor]:
         tau = self.recipe.sync_temperature
