@@ -56,12 +56,12 @@ def _modulation(blk: StreamBlock, c: torch.Tensor) -> torch.Tensor:
 
 def _pass_parts(p) -> tuple:
     """A pass's rotations and masks as the kernel takes them, converted once per pass (all layers share them)."""
-    parts = p.backend_parts
+    parts = p.backend.get("native")
     if parts is None:
         cis = torch.view_as_real(p.rope[0]).contiguous()  # (N, Dh/2, 2)
         cis_t = torch.view_as_real(p.rope_t[0]).contiguous()
         valid, ph_valid = p.self_mask.contiguous(), p.ph_mask.contiguous()
-        parts = p.backend_parts = (cis, cis_t, valid, ph_valid)
+        parts = p.backend["native"] = (cis, cis_t, valid, ph_valid)
     return parts
 
 
@@ -79,7 +79,7 @@ def layer_step(model, layer: int, passes: dict, commit: bool) -> bool:
     for s, p in passes.items():
         blk = model.streams[s].blocks[layer]
         w = _weights(blk, keep)
-        ring = p.cache  # the stream's ring cache (engine/step.py)
+        ring = p.backend.get("ring")  # the stream's ring cache (engine/step.py)
         if w is None or ring is None or not p.h.is_contiguous() or not _fits(p.h) or p.c.shape[1] != 1 \
                 or p.rope.shape[0] != 1 or p.rope_t.shape[0] != 1:
             return False
@@ -109,6 +109,6 @@ def layer_step(model, layer: int, passes: dict, commit: bool) -> bool:
     mod.layer_step(*calls, torch.get_num_threads())
     if commit:  # the chunk's rotated keys and values, where the kernel wrote them
         for p in passes.values():
-            k_buf, v_buf = p.cache.k[layer], p.cache.v[layer]
-            p.write.append((k_buf[:, :, p.cache.scratch_start:], v_buf[:, :, p.cache.scratch_start:]))
+            ring = p.backend["ring"]
+            p.write.append((ring.k[layer][:, :, ring.scratch_start:], ring.v[layer][:, :, ring.scratch_start:]))
     return True

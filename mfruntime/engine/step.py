@@ -14,7 +14,7 @@ import torch
 
 from mfruntime.engine.cache import RingKVCache
 from mfruntime.engine.kernels import REFERENCE, Kernels
-from mfruntime.engine.state import StreamState
+from mfruntime.engine.state import ChunkMemo, StreamState
 from mfruntime.model.phonemes import PhonemeWindow
 from mfruntime.model.transformer import StreamPass, TwinStreamTransformer
 
@@ -47,41 +47,37 @@ def _passes(net: TwinStreamTransformer, state: StreamState, x: dict[str, torch.T
         raise ValueError(f"a chunk step takes one chunk per stream (B, 1, ...), got {chunks}")
     first, kern = state.chunk, state.kernels
     dev = next(net.parameters()).device
-    reuse = not torch.is_grad_enabled()
     memo = None
-    if reuse:
+    if not torch.is_grad_enabled():  # every forward of this chunk shares its parts
         memo = state.chunk_memo
-        if memo is None or memo[0] != first or memo[1] is not ph or memo[2] != batch:
-            memo = state.chunk_memo = (first, ph, batch, {})
+        if memo is None or not memo.fits(first, ph, batch):
+            memo = state.chunk_memo = ChunkMemo(first, ph, batch)
     passes: dict[str, StreamPass] = {}
     valid: dict[str, torch.Tensor] = {}
     for s in net.active:
         ring = state.caches[s]
         if ring.sink_chunk != first:  # [sink at this chunk's start time | ring | chunk]
             ring.set_sink_keys(net.rotated_sink(ring.sink_k, torch.tensor([first], device=dev)), first)
-        parts = memo[3].get(s) if memo is not None else None
-        if parts is None:
+        if memo is not None and s in memo.parts:
+            parts, valid[s] = memo.parts[s], memo.valid[s]
+        else:
             parts = net.chunk_parts(s, ph, first, 1, batch, dev, state.anchor, full_masks=False)
-            parts = (*parts, ring.valid(first).to(dev)[None])  # + (1, S + W·Tc + Tc) key validity
+            valid[s] = ring.valid(first).to(dev)[None]  # (1, S + W·Tc + Tc) key validity
             if memo is not None:
-                memo[3][s] = parts
-        extra, cis, cis_t, ph_tok, ph_rope, ph_mask, valid[s] = parts
-        h = net.tokens(s, x[s]) + extra
-        c = net.conditioning(s, t[s], d[s], batch, 1, dev, state.cond_memo if reuse else None)
-        rope = cis[None]
-        passes[s] = StreamPass(h=h, c=c, group=net.tokens_per_chunk(s), rope=rope, rope_t=cis_t[None],
+                memo.parts[s], memo.valid[s] = parts, valid[s]
+        h = net.tokens(s, x[s]) + parts.extra
+        c = net.conditioning(s, t[s], d[s], batch, 1, dev, state.cond_memo if memo is not None else None)
+        rope = parts.rope[None]
+        passes[s] = StreamPass(h=h, c=c, group=net.tokens_per_chunk(s), rope=rope, rope_t=parts.rope_t[None],
                                self_attend=_ring_attention(ring, kern, rope, valid[s]), self_mask=valid[s],
-                               cross_mask=None, ph=ph_tok, ph_rope=ph_rope, ph_mask=ph_mask, attend=kern.attend,
-                               cache=ring)
+                               cross_mask=None, ph=parts.ph, ph_rope=parts.ph_rope, ph_mask=parts.ph_mask,
+                               attend=kern.attend, backend={"ring": ring})
+        if memo is not None:  # phoneme keys/values, made by the first forward's layers, reused by the rest
+            p = passes[s]
+            p.ph_kv = memo.phoneme_kv.setdefault(s, [])
     for s, p in passes.items():
         other = [o for o in passes if o != s]
         p.cross_mask = valid[other[0]] if other else None
-    if reuse:
-        pm = state.phoneme_memo
-        if pm is None or pm[0] != first or pm[1] is not ph:
-            pm = state.phoneme_memo = (first, ph, {s: [] for s in passes})
-        for s, p in passes.items():
-            p.ph_kv = pm[2][s]
     return passes
 
 

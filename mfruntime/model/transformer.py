@@ -133,6 +133,19 @@ class Stream(nn.Module):
 
 
 @dataclass
+class ChunkParts:
+    """What every forward over the same chunks shares — nothing here depends on the latents or the noise level,
+    so a streaming caller makes it once per chunk and reuses it for every denoising step and the commit."""
+
+    extra: torch.Tensor  # (B, C·N, dim) features added to the latent tokens (aligned phonemes, reference anchor)
+    rope: torch.Tensor  # (C·N, Dh/2) complex self-attention rotations (time, and row/column for video)
+    rope_t: torch.Tensor  # (C·N, Dh/2) complex time-only rotations (cross-modal and phoneme queries)
+    ph: torch.Tensor  # (B, M, dim) phoneme tokens
+    ph_rope: torch.Tensor  # (B, M, Dh/2) complex phoneme-key rotations
+    ph_mask: torch.Tensor  # (B, 1, N, M) additive, or the (B, M) key validity of a single chunk
+
+
+@dataclass
 class StreamPass:
     """Everything one stream needs for one run of the layer loop."""
 
@@ -154,10 +167,11 @@ class StreamPass:
     ph_mask: torch.Tensor  # (B, 1, N, M) additive, or (B, M) key validity in a chunk step
     # (q, k, v, mask, cis) → output: the cross-modal and phoneme attention, queries rotated by cis first.
     attend: Callable[..., torch.Tensor] = field(default=None)  # type: ignore[assignment]
-    cache: Any = None  # what the builder of a chunk-step pass attaches for a fused layer (the stream's ring cache)
     write: list = field(default_factory=list)  # filled with (k, v) per layer when committing
     ph_kv: list = field(default_factory=list)  # per layer rotated phoneme keys and values (memoised per chunk)
-    backend_parts: tuple | None = None  # what a backend's fused layer converts once per pass (engine/native_layer.py)
+    # Private to whoever builds or runs the pass (the engine puts the stream's ring cache here as "ring"; a
+    # backend's fused layer keeps what it converts once per pass): the network never reads it.
+    backend: dict[str, Any] = field(default_factory=dict)
 
     def phoneme_keys(self, layer: int, blk: StreamBlock, phoneme_kv=StreamBlock.phoneme_kv) -> tuple:
         """Rotated phoneme keys and values of ``layer`` (B, H, M, Dh), made on first use; ``ph_kv`` may be a
@@ -416,11 +430,10 @@ class TwinStreamTransformer(nn.Module):
         return tok, self.rotary.angles(times), additive_mask(mask[:, None])  # rotations (B, M, Dh/2)
 
     def chunk_parts(self, s: str, ph: PhonemeWindow | None, first: int, chunks: int, batch: int, dev,
-                    anchor: torch.Tensor | None, full_masks: bool = True, teacher: bool = False) -> tuple:
-        """What does not depend on the latents or the noise level: added features (B, C·N, dim), rotations
-        (C·N, Dh/2) full and time-only, phoneme tokens, their rotations and mask — (B, 1, N, M) additive with
-        ``full_masks`` (for [context | input] queries when ``teacher``), else the (B, M) key validity a single
-        chunk needs. A streaming caller may reuse them for every forward of one chunk."""
+                    anchor: torch.Tensor | None, full_masks: bool = True, teacher: bool = False) -> ChunkParts:
+        """What does not depend on the latents or the noise level (:class:`ChunkParts`); the phoneme mask is
+        (B, 1, N, M) additive with ``full_masks`` (for [context | input] queries when ``teacher``), else the
+        (B, M) key validity a single chunk needs."""
         extra = self._extra(s, ph, first, chunks, batch, dev, anchor)
         tt, rr, cc_ = self._positions(s, first, chunks)
         cis = self.rotary.angles(tt.to(dev), None if rr is None else rr.to(dev), None if cc_ is None else cc_.to(dev))
@@ -428,7 +441,7 @@ class TwinStreamTransformer(nn.Module):
         tok_chunk = (first + torch.arange(chunks, device=dev)).repeat_interleave(self.tokens_per_chunk(s))
         q_chunk = tok_chunk.repeat(2) if teacher else tok_chunk
         ph_tok, ph_rope, ph_mask = self._phonemes(s, ph, batch, q_chunk, first, dev, full_mask=full_masks)
-        return extra, cis, cis_t, ph_tok, ph_rope, ph_mask
+        return ChunkParts(extra=extra, rope=cis, rope_t=cis_t, ph=ph_tok, ph_rope=ph_rope, ph_mask=ph_mask)
 
     def conditioning(self, s: str, t, d, batch: int, chunks: int, dev, memo: dict | None = None) -> torch.Tensor:
         """(B, C, dim) noise-level conditioning of stream ``s``; with ``memo`` (a caller's dict, used without
@@ -462,8 +475,9 @@ class TwinStreamTransformer(nn.Module):
         for s in self.active:
             st, tpc = self.streams[s], self.tokens_per_chunk(s)
             tok_chunk = chunk_ids.repeat_interleave(tpc)
-            extra, cis, cis_t, ph_tok, ph_rope, ph_mask = self.chunk_parts(
-                s, ph, first, chunks, batch, dev, sinks.get("anchor"), full_masks=True, teacher=context is not None)
+            parts = self.chunk_parts(s, ph, first, chunks, batch, dev, sinks.get("anchor"), full_masks=True,
+                                     teacher=context is not None)
+            extra, cis, cis_t = parts.extra, parts.rope, parts.rope_t
             h = self.tokens(s, x[s]) + extra
             c = self.conditioning(s, t[s], d[s], batch, chunks, dev)  # (B, C, dim)
             # With a clean context (teacher forcing) the inputs are INPUT tokens that see CONTEXT chunks; without
@@ -484,7 +498,7 @@ class TwinStreamTransformer(nn.Module):
             entries[s] = (tok_chunk, q_kind, k_chunk, k_kind, pk, pv)
             passes[s] = StreamPass(h=h, c=c, group=tpc, rope=cis[None], rope_t=cis_t[None],
                                    self_attend=None, self_mask=None, cross_mask=None,  # type: ignore[arg-type]
-                                   ph=ph_tok, ph_rope=ph_rope, ph_mask=ph_mask, attend=rotated_attention)
+                                   ph=parts.ph, ph_rope=parts.ph_rope, ph_mask=parts.ph_mask, attend=rotated_attention)
         w = self.cfg.window_chunks
         for s, p in passes.items():
             other = [o for o in passes if o != s]
