@@ -5,6 +5,7 @@
 ``mf train``       train one stage of the model from a recipe
 ``mf export``      assemble trained stages into one model bundle
 ``mf eval``        evaluate a model (sync, quality, drift, speed)
+``mf compare``     several evaluations side by side, paired differences against their spread
 ``mf demo``        say a sentence with the bundled model, write demo.mp4
 ``mf serve``       stream characters over ZeroMQ (docs/PROTOCOL.md)
 
@@ -116,6 +117,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate(cfg, progress=not args.quiet)
     print(format_table(result))
     print(f"\nwrote {Path(cfg.out) / 'eval.json'} and {', '.join(result['plots'])} in {result['wall_seconds']:.0f} s")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from mfruntime.eval.compare import format_comparison, load_result
+
+    results = [load_result(spec) for spec in args.results]
+    print(format_comparison(results, args.reference or results[0].label, args.steps))
     return 0
 
 
@@ -324,6 +333,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-step-size", type=float, metavar="D", help="show the network at most this step size d "
                     "instead of the range the model was trained on (to measure what an out-of-range d does)")
     ev.set_defaults(func=_cmd_eval)
+
+    cmp_ = verbs.add_parser(
+        "compare", parents=[leaf], help="mf eval results side by side, with paired differences and their spread",
+        description="Read several eval.json files made with the same --clips, --seconds and --seeds and print each "
+        "model's metrics (mean ± std over seeds) and its paired, seed-by-seed differences against a reference; a "
+        "difference is marked better/worse only when every seed agrees and it exceeds the spread (docs/EVAL.md).",
+    )
+    cmp_.add_argument("results", nargs="+", help="LABEL=path/to/eval.json (or its folder), one per model")
+    cmp_.add_argument("--reference", help="label the others are compared with (default: the first)")
+    cmp_.add_argument("--steps", type=int, nargs="+", default=[50, 4, 1], help="step counts to show (default: 50 4 1)")
+    cmp_.set_defaults(func=_cmd_compare)
 
     ss = verbs.add_parser(
         "score-sync", parents=[leaf], help="SyncNet lip-sync scores (LSE-D, LSE-C, offset) of any folder of clips",
