@@ -294,14 +294,11 @@ def test_recipe_validates_the_teacher_and_the_step_size_range(tmp_path):
     p.write_text('preset = "tiny"\n[stages.mutual]\nfm_history = "mixed"\n')
     with pytest.raises(ValueError, match="fm_history must be one of generated, real, both"):
         load_recipe(p)
-    p.write_text('preset = "tiny"\n[model]\nmax_step_size = true\n')
-    with pytest.raises(ValueError, match="max_step_size must be a number"):
+    p.write_text('preset = "tiny"\n[model]\nmax_step_size = 1.0\n')  # a stage's business (few_step_d), not a switch
+    with pytest.raises(ValueError, match="'max_step_size' cannot be set by a recipe"):
         load_recipe(p)
-    p.write_text('preset = "tiny"\n[model]\nmax_step_size = 0.01\n')
     with pytest.raises(ValueError, match="max_step_size must be between 0.125"):
-        load_recipe(p).model_config()
-    p.write_text('preset = "tiny"\n[model]\nmax_step_size = 1\n')
-    assert load_recipe(p).model_config().max_step_size == 1.0
+        dataclasses.replace(preset("tiny"), max_step_size=0.01)
     for recipe in (Path(__file__).parents[1] / "recipes" / "mutual").glob("*.toml"):
         load_recipe(recipe).model_config()  # the shipped experiment recipes are valid
 
@@ -353,7 +350,7 @@ def test_mutual_run_killed_and_resumed_is_bitwise_identical(trained_runs, tmp_pa
 
     tmp, recipe, _ = trained_runs
     r = dataclasses.replace(recipe.stage("mutual"), steps=4, ckpt_every=2, teacher=teacher, teacher_decay=0.5,
-                            fm_history="both")
+                            fm_history="both", few_step_d=teacher == "ema")
     rec = Recipe(preset="tiny", data=recipe.data, stages={**recipe.stages, "mutual": r}, path="test")
     runs = {}
     for name in ("ref", "kill"):
@@ -382,6 +379,9 @@ def test_mutual_run_killed_and_resumed_is_bitwise_identical(trained_runs, tmp_pa
         return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
                 for line in (root / "tiny" / "mutual" / "metrics.jsonl").read_text().splitlines()]
     assert rows(runs["kill"]) == rows(runs["ref"])
+    # The stage that trained the few-step sizes says so, and its export sees them; the other clips d to 1/8.
+    overrides = json.loads((run / "final.json").read_text())["model_overrides"]
+    assert overrides == ({"max_step_size": 1.0} if teacher == "ema" else {})
     a = load_checkpoint(list_checkpoints(runs["ref"] / "tiny" / "mutual")[-1])
     b = load_checkpoint(list_checkpoints(run)[-1])
     for part in ("model", "ema"):

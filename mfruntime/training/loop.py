@@ -28,7 +28,7 @@ from tqdm import tqdm
 from mfruntime.config import preset
 from mfruntime.training.checkpoint import list_checkpoints, load_checkpoint, load_weights, save_checkpoint
 from mfruntime.training.data import BatchOrder
-from mfruntime.training.recipe import Recipe, StageRecipe
+from mfruntime.training.recipe import STAGE_CONFIG_FIELDS, Recipe, StageRecipe
 from mfruntime.training.stages import STAGES
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,12 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
     if path.is_file():
         keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
         path.write_text("".join(line + "\n" for line in keep))
+
+
+def stage_config_overrides(cfg, recipe: Recipe) -> dict:
+    """Where a stage's model config differs from its preset (what mf export must apply to the bundle)."""
+    base = preset(recipe.preset)
+    return {f: getattr(cfg, f) for f in STAGE_CONFIG_FIELDS if getattr(cfg, f) != getattr(base, f)}
 
 
 def train(opts: TrainOptions) -> dict:
@@ -224,7 +230,7 @@ def train(opts: TrainOptions) -> dict:
         rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()] if metrics_file.is_file() else []
         if rows:
             result["final_losses"] = {k: v for k, v in rows[-1].items() if k not in ("step", "lr", "seconds")}
-        (run_dir / "final.json").write_text(json.dumps({**result, "recipe": asdict(r), "model_overrides": recipe.model},
+        (run_dir / "final.json").write_text(json.dumps({**result, "recipe": asdict(r), "model_overrides": stage_config_overrides(stage.cfg, recipe)},
                                                        indent=1))
         log.info("stage %s done: %s", name, result)
     if world > 1:

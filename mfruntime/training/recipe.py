@@ -75,6 +75,10 @@ class StageRecipe:
     # mutual: the history the flow-matching term sees: "generated" (the few-step rollout's own chunks, as at
     # inference), "real" (teacher forcing on the real window) or "both" (the mean of the two).
     fm_history: str = "generated"
+    # mutual: show the few-step rollouts their own step sizes (1, ½, ¼), which the distillation then trains, and
+    # export a model that sees them (ModelConfig.max_step_size = 1). False: every d is clipped to the joint
+    # stage's range (1/8), in training as at inference.
+    few_step_d: bool = True
     critic_steps: int = 300  # mutual: sync-critic training steps on real pairs before the stage, when the joint stage's critic is not found
 
     def __post_init__(self) -> None:
@@ -86,9 +90,12 @@ class StageRecipe:
             raise ValueError(f"fm_history must be one of {', '.join(FM_HISTORIES)}, got {self.fm_history!r}")
 
 
-#: ModelConfig fields a recipe's [model] table may change (switches for ablations, and the trained range of the
-#: step size), with their types; anything else is an error.
-MODEL_OVERRIDES: dict[str, type] = {"aligned_phonemes": bool, "reference_anchor": bool, "max_step_size": float}
+#: ModelConfig fields a recipe's [model] table may change (switches for ablations), with their types; anything
+#: else is an error.
+MODEL_OVERRIDES: dict[str, type] = {"aligned_phonemes": bool, "reference_anchor": bool}
+#: ModelConfig fields a stage's output may differ in from its preset: the [model] switches, and the trained range
+#: of the step size (set by the mutual stage's ``few_step_d``). final.json records them; mf export applies them.
+STAGE_CONFIG_FIELDS = (*MODEL_OVERRIDES, "max_step_size")
 
 
 @dataclass(frozen=True)
@@ -146,11 +153,8 @@ def load_recipe(path: str | Path) -> Recipe:
     for key, value in model.items():
         if key not in MODEL_OVERRIDES:
             raise ValueError(f"{path} [model]: {key!r} cannot be set by a recipe (allowed: {', '.join(MODEL_OVERRIDES)})")
-        kind = MODEL_OVERRIDES[key]
-        if kind is bool and not isinstance(value, bool):
+        if MODEL_OVERRIDES[key] is bool and not isinstance(value, bool):
             raise ValueError(f"{path} [model]: {key} must be true or false, got {value!r}")
-        if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ValueError(f"{path} [model]: {key} must be a number, got {value!r}")
     if "preset" not in doc:
         raise ValueError(f"{path}: missing 'preset' (e.g. preset = \"tiny\")")
     data = _build(DataRecipe, doc.get("data", {}), f"{path} [data]")

@@ -34,6 +34,7 @@ One training step over a window of R chunks, chunk by chunk, exactly as at infer
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import torch
@@ -61,8 +62,10 @@ def _window(ph: PhonemeWindow, k: int) -> PhonemeWindow:
 class MutualStage(JointStage):
     name = "mutual"
 
-    def __init__(self, *args, **kw) -> None:
-        super().__init__(*args, **kw)
+    def __init__(self, cfg, recipe, *args, **kw) -> None:
+        if recipe.few_step_d:  # the few-step sizes are trained here: the network (and the export) sees them
+            cfg = dataclasses.replace(cfg, max_step_size=1.0)
+        super().__init__(cfg, recipe, *args, **kw)
         # The slow teacher (step 2): a second copy of the network, never trained by the optimiser; saved in
         # checkpoints with the student, so a resumed run continues from the same teacher.
         self.teacher: TwinStreamTransformer | None = None
