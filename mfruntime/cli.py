@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from mfruntime import __version__
+from mfruntime.config import DEFAULT_STEPS
 from mfruntime.engine import BACKENDS
 from mfruntime.errors import UserFacingError
 
@@ -219,7 +220,8 @@ def _add_session_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="chunk-step backend (default: auto = the fastest that works here)")
-    p.add_argument("--steps", type=int, default=4, help="denoising steps per chunk: 1-4 live, 8-50 quality (default: 4)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help=f"denoising steps per chunk: 1-4 live, 8-50 quality (default: {DEFAULT_STEPS})")
     p.add_argument("--threads", type=_threads_arg, default="auto",
                    help="CPU threads for generation: a number, or auto = the cores other processes leave free, "
                         "re-measured every chunk (default: auto)")

@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 MULTI_STEP_D: tuple[float, ...] = (0.0, 1 / 50, 1 / 32, 1 / 16, 1 / 8)
 
 
+#: Denoising steps per chunk: the range every entry point accepts (1–4 live, 8–50 quality) and the default.
+MIN_STEPS, MAX_STEPS = 1, 50
+DEFAULT_STEPS = 4
+
+
 @dataclass(frozen=True)
 class MediaConfig:
     """Time base of the generated media."""

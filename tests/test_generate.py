@@ -103,3 +103,36 @@ def test_temperature_scales_the_starting_noise(model, face):
     assert not np.array_equal(c[1].pcm, d[1].pcm)
     with pytest.raises(ValueError, match="audio_temperature must be between 0 and 2"):
         GenerationOptions(audio_temperature=-0.1)
+
+
+def test_the_utterance_contract_decides_chunks_and_padding_once():
+    """One plan per utterance: chunks cover the speech's length (eSpeak's, or the last phoneme's end), driving
+    audio is zero-padded to whole chunks, and a plan is driven by phonemes or by speech, never both."""
+    from mfruntime.config import MediaConfig
+    from mfruntime.engine.utterance import Utterance
+
+    media = MediaConfig()
+    ph = sample_phonemes()  # 15 × 70 ms
+    assert Utterance.speech(ph, media).chunks == 7  # 1.05 s
+    assert Utterance.speech(ph, media, duration=1.28).chunks == 8  # eSpeak's length wins when given
+    assert Utterance.speech(ph, media, duration=0.32).chunks == 2 and Utterance.speech(ph, media, chunks=3).chunks == 3
+    pcm = np.full(3000, 0.5, np.float32)
+    utt = Utterance.drive(pcm, media)
+    assert utt.chunks == 2 and utt.driving.shape == (5120,) and np.array_equal(utt.driving[:3000], pcm)
+    assert not utt.driving[3000:].any() and np.array_equal(utt.driving_chunk(1, media)[:440], pcm[2560:])
+    with pytest.raises(ValueError, match="exactly one"):
+        Utterance(2, tuple(ph), utt.driving)
+    with pytest.raises(ValueError, match="at least one chunk"):
+        Utterance.speech(ph, media, chunks=0)
+    with pytest.raises(ValueError, match="mono float32"):
+        Utterance.drive(pcm.astype(np.float64), media)
+
+
+def test_generated_speech_is_clipped_by_the_generator(model, face, monkeypatch):
+    """The [-1, 1] PCM contract is the generator's: every caller (Session, server, mf eval) gets clipped audio."""
+    codec = model.audio_codec
+    loud = lambda latents, state: 3 * type(codec).decode_stream(codec, latents, state)  # noqa: E731
+    monkeypatch.setattr(codec, "decode_stream", loud)
+    chunks = _run(Generator(model, face, options=GenerationOptions(steps=1)), 2)
+    assert max(float(np.abs(c.pcm).max()) for c in chunks) <= 1.0
+    assert any(float(np.abs(c.pcm).max()) == 1.0 for c in chunks)

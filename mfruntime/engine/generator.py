@@ -7,7 +7,6 @@ audio latents to PCM (streaming decoder), and yield the chunk.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -15,18 +14,28 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from mfruntime.config import DEFAULT_STEPS, MAX_STEPS, MIN_STEPS
 from mfruntime.data.speech import Phoneme
 from mfruntime.engine.kernels import REFERENCE, Kernels
 from mfruntime.model.av import AVModel
 from mfruntime.model.phonemes import PhonemeTrack, PhonemeWindow
 from mfruntime.engine.state import StreamState
 from mfruntime.engine.step import chunk_step, commit, new_state
+from mfruntime.engine.utterance import Utterance
 from mfruntime.sampling import SCHEDULES, euler_sample
+
+
+def check_steps(steps) -> int:
+    """A step count every entry point accepts (config.MIN_STEPS–MAX_STEPS), or a ValueError that says so."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not MIN_STEPS <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be a whole number from {MIN_STEPS} to {MAX_STEPS} (1–4 live, 8–50 quality), "
+                         f"got {steps!r}")
+    return int(steps)
 
 
 @dataclass(frozen=True)
 class GenerationOptions:
-    steps: int = 4  # denoising steps per chunk: 1–4 live (few-step), 8–50 quality (multi-step)
+    steps: int = DEFAULT_STEPS  # denoising steps per chunk: 1–4 live (few-step), 8–50 quality (multi-step)
     schedule: str = "uniform"  # t grid: "uniform" or "shifted"
     seed: int = 0  # noise seed; the same seed gives the same output
     # Sampling temperature: the starting noise of each chunk is scaled by it. Below 1 the sampler stays nearer
@@ -36,8 +45,7 @@ class GenerationOptions:
     video_temperature: float = 1.0
 
     def __post_init__(self) -> None:
-        if not 1 <= self.steps <= 1000:
-            raise ValueError(f"steps must be between 1 and 1000, got {self.steps}")
+        check_steps(self.steps)
         for name in ("audio_temperature", "video_temperature"):
             if not 0 <= getattr(self, name) <= 2:
                 raise ValueError(f"{name} must be between 0 and 2, got {getattr(self, name)}")
@@ -116,42 +124,39 @@ class Generator:
 
     def generate(self, phonemes: Sequence[Phoneme] | None, n_chunks: int | None = None,
                  driving_pcm: np.ndarray | None = None, steps: int | None = None) -> Iterator[GeneratedChunk]:
-        """Yield chunks of an utterance as they finish.
+        """Yield chunks of an utterance as they finish: ``run`` on the :class:`Utterance` these arguments make.
 
         phonemes: the utterance's phonemes with times from its start (from eSpeak), or None in audio-driven
-        mode; driving_pcm: clean speech (float32, 16 kHz) to lip-sync instead of generating audio (the chunks
-        then carry that speech itself, zero-padded to whole chunks, not a re-synthesis of it);
+        mode; driving_pcm: clean speech (float32, 16 kHz) to lip-sync instead of generating audio;
         n_chunks: length (default: until the last phoneme / the driving audio ends); steps: overrides the
         options' step count for this utterance.
         """
+        media = self.cfg.media
+        if driving_pcm is not None:
+            utt = Utterance.drive(np.asarray(driving_pcm, dtype=np.float32), media, chunks=n_chunks)
+        elif phonemes is None:
+            raise ValueError("pass phonemes to speak, or driving_pcm for audio-driven lip-sync")
+        else:
+            utt = Utterance.speech(phonemes, media, chunks=n_chunks)
+        return self.run(utt, steps)
+
+    def run(self, utt: Utterance, steps: int | None = None) -> Iterator[GeneratedChunk]:
+        """Yield the chunks of ``utt`` as they finish (``utt.chunks`` of them). Generated speech is clipped to
+        [−1, 1]; in audio-driven mode each chunk carries the given speech itself, not a re-synthesis of it."""
         cfg, tr = self.cfg, self.model.transformer
-        steps = steps if steps is not None else self.options.steps
-        GenerationOptions(steps=steps, schedule=self.options.schedule)  # validates
+        steps = check_steps(steps if steps is not None else self.options.steps)
         schedule = SCHEDULES[self.options.schedule](steps)
         offset = self.state.chunk * cfg.media.chunk_seconds
-        track = PhonemeTrack.from_phonemes(phonemes, offset, cfg.phonemes) if phonemes is not None else None
+        track = PhonemeTrack.from_phonemes(utt.phonemes, offset, cfg.phonemes) if utt.phonemes is not None else None
         driven = None
-        if driving_pcm is not None:
+        if utt.driving is not None:
             if "audio" not in tr.active or "video" not in tr.active:
                 raise ValueError("audio-driven generation needs a joint audio-video model")
-            pcm = np.asarray(driving_pcm, dtype=np.float32)
-            if pcm.ndim != 1 or pcm.size == 0:
-                raise ValueError(f"driving audio must be mono float32 (S,) at {cfg.media.sample_rate} Hz, got shape {pcm.shape}")
-            chunks_needed = math.ceil(pcm.size / cfg.media.samples_per_chunk)
-            pcm = np.pad(pcm, (0, chunks_needed * cfg.media.samples_per_chunk - pcm.size))
-            driving = pcm
             with torch.no_grad():
-                driven = self.model.audio_codec.encode(torch.from_numpy(pcm).to(self.device)[None])  # (1, N, Ca)
-            n_chunks = n_chunks or chunks_needed
-        elif track is None:
-            raise ValueError("pass phonemes to speak, or driving_pcm for audio-driven lip-sync")
-        if n_chunks is None:
-            n_chunks = math.ceil(float(track.end.max() - offset) / cfg.media.chunk_seconds - 1e-9)
-        if n_chunks < 1:
-            raise ValueError(f"n_chunks must be >= 1, got {n_chunks}")
+                driven = self.model.audio_codec.encode(torch.from_numpy(utt.driving).to(self.device)[None])  # (1, N, Ca)
         generated = [s for s in tr.active if not (s == "audio" and driven is not None)]
 
-        for i in range(n_chunks):
+        for i in range(utt.chunks):
             start = time.perf_counter()
             k = self.state.chunk
             ph = None
@@ -177,10 +182,12 @@ class Generator:
                     z = tr.from_residual(x["video"], self.identity)  # (1, 1, F, Cv, h, w)
                     frames = self.model.video_codec.decode(z[0, 0]).cpu().numpy()  # (F, H, W, 3)
                 if driven is not None:  # audio-driven: the audio that came in goes out, untouched
-                    spc = cfg.media.samples_per_chunk
-                    pcm_out = driving[i * spc:(i + 1) * spc].copy()
+                    pcm_out = utt.driving_chunk(i, cfg.media)
                 elif "audio" in x:
-                    pcm_out = self.model.audio_codec.decode_stream(x["audio"][:, 0], self.audio_state)[0].cpu().numpy()
+                    # Generated speech can overshoot full scale a little; the chunk contract (and the wire protocol)
+                    # is [-1, 1], so clip here, once, for every consumer.
+                    pcm = self.model.audio_codec.decode_stream(x["audio"][:, 0], self.audio_state)[0].cpu().numpy()
+                    pcm_out = np.clip(pcm, -1.0, 1.0)
             yield GeneratedChunk(index=k, pts=k * cfg.media.chunk_seconds, frames=frames, pcm=pcm_out,
                                  latents={s: v.detach() for s, v in x.items()},
                                  compute_seconds=time.perf_counter() - start)

@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from mfruntime.engine.generator import GenerationOptions, Generator
+from mfruntime.engine.utterance import Utterance
 from mfruntime.errors import UserFacingError
 from mfruntime.eval.metrics import frechet_distance, psnr, speech_quality, ssim
 from mfruntime.eval.offset import estimate_offset, shift_audio
@@ -92,9 +93,10 @@ def generate_like(model: AVModel, ref: Reference, speaker: np.ndarray, steps: in
     cfg = model.cfg
     gen = Generator(model, reference_image=ref.frames[0], audio_reference=speaker,
                     options=GenerationOptions(steps=steps, seed=seed))
-    n_chunks = len(ref.frames) // cfg.media.frames_per_chunk
+    # The same utterance contract as Session.say: chunks cover the speech's length (here the reference's).
+    utt = Utterance.speech(ref.phonemes, cfg.media, duration=len(ref.audio) / cfg.media.sample_rate)
     frames, pcm, times = [], [], []
-    for chunk in gen.generate(ref.phonemes, n_chunks=n_chunks):
+    for chunk in gen.run(utt):
         frames.append(chunk.frames)
         pcm.append(chunk.pcm)
         times.append(chunk.compute_seconds)
@@ -107,7 +109,7 @@ def drive_like(model: AVModel, ref: Reference, steps: int, seed: int, progress: 
     """Audio-driven mode: lip-sync ``ref``'s own speech (its first frame is the identity)."""
     gen = Generator(model, reference_image=ref.frames[0], options=GenerationOptions(steps=steps, seed=seed))
     frames, pcm, times = [], [], []
-    for chunk in gen.generate(None, driving_pcm=ref.audio):
+    for chunk in gen.run(Utterance.drive(ref.audio.astype(np.float32), model.cfg.media)):  # as Session.drive
         frames.append(chunk.frames)
         pcm.append(chunk.pcm)
         times.append(chunk.compute_seconds)

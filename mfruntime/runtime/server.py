@@ -32,6 +32,7 @@ import zmq
 
 from mfruntime import __version__
 from mfruntime.errors import UserFacingError
+from mfruntime.config import DEFAULT_STEPS
 from mfruntime.runtime.character import default_character
 from mfruntime.runtime.protocol import (MAX_SOCKET_MESSAGE_BYTES, PROTOCOL_VERSION, ProtocolError, decode_request,
                                         encode_chunk, encode_reply)
@@ -50,7 +51,7 @@ class ServeConfig:
     model: str = "tiny"
     device: str = "auto"
     backend: str = "auto"
-    steps: int = 4
+    steps: int = DEFAULT_STEPS
     characters: tuple[str, ...] = ("default",)  # made at start with the built-in face
     max_characters: int = 16
     send_hwm: int = 64  # PUB high-water mark: messages queued per subscriber before ZeroMQ drops for it

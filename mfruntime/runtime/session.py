@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import threading
 import time
 from collections import deque
@@ -29,7 +28,9 @@ from scipy.signal import resample_poly
 from mfruntime.data.speech import Voice, synthesize, voice_known
 from mfruntime.data.spoken_text import prepare_text
 from mfruntime.engine.backends import kernels_for, pick_backend, resolve_device
-from mfruntime.engine.generator import GenerationOptions, Generator
+from mfruntime.config import DEFAULT_STEPS
+from mfruntime.engine.generator import GenerationOptions, Generator, check_steps
+from mfruntime.engine.utterance import Utterance
 from mfruntime.runtime.character import as_voice, default_character, prepare_image, voice_sample
 from mfruntime.runtime.registry import shared_model
 from mfruntime.runtime.threads import THREADS_AUTO, ThreadPolicy
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 MAX_DRIVE_SECONDS = 600.0
 MAX_DRIVE_PEAK = 2.0  # float driving audio louder than this is refused (wrong scale); above 1.0 it is clipped with a warning
 SPEECH_CACHE = 256  # (text, voice) pairs whose eSpeak timing is kept
-MAX_STEPS = 50
 
 
 @dataclass(frozen=True)
@@ -97,12 +97,6 @@ def speak_timing(text: str, voice: Voice, sample_rate: int) -> SpeechTiming:
     return SpeechTiming(speech.duration, tuple(speech.phonemes))
 
 
-def _check_steps(steps) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
-        raise ValueError(f"steps must be a whole number from 1 to {MAX_STEPS} (1–4 live, 8–50 quality), got {steps!r}")
-    return int(steps)
-
-
 def prepare_pcm(pcm, sample_rate: int, target_rate: int) -> np.ndarray:
     """User audio → mono float32 at ``target_rate``. int16 is scaled; (S, C) channels are averaged."""
     return resample_pcm(check_pcm(pcm, sample_rate), sample_rate, target_rate)
@@ -153,7 +147,7 @@ class PendingUtterance:
 
     def __init__(self, session: "Session", uid: int, start: float, steps: int, make) -> None:
         self.session, self.uid, self.start, self.steps = session, uid, start, steps
-        self._make = make  # () → (n_chunks, phonemes, driving)
+        self._make = make  # () → Utterance
         self._plan = None
         self.ready = threading.Event()
 
@@ -177,14 +171,13 @@ class PendingUtterance:
             raise self._plan
         if self._plan is None:
             return iter(())
-        n, phonemes, driving = self._plan
-        return self.session._run(self.uid, self.start, n, self.steps, phonemes=phonemes, driving=driving)
+        return self.session._run(self.uid, self.start, self._plan, self.steps)
 
 
 class Session:
     """A talking character backed by a (shared) model. See the module doc for an example."""
 
-    def __init__(self, model: str = "tiny", device: str = "auto", steps: int = 4, backend: str = "auto",
+    def __init__(self, model: str = "tiny", device: str = "auto", steps: int = DEFAULT_STEPS, backend: str = "auto",
                  character=None, voice: Voice | str | None = None, seed: int = 0,
                  threads: int | str = THREADS_AUTO) -> None:
         self._threads = ThreadPolicy(threads)  # checked first: a bad setting fails before the model loads
@@ -198,7 +191,7 @@ class Session:
         self.fps, self.sample_rate = self.cfg.media.fps, self.cfg.media.sample_rate
         self.size = self.cfg.video_codec.size
         self.seed = int(seed)
-        self._steps = _check_steps(steps)
+        self._steps = check_steps(steps)
         self._voice = as_voice(voice, Voice())
         self._image = default_character(self.size) if character is None else prepare_image(character, self.size)
         self._generator: Generator | None = None  # rebuilt when the character or voice changes
@@ -222,7 +215,7 @@ class Session:
     @steps.setter
     def steps(self, steps: int) -> None:
         """Denoising steps per chunk from the next utterance on (1–4 live, 8–50 quality)."""
-        self._steps = _check_steps(steps)
+        self._steps = check_steps(steps)
 
     @property
     def clock(self) -> float:
@@ -259,19 +252,19 @@ class Session:
         Bad text or voices raise here (not on the first next()). Starting another utterance ends this one.
         """
         start = time.perf_counter()
-        steps = self._steps if steps is None else _check_steps(steps)
+        steps = self._steps if steps is None else check_steps(steps)
         v = as_voice(voice, self._voice)
         text = prepare_text(text)
         plan = self._speech_plan(text, v)  # eSpeak NG first: an unknown voice fails before anything is ended
         with self._lock:
             uid = self._begin(v)
-        return self._run(uid, start, plan[0], steps, phonemes=plan[1], driving=None)
+        return self._run(uid, start, plan, steps)
 
     def reserve_say(self, text: str, voice: Voice | str | None = None, steps: int | None = None) -> PendingUtterance:
         """Like say(), but only the fast checks run now; eSpeak runs in ``prepare()``. The voice must be one eSpeak
         NG has already accepted in this process or one of ``mfruntime.data.speech.list_voices()``."""
         start = time.perf_counter()
-        steps = self._steps if steps is None else _check_steps(steps)
+        steps = self._steps if steps is None else check_steps(steps)
         v = as_voice(voice, self._voice)
         if not voice_known(v):
             raise ValueError(f"unknown voice {v.name!r}: use one of mfruntime.data.speech.list_voices(), "
@@ -279,12 +272,12 @@ class Session:
         text = prepare_text(text)
         with self._lock:
             uid = self._begin(v)
-        return PendingUtterance(self, uid, start, steps, lambda: self._speech_plan(text, v) + (None,))
+        return PendingUtterance(self, uid, start, steps, lambda: self._speech_plan(text, v))
 
-    def _speech_plan(self, text: str, voice: Voice) -> tuple:
-        """(chunks, phonemes) of cleaned ``text`` from eSpeak NG's timing."""
+    def _speech_plan(self, text: str, voice: Voice) -> Utterance:
+        """The utterance of cleaned ``text``, from eSpeak NG's timing (its chunks cover eSpeak's length of the line)."""
         speech = speak_timing(text, voice, self.sample_rate)
-        return max(1, math.ceil(speech.duration / self.cfg.media.chunk_seconds - 1e-9)), speech.phonemes
+        return Utterance.speech(speech.phonemes, self.cfg.media, duration=speech.duration)
 
     def drive(self, pcm, sample_rate: int = 16_000, steps: int | None = None) -> Iterator[Chunk]:
         """Lip-sync given speech: frames are generated, the PCM of each chunk is the input (at 16 kHz)."""
@@ -294,17 +287,14 @@ class Session:
     def reserve_drive(self, pcm, sample_rate: int = 16_000, steps: int | None = None) -> PendingUtterance:
         """Like drive(), but the resampling runs in ``prepare()``; the checks run now."""
         start = time.perf_counter()
-        steps = self._steps if steps is None else _check_steps(steps)
+        steps = self._steps if steps is None else check_steps(steps)
         audio = check_pcm(pcm, sample_rate)
         with self._lock:
             uid = self._begin()
         return PendingUtterance(self, uid, start, steps, lambda: self._drive_plan(audio, sample_rate))
 
-    def _drive_plan(self, audio: np.ndarray, sample_rate: int) -> tuple:
-        audio = resample_pcm(audio, sample_rate, self.sample_rate)
-        spc = self.cfg.media.samples_per_chunk
-        n = math.ceil(audio.size / spc)
-        return n, None, np.pad(audio, (0, n * spc - audio.size))
+    def _drive_plan(self, audio: np.ndarray, sample_rate: int) -> Utterance:
+        return Utterance.drive(resample_pcm(audio, sample_rate, self.sample_rate), self.cfg.media)
 
     def interrupt(self) -> None:
         """End the current utterance: at most one more chunk comes out (marked last and interrupted)."""
@@ -327,9 +317,9 @@ class Session:
                                         kernels=self._kernels)
         return self._generator
 
-    def _run(self, uid: int, start: float, n: int, steps: int, phonemes, driving) -> Iterator[Chunk]:
+    def _run(self, uid: int, start: float, utt: Utterance, steps: int) -> Iterator[Chunk]:
         """Pull chunks from the model's generator one at a time (compute happens inside next())."""
-        spc = self.cfg.media.samples_per_chunk
+        n = utt.chunks
         source = None  # the Generator's iterator, made on the first chunk (a character swap applies next utterance)
         for seq in range(n):
             t0 = time.perf_counter()
@@ -340,18 +330,15 @@ class Session:
                 if uid != self._utterance:
                     return  # a newer utterance took over
                 if source is None:
-                    source = self._ensure_generator().generate(phonemes, n_chunks=n, driving_pcm=driving, steps=steps)
+                    source = self._ensure_generator().run(utt, steps)
             # The model runs without the lock, so stats(), interrupt() and set_character() never wait for a chunk.
             out = next(source)
             compute = time.perf_counter() - t0
             with self._lock:
-                # Generated speech can overshoot full scale a little; the chunk contract (and the wire protocol) is
-                # [-1, 1], so clip here, once, for every consumer.
-                pcm = driving[seq * spc:(seq + 1) * spc].copy() if driving is not None else np.clip(out.pcm, -1.0, 1.0)
                 interrupted = self._interrupt.is_set() and seq < n - 1
                 last = interrupted or seq == n - 1
                 chunk = Chunk(utterance=uid, seq=seq, pts=self.clock,
-                              frames=out.frames, pcm=np.asarray(pcm, np.float32), sample_rate=self.sample_rate,
+                              frames=out.frames, pcm=out.pcm, sample_rate=self.sample_rate,
                               fps=self.fps, last=last, interrupted=interrupted, compute_seconds=compute)
                 self._clock_chunks += 1
                 self._record(chunk, start if seq == 0 else None)
