@@ -31,8 +31,8 @@ import numpy as np
 import zmq
 
 from mfruntime import __version__
-from mfruntime.errors import UserFacingError
 from mfruntime.config import DEFAULT_STEPS
+from mfruntime.errors import UserFacingError
 from mfruntime.runtime.character import default_character
 from mfruntime.runtime.protocol import (MAX_SOCKET_MESSAGE_BYTES, PROTOCOL_VERSION, ProtocolError, decode_request,
                                         encode_chunk, encode_reply)
