@@ -105,7 +105,7 @@ def test_bad_requests_get_error_replies(server, client):
                             ({"op": "fly"}, "unknown op"),
                             ({"op": "ping", "v": 7}, "version"),
                             ({"op": "drive", "character": "default", "pcm": b"abc", "sample_rate": 16000}, "multiple of 4"),
-                            ({"op": "set_character", "character": "x", "image": b"nope"}, "neither raw RGB"),
+                            ({"op": "set_character", "character": "x", "image": b"nope"}, "not a readable PNG"),
                             ({"op": "set_character", "character": "x", "image": b"\0" * 5, "width": 2, "height": 2}, "2×2×3"),
                             ({"op": "set_character", "character": "x"}, "exactly one of 'image'"),
                             ({"op": "set_character", "character": "default", "voice": "en-us+f2"}, "exactly one of"),

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import functools
+import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mfruntime.data.media import square_resize
 from mfruntime.data.render import FaceRenderer, FaceState, Identity
@@ -25,24 +26,27 @@ def default_character(size: int, seed: int = 0) -> np.ndarray:
 def prepare_image(image, size: int) -> np.ndarray:
     """Any RGB image → (size, size, 3) uint8: centre-cropped to a square and resized.
 
-    Accepts a (H, W, 3) uint8 array, a PIL image (converted to RGB) or a path to an image file.
-    Anything else — grayscale or RGBA arrays, other dtypes, tiny images, unreadable files — is a ValueError
-    that says what was wrong.
+    Accepts a (H, W, 3) uint8 array, a PIL image or a path to an image file (read by :func:`read_image`:
+    EXIF orientation applied, transparency composited on :data:`IMAGE_BACKGROUND`, 16-bit and grayscale
+    images scaled to 8-bit RGB). Anything else — grayscale or RGBA arrays, other dtypes, tiny images,
+    unreadable files — is a ValueError that says what was wrong.
     """
     if isinstance(image, (str, Path)):
         path = Path(image)
+        if path.is_dir():
+            raise ValueError(f"character image {path} is a folder, not an image file: give the path of the image in it")
         if not path.is_file():
             raise ValueError(f"character image {path} does not exist")
         try:
             with Image.open(path) as im:
-                if im.width * im.height > MAX_IMAGE_PIXELS:
-                    raise ValueError(f"character image {path} is {im.width}×{im.height}, more than {MAX_IMAGE_PIXELS} pixels")
-                image = im.convert("RGB")
-                image.load()
+                image = read_image(im, f"character image {path}")
+        except Image.DecompressionBombError as exc:
+            raise ValueError(f"character image {path} is too large to decode safely ({exc}); "
+                             f"give one of at most {MAX_IMAGE_PIXELS} pixels") from exc
         except (UnidentifiedImageError, OSError) as exc:
             raise ValueError(f"character image {path} could not be read as an image ({exc})") from exc
     if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB"))
+        image = read_image(image, "character image")
     if not isinstance(image, np.ndarray):
         raise ValueError(f"character image must be an RGB array (H, W, 3) uint8, a PIL image or a file path, "
                          f"got {type(image).__name__}")
@@ -56,6 +60,41 @@ def prepare_image(image, size: int) -> np.ndarray:
     if min(image.shape[:2]) < MIN_IMAGE_SIDE:
         raise ValueError(f"character image is {image.shape[1]}×{image.shape[0]}, smaller than {MIN_IMAGE_SIDE} px on a side")
     return np.array(square_resize(image, size))  # a writable copy: the caller's image is never shared
+
+
+def decode_image_bytes(data: bytes, what: str = "image") -> np.ndarray:
+    """An encoded image file's bytes (PNG, JPEG, …) → (H, W, 3) uint8 by :func:`read_image`; ValueError if not."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return read_image(im, what)
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"{what} is too large to decode safely ({exc}); give one of at most {MAX_IMAGE_PIXELS} pixels") from exc
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"{what}: the {len(data)} image bytes (starting {data[:8].hex(' ')}) are not a readable "
+                         "PNG/JPEG/BMP/… file") from exc
+
+
+#: Transparent pixels of a character image are composited on this colour (RGB).
+IMAGE_BACKGROUND = (255, 255, 255)
+
+
+def read_image(im: Image.Image, what: str) -> np.ndarray:
+    """A PIL image → (H, W, 3) uint8 RGB, the way a user means it: its size checked before decoding, its EXIF
+    orientation applied, transparency composited on :data:`IMAGE_BACKGROUND`, and 16-bit or 32-bit grayscale
+    scaled to 8 bits (not clipped)."""
+    if im.width * im.height > MAX_IMAGE_PIXELS:
+        raise ValueError(f"{what} is {im.width}×{im.height}, more than {MAX_IMAGE_PIXELS} pixels: give a smaller image")
+    im = ImageOps.exif_transpose(im)  # a phone photo taken upright is upright here too
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):  # high bit depth grayscale
+        a = np.asarray(im, dtype=np.float64)
+        full = 1.0 if im.mode == "F" and a.max(initial=0) <= 1.0 else 65535.0
+        gray = np.clip(np.round(a / full * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        back = Image.new("RGBA", rgba.size, (*IMAGE_BACKGROUND, 255))
+        return np.asarray(Image.alpha_composite(back, rgba).convert("RGB"))
+    return np.asarray(im.convert("RGB"))
 
 
 @functools.lru_cache(maxsize=64)

@@ -18,7 +18,6 @@ counts) chunks when its own publish queue is full.
 """
 from __future__ import annotations
 
-import io
 import logging
 import queue
 import threading
@@ -587,13 +586,9 @@ def _decode_image(data: bytes, width: int | None, height: int | None) -> np.ndar
         if len(data) != width * height * 3:
             raise ProtocolError(f"set_character: {len(data)} bytes is not {width}×{height}×3 RGB")
         return np.frombuffer(data, np.uint8).reshape(height, width, 3)
-    from PIL import Image, UnidentifiedImageError
+    from mfruntime.runtime.character import decode_image_bytes
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.width * im.height > 64_000_000:
-                raise ProtocolError(f"set_character: image is {im.width}×{im.height}, too large")
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ProtocolError(f"set_character: the {len(data)} image bytes (starting {data[:8].hex(' ')}) are neither raw "
-                            "RGB (give width and height) nor a readable PNG/JPEG/BMP/… file") from exc
+        return decode_image_bytes(data, "set_character: image")
+    except ValueError as exc:
+        raise ProtocolError(f"{exc} (raw RGB needs width and height)") from exc
