@@ -17,6 +17,7 @@ import torch
 from mfruntime.config import DEFAULT_STEPS, MAX_STEPS, MIN_STEPS
 from mfruntime.data.speech import Phoneme
 from mfruntime.engine.kernels import REFERENCE, Kernels
+from mfruntime.engine.level import LevelNormalizer
 from mfruntime.model.av import AVModel
 from mfruntime.model.phonemes import PhonemeTrack, PhonemeWindow
 from mfruntime.engine.state import StreamState
@@ -152,8 +153,12 @@ class Generator:
         if utt.driving is not None:
             if "audio" not in tr.active or "video" not in tr.active:
                 raise ValueError("audio-driven generation needs a joint audio-video model")
+            # The model hears the speech at the level it was trained on (causal, chunk by chunk: engine/level.py);
+            # the chunks carry it as given.
+            norm = LevelNormalizer(cfg.media.sample_rate)
+            heard = np.concatenate([norm.process(utt.driving_chunk(i, cfg.media)) for i in range(utt.chunks)])
             with torch.no_grad():
-                driven = self.model.audio_codec.encode(torch.from_numpy(utt.driving).to(self.device)[None])  # (1, N, Ca)
+                driven = self.model.audio_codec.encode(torch.from_numpy(heard).to(self.device)[None])  # (1, N, Ca)
         generated = [s for s in tr.active if not (s == "audio" and driven is not None)]
 
         for i in range(utt.chunks):
