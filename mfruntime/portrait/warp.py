@@ -1,0 +1,144 @@
+"""The portrait renderer's warp: a face image moved by face controls, at the image's own resolution.
+
+Once per image (:class:`PortraitRig`): find the face mesh (landmarks.py), scale the image so its long side is
+the chosen size, triangulate the mesh points plus fixed points on the image border, and store for every pixel
+of the face region its triangle and barycentric weights. Per frame (:meth:`PortraitRig.render`): move the mesh
+vertices by the controls (jaw drop, lip spread or rounding, eyelids, head roll and offset), interpolate the
+vertex motion to every pixel with the stored weights, sample the image backwards along it (for motions this
+small the inverse of a smooth warp is its negation), and draw the mouth interior where the lips part. Pixels
+outside the face region are the input image's, untouched.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy.ndimage import map_coordinates
+from scipy.spatial import Delaunay
+
+from mfruntime.portrait.landmarks import Face, find_face
+
+# MediaPipe face-mesh indices (the canonical 468-point topology).
+UPPER_INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+LOWER_INNER_LIP = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+LOWER_OUTER_LIP = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
+MOUTH_CORNERS = (61, 291, 78, 308)
+CHIN = 152
+EYES = {  # upper lid (corner to corner), lower lid mid point, eye corners
+    "right": ((246, 161, 160, 159, 158, 157, 173), 145, (33, 133)),
+    "left": ((466, 388, 387, 386, 385, 384, 398), 374, (263, 362)),
+}
+FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
+             176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
+MOUTH_INTERIOR = (52, 18, 24)  # RGB of the open mouth's inside
+SIZES = (256, 512)  # output long side: at least, at most
+
+
+@dataclass(frozen=True)
+class FaceControls:
+    """What moves the face of one frame (the rig stream's controls that a portrait can show)."""
+
+    jaw_open: float = 0.0  # 0 closed … 1 wide open
+    mouth_spread: float = 0.0  # −1 rounded (pucker/funnel) … +1 spread (stretch/smile)
+    blink_left: float = 0.0  # 0 open … 1 closed (the subject's left eye)
+    blink_right: float = 0.0
+    head_roll: float = 0.0  # radians, positive = the head tilts to the image's right
+    head_dx: float = 0.0  # head offset, fraction of the face's width (+ = image right)
+    head_dy: float = 0.0  # (+ = down)
+
+
+class PortraitRig:
+    """One face image, ready to be moved: ``render(FaceControls(...))`` → (H, W, 3) uint8."""
+
+    def __init__(self, image: np.ndarray, size: int = 256, face: Face | None = None) -> None:
+        if not SIZES[0] <= size <= SIZES[1]:
+            raise ValueError(f"portrait size must be {SIZES[0]}–{SIZES[1]} px (the long side), got {size}")
+        face = face if face is not None else find_face(image)
+        h, w = image.shape[:2]
+        k = size / max(h, w)
+        self.image = np.asarray(Image.fromarray(image).resize((max(1, round(w * k)), max(1, round(h * k))),
+                                                              Image.Resampling.LANCZOS))
+        self.height, self.width = self.image.shape[:2]
+        self.rest = face.mesh[:, :2] * k  # (468, 2) px at the output size
+        self.face = face
+        oval = self.rest[list(FACE_OVAL)]
+        self.centre = oval.mean(0)
+        self.face_width = float(np.ptp(oval[:, 0]))
+        # Fixed anchors: the image border, and a ring well outside the face, so motion fades out before the border.
+        ring = self.centre + (oval - self.centre) * 1.6
+        border = [(x, y) for x in np.linspace(0, self.width - 1, 9) for y in (0, self.height - 1)]
+        border += [(x, y) for y in np.linspace(0, self.height - 1, 9)[1:-1] for x in (0, self.width - 1)]
+        self.anchors = np.concatenate([ring, np.array(border)])
+        points = np.concatenate([self.rest, self.anchors])  # (468 + A, 2)
+        tri = Delaunay(points)
+        # The region that can move: the ring's bounding box (clipped to the image).
+        x0, y0 = np.floor(np.maximum(ring.min(0), 0)).astype(int)
+        x1, y1 = np.ceil(np.minimum(ring.max(0), [self.width - 1, self.height - 1])).astype(int)
+        self.region = (x0, y0, x1 + 1, y1 + 1)
+        yy, xx = np.mgrid[y0:y1 + 1, x0:x1 + 1]
+        pix = np.stack([xx.ravel(), yy.ravel()], 1).astype(np.float64)  # (P, 2)
+        simplex = tri.find_simplex(pix)
+        inside = simplex >= 0
+        t = tri.transform[simplex[inside]]  # (P, 3, 2): barycentric affine per pixel's triangle
+        b = np.einsum("pij,pj->pi", t[:, :2], pix[inside] - t[:, 2])
+        self.pix = pix[inside]
+        self.vertex = tri.simplices[simplex[inside]]  # (P, 3) vertex ids
+        self.weight = np.concatenate([b, 1 - b.sum(1, keepdims=True)], 1)  # (P, 3)
+
+    def displacement(self, c: FaceControls) -> np.ndarray:
+        """(468, 2) px motion of each mesh vertex for the controls ``c``."""
+        p = self.rest
+        d = np.zeros_like(p)
+        mouth = (p[13] + p[14]) / 2
+        corners = p[[61, 291]]
+        mouth_half = max(float(np.linalg.norm(corners[1] - corners[0])) / 2, 1.0)
+        chin_drop = max(float(p[CHIN, 1] - mouth[1]), 1.0)
+        # Jaw: everything below the mouth line drops, fully from the lower lip down, fading to the sides.
+        below = np.clip((p[:, 1] - mouth[1]) / (0.25 * chin_drop) + 0.5, 0.0, 1.0)
+        side = np.clip(1.0 - np.abs(p[:, 0] - mouth[0]) / (0.55 * self.face_width), 0.0, 1.0)
+        d[:, 1] += np.clip(c.jaw_open, 0, 1) * 0.45 * chin_drop * below * np.sqrt(side)
+        d[list(UPPER_INNER_LIP), 1] -= np.clip(c.jaw_open, 0, 1) * 0.04 * chin_drop  # the upper lip lifts a little
+        # Lips: spread pulls the corners out, rounding pulls them in, weighted by the distance from the centre.
+        lips = np.nonzero(np.abs(p[:, 1] - mouth[1]) < 0.6 * mouth_half)[0]
+        rel = (p[lips, 0] - mouth[0]) / mouth_half
+        d[lips, 0] += np.clip(c.mouth_spread, -1, 1) * 0.22 * mouth_half * np.clip(rel, -1.2, 1.2) * \
+            np.exp(-np.maximum(np.abs(rel) - 1.0, 0.0) * 3)
+        # Eyelids: the upper lid comes down to the lower one.
+        for name, amount in (("right", c.blink_right), ("left", c.blink_left)):
+            upper, lower, _ = EYES[name]
+            gap = p[lower, 1] - p[list(upper), 1]
+            d[list(upper), 1] += np.clip(amount, 0, 1) * np.maximum(gap, 0.0) * 0.95
+        # Head: roll about the face centre and an offset; the fixed ring outside takes up the motion.
+        cs, sn = np.cos(c.head_roll), np.sin(c.head_roll)
+        rel = p + d - self.centre
+        rolled = np.stack([cs * rel[:, 0] - sn * rel[:, 1], sn * rel[:, 0] + cs * rel[:, 1]], 1)
+        return rolled + self.centre + np.array([c.head_dx, c.head_dy]) * self.face_width - p
+
+    def render(self, c: FaceControls = FaceControls()) -> np.ndarray:
+        """One frame (H, W, 3) uint8: the image with its face moved by ``c``."""
+        d_mesh = self.displacement(c)
+        d = np.concatenate([d_mesh, np.zeros_like(self.anchors)])  # anchors stay put
+        per_pixel = (d[self.vertex] * self.weight[..., None]).sum(1)  # (P, 2)
+        src = self.pix - per_pixel  # backward map
+        out = self.image.copy()
+        for ch in range(3):
+            vals = map_coordinates(self.image[..., ch].astype(np.float32), [src[:, 1], src[:, 0]], order=1, mode="nearest")
+            out[self.pix[:, 1].astype(int), self.pix[:, 0].astype(int), ch] = np.clip(np.round(vals), 0, 255).astype(np.uint8)
+        moved = self.rest + d_mesh
+        if self._lip_gap(moved) > self._lip_gap(self.rest) + 1.0:  # the lips part: the mouth's inside shows
+            out = self._mouth_interior(out, moved)
+        return out
+
+    @staticmethod
+    def _lip_gap(points: np.ndarray) -> float:
+        return float(np.mean(points[[14, 87, 317], 1] - points[[13, 82, 312], 1]))
+
+    def _mouth_interior(self, frame: np.ndarray, moved: np.ndarray) -> np.ndarray:
+        poly = [tuple(moved[i]) for i in UPPER_INNER_LIP] + [tuple(moved[i]) for i in reversed(LOWER_INNER_LIP)]
+        scale = 4  # anti-aliased: drawn at 4× and averaged down
+        mask = Image.new("L", (self.width * scale, self.height * scale), 0)
+        ImageDraw.Draw(mask).polygon([(x * scale, y * scale) for x, y in poly], fill=255)
+        alpha = np.asarray(mask.resize((self.width, self.height), Image.Resampling.BOX), np.float32)[..., None] / 255.0
+        inside = np.array(MOUTH_INTERIOR, np.float32)
+        return np.clip(frame * (1 - alpha) + inside * alpha + 0.5, 0, 255).astype(np.uint8)

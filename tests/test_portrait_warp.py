@@ -1,0 +1,47 @@
+"""The portrait warp: the rest pose is the image, nothing outside the face region moves, and each control moves
+what it names (measured by finding the face mesh again on the rendered frame)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mfruntime.data.render import FaceRenderer, FaceState, Identity
+from mfruntime.portrait.landmarks import find_face
+from mfruntime.portrait.warp import FaceControls, PortraitRig
+
+
+@pytest.fixture(scope="module")
+def rig():
+    image = FaceRenderer(Identity.from_seed(2), 256).render(FaceState())
+    return PortraitRig(np.pad(image, ((0, 0), (64, 64), (0, 0)), mode="edge"), size=384)  # 384 × 256, landscape
+
+
+def test_the_rest_pose_is_the_image_and_the_outside_never_moves(rig):
+    assert rig.image.shape == (256, 384, 3)  # the image's own framing, long side = size
+    assert np.array_equal(rig.render(), rig.image)
+    x0, y0, x1, y1 = rig.region
+    outside = np.ones(rig.image.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    frame = rig.render(FaceControls(jaw_open=1.0, mouth_spread=-1.0, blink_left=1.0, head_roll=0.1, head_dx=0.05))
+    assert outside.any() and np.array_equal(frame[outside], rig.image[outside])
+    assert not np.array_equal(frame, rig.image)
+
+
+def test_controls_move_what_they_name(rig):
+    rest = find_face(rig.render()).mesh
+    opened = find_face(rig.render(FaceControls(jaw_open=1.0))).mesh
+    gap = lambda m: m[14, 1] - m[13, 1]  # noqa: E731  inner lower lip − inner upper lip
+    assert gap(opened) > gap(rest) + 4
+    width = lambda m: m[291, 0] - m[61, 0]  # noqa: E731  mouth corners
+    spread = find_face(rig.render(FaceControls(mouth_spread=1.0))).mesh
+    rounded = find_face(rig.render(FaceControls(mouth_spread=-1.0))).mesh
+    assert width(spread) > width(rest) + 2 > width(rounded) + 4
+    rolled = find_face(rig.render(FaceControls(head_roll=0.1))).mesh
+    tilt = lambda m: np.arctan2(m[263, 1] - m[33, 1], m[263, 0] - m[33, 0])  # noqa: E731
+    assert tilt(rolled) - tilt(rest) > 0.05
+
+
+def test_bad_sizes_are_refused():
+    image = FaceRenderer(Identity.from_seed(0), 256).render(FaceState())
+    with pytest.raises(ValueError, match="portrait size must be 256–512"):
+        PortraitRig(image, size=128)
