@@ -89,12 +89,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from mfruntime.training.export import export_bundle
 
     if args.out:
-        path = export_bundle(Path(args.runs), args.preset, args.out, transformer_stage=args.transformer)
+        path = export_bundle(Path(args.runs), args.preset or "tiny", args.out, transformer_stage=args.transformer)
         print(f"model bundle: {path.resolve()} ({path.stat().st_size / 1e6:.1f} MB)")
     if args.eval_out:
         from mfruntime.training.export import export_instruments
 
-        path = export_instruments(Path(args.runs), args.preset, args.eval_out)
+        path = export_instruments(Path(args.runs), args.preset or "tiny", args.eval_out)
         print(f"evaluation weights: {path.resolve()} ({path.stat().st_size / 1e6:.2f} MB)")
     if args.unpack:
         from mfruntime.training.export import unpack_bundle
@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         "mfruntime.model.bundle.load_model() (and later Session) loads by path.",
     )
     export.add_argument("--runs", default="runs", help="root folder of run outputs (default: runs)")
-    export.add_argument("--preset", default="tiny", help="model preset whose runs to bundle (default: tiny)")
+    export.add_argument("--preset", help="model preset whose runs to bundle (default: tiny; with --unpack: the bundle's)")
     export.add_argument("--transformer", default="mutual", choices=("mutual", "joint"),
                         help="which stage's transformer to bundle (default: mutual)")
     export.add_argument("--out", help="output model bundle (.safetensors)")
@@ -333,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seeds", type=int, nargs="+", default=[0], help="generation noise seeds; with several, each row "
                     "is the mean over seeds and a second table gives the spread (std over seeds) (default: 0)")
     ev.add_argument("--max-step-size", type=float, metavar="D", help="show the network at most this step size d "
-                    "instead of the range the model was trained on (to measure what an out-of-range d does)")
+                    "(1/8–1) instead of the largest its training drew, e.g. 1 to measure what an out-of-range d does")
     ev.set_defaults(func=_cmd_eval)
 
     cmp_ = verbs.add_parser(

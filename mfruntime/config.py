@@ -181,7 +181,7 @@ class ModelConfig:
     rope_time_fraction: float = 0.5  # fraction of each head's dims rotated by time (video: the rest by row/column)
     # Largest step size d the network was trained on. An Euler step larger than this (1, ½, ¼ in the few-step
     # modes) is shown d = max_step_size: a d outside training is out of distribution (docs/EVAL.md). 1.0 for a
-    # model whose training drew the few-step sizes too (recipe [model] override).
+    # model whose training drew the few-step sizes too (the mutual stage with few_step_d).
     max_step_size: float = max(MULTI_STEP_D)
     # Derived:
     frames_per_chunk: int = field(init=False)  # video frames per chunk (4)

@@ -299,8 +299,13 @@ def test_recipe_validates_the_teacher_and_the_step_size_range(tmp_path):
         load_recipe(p)
     with pytest.raises(ValueError, match="max_step_size must be between 0.125"):
         dataclasses.replace(preset("tiny"), max_step_size=0.01)
-    for recipe in (Path(__file__).parents[1] / "recipes" / "mutual").glob("*.toml"):
+    shipped = sorted((Path(__file__).parents[1] / "recipes" / "mutual").glob("*.toml"))
+    assert shipped
+    for recipe in shipped:
         load_recipe(recipe).model_config()  # the shipped experiment recipes are valid
+    p.write_text('preset = "tiny"\n[stages.mutual]\nfew_step_d = false\nshortcut_weight = 0.5\n')
+    with pytest.raises(ValueError, match="shortcut_weight needs few_step_d"):
+        load_recipe(p)
 
 
 def _mutual_stage(trained_runs, **changes):
@@ -350,7 +355,8 @@ def test_mutual_run_killed_and_resumed_is_bitwise_identical(trained_runs, tmp_pa
 
     tmp, recipe, _ = trained_runs
     r = dataclasses.replace(recipe.stage("mutual"), steps=4, ckpt_every=2, teacher=teacher, teacher_decay=0.5,
-                            fm_history="both", few_step_d=teacher == "ema")
+                            fm_history="both", few_step_d=teacher == "ema",
+                            shortcut_weight=0.5 if teacher == "ema" else 0.0)
     rec = Recipe(preset="tiny", data=recipe.data, stages={**recipe.stages, "mutual": r}, path="test")
     runs = {}
     for name in ("ref", "kill"):
@@ -473,7 +479,7 @@ def test_export_carries_the_trained_step_size_range(trained_runs, tmp_path):
         shutil.copytree(tmp / "runs" / "tiny" / stage, root / stage)
     final = root / "mutual" / "final.json"
     doc = json.loads(final.read_text())
-    assert doc["model_overrides"] == {}
-    assert load_model(export_bundle(tmp_path / "runs", "tiny", tmp_path / "a.safetensors")).cfg.max_step_size == 0.125
-    final.write_text(json.dumps({**doc, "model_overrides": {"max_step_size": 1.0}}))
-    assert load_model(export_bundle(tmp_path / "runs", "tiny", tmp_path / "b.safetensors")).cfg.max_step_size == 1.0
+    assert doc["model_overrides"] == {"max_step_size": 1.0}  # the mutual stage trained the few-step sizes
+    assert load_model(export_bundle(tmp_path / "runs", "tiny", tmp_path / "a.safetensors")).cfg.max_step_size == 1.0
+    final.write_text(json.dumps({**doc, "model_overrides": {}}))
+    assert load_model(export_bundle(tmp_path / "runs", "tiny", tmp_path / "b.safetensors")).cfg.max_step_size == 0.125

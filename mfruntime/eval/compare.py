@@ -3,9 +3,9 @@
 Every ``eval.json`` written with ``--seeds`` holds one row per (variant, steps, seed) in ``per_seed``. Runs
 made with the same ``--clips``, ``--seconds`` and ``--seeds`` score the same held-out clips from the same
 noise, so their per-seed scores pair up: the difference of a metric between two models is computed seed by
-seed, and reported as mean ± std over seeds. A difference is called **beyond the spread** only when every
-seed agrees on its sign and its mean exceeds both models' own spread (std over seeds) and the std of the
-paired differences; otherwise the table says "~" (no claim).
+seed, and reported as mean ± std over seeds (sample std). A difference is called **beyond the spread** only when
+every seed agrees on its sign and its mean exceeds both models' own spread (std over the paired seeds) and the
+std of the paired differences; otherwise the table says "~" (no claim).
 """
 from __future__ import annotations
 
@@ -51,11 +51,11 @@ def load_result(spec: str) -> Result:
 
 
 def _same_protocol(a: Result, b: Result) -> None:
-    keys = ("clips", "seconds", "seeds")
+    keys = ("clips", "seconds", "seeds", "instruments")
     if any(a.config.get(k) != b.config.get(k) for k in keys):
         raise UserFacingError(f"{a.label} and {b.label} were evaluated differently "
                               f"({', '.join(f'{k} {a.config.get(k)} vs {b.config.get(k)}' for k in keys)}): "
-                              "paired differences need the same --clips, --seconds and --seeds")
+                              "paired differences need the same --clips, --seconds, --seeds and --instruments")
 
 
 def paired(a: Result, b: Result, variant_a: str, variant_b: str, steps: int, metric: str) -> dict | None:
@@ -65,13 +65,14 @@ def paired(a: Result, b: Result, variant_a: str, variant_b: str, steps: int, met
     if not seeds:
         return None
     diffs = np.array([sa[s] - sb[s] for s in seeds])
-    spread = max(float(np.std(list(sa.values()))), float(np.std(list(sb.values()))), float(np.std(diffs)))
+    std = (lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)  # noqa: E731  sample std: few seeds
+    spread = max(std([sa[s] for s in seeds]), std([sb[s] for s in seeds]), std(diffs))
     mean = float(diffs.mean())
     beyond = len(seeds) > 1 and (np.all(diffs > 0) or np.all(diffs < 0)) and abs(mean) > spread
     better = None
     if beyond:
         better = (mean < 0) == (METRICS[metric] == "lower")
-    return {"mean": mean, "std": float(np.std(diffs)), "seeds": len(seeds), "beyond_spread": bool(beyond),
+    return {"mean": mean, "std": std(diffs), "seeds": len(seeds), "beyond_spread": bool(beyond),
             "a_better": better}
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mfruntime.config import MAX_STEPS, MIN_STEPS, MULTI_STEP_D
 from mfruntime.engine.generator import GenerationOptions, Generator
 from mfruntime.engine.utterance import Utterance
 from mfruntime.errors import UserFacingError
@@ -70,8 +71,11 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.clips < 1:
             raise ValueError(f"--clips must be at least 1, got {self.clips}")
-        if not self.steps or any(s < 1 for s in self.steps):
-            raise ValueError(f"--steps must be positive step counts, got {self.steps}")
+        if not self.steps or any(not MIN_STEPS <= s <= MAX_STEPS for s in self.steps):
+            raise ValueError(f"--steps must be step counts from {MIN_STEPS} to {MAX_STEPS}, got {self.steps}")
+        if self.max_step_size is not None and not max(MULTI_STEP_D) <= self.max_step_size <= 1.0:
+            raise ValueError(f"--max-step-size must be between {max(MULTI_STEP_D)} (the range every model is trained "
+                             f"on) and 1, got {self.max_step_size}")
         if self.seconds < 1.5:
             raise ValueError(f"--seconds must be at least 1.5 (the offset search needs ±0.3 s and 1 s of overlap), got {self.seconds}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
@@ -93,8 +97,8 @@ def generate_like(model: AVModel, ref: Reference, speaker: np.ndarray, steps: in
     cfg = model.cfg
     gen = Generator(model, reference_image=ref.frames[0], audio_reference=speaker,
                     options=GenerationOptions(steps=steps, seed=seed))
-    # The same utterance contract as Session.say: chunks cover the speech's length (here the reference's).
-    utt = Utterance.speech(ref.phonemes, cfg.media, duration=len(ref.audio) / cfg.media.sample_rate)
+    # The same utterance contract as Session.say, as long as the reference clip (its frames, in whole chunks).
+    utt = Utterance.speech(ref.phonemes, cfg.media, chunks=len(ref.frames) // cfg.media.frames_per_chunk)
     frames, pcm, times = [], [], []
     for chunk in gen.run(utt):
         frames.append(chunk.frames)

@@ -80,8 +80,8 @@ IMAGE_BACKGROUND = (255, 255, 255)
 
 def read_image(im: Image.Image, what: str) -> np.ndarray:
     """A PIL image → (H, W, 3) uint8 RGB, the way a user means it: its size checked before decoding, its EXIF
-    orientation applied, transparency composited on :data:`IMAGE_BACKGROUND`, and 16-bit or 32-bit grayscale
-    scaled to 8 bits (not clipped)."""
+    orientation applied, transparency composited on :data:`IMAGE_BACKGROUND`, and 16-bit grayscale scaled to
+    8 bits (not clipped; 32-bit integer images are read as 16-bit, float images as 0–1)."""
     if im.width * im.height > MAX_IMAGE_PIXELS:
         raise ValueError(f"{what} is {im.width}×{im.height}, more than {MAX_IMAGE_PIXELS} pixels: give a smaller image")
     im = ImageOps.exif_transpose(im)  # a phone photo taken upright is upright here too

@@ -591,4 +591,5 @@ def _decode_image(data: bytes, width: int | None, height: int | None) -> np.ndar
     try:
         return decode_image_bytes(data, "set_character: image")
     except ValueError as exc:
-        raise ProtocolError(f"{exc} (raw RGB needs width and height)") from exc
+        hint = " (raw RGB needs width and height)" if "not a readable" in str(exc) else ""
+        raise ProtocolError(f"{exc}{hint}") from exc

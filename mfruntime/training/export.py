@@ -55,24 +55,32 @@ def unpack_bundle(bundle: str | Path, runs: Path, preset_name: str | None = None
     float16, so the unpacked weights are the bundle's, not the original float32 run's. Refuses to overwrite."""
     from mfruntime.model.bundle import bundle_info, load_model
 
+    from mfruntime.training.loop import stage_config_overrides
+    from mfruntime.training.recipe import Recipe, DataRecipe
+    from mfruntime.training.stages.diffusion import CRITIC_FILE
+
     model = load_model(bundle)
     info = bundle_info(bundle)
-    name = preset_name or info.get("preset")
+    name = info.get("preset") or preset_name
     if not name:
         raise UserFacingError(f"bundle {bundle} does not say which preset it is: pass --preset")
+    if preset_name and preset_name != name:
+        raise UserFacingError(f"bundle {bundle} is a {name} model, not {preset_name}: leave out --preset")
     root = Path(runs) / name
     parts = {"codec-video": model.video_codec, "codec-audio": model.audio_codec, "joint": model.transformer}
     for stage in parts:
-        if (root / stage / "final.safetensors").exists():
-            raise UserFacingError(f"{root / stage / 'final.safetensors'} exists: unpack into another --runs folder "
-                                  "or delete that stage's run first")
+        for existing in (root / stage / "final.safetensors", root / stage / CRITIC_FILE):
+            if existing.exists():
+                raise UserFacingError(f"{existing} exists: unpack into another --runs folder or delete that stage's run first")
+    overrides = stage_config_overrides(model.cfg, Recipe(preset=name, data=DataRecipe(), stages={}))
     written = {}
     for stage, module in parts.items():
         out = root / stage / "final.safetensors"
         out.parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
                    for k, v in module.state_dict().items()}, str(out))
-        doc = {"stage": stage, "unpacked_from": str(bundle), "bundle_transformer": info.get("transformer")}
+        doc = {"stage": stage, "unpacked_from": str(bundle), "bundle_transformer": info.get("transformer"),
+               "model_overrides": overrides if stage == "joint" else {}}
         out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
         written[stage] = out
     return written

@@ -137,7 +137,10 @@ def train(opts: TrainOptions) -> dict:
         log.info("stage %s has nothing to train (no parameters): it only computes its statistics and metrics", name)
         r = replace(r, steps=0)
     opt = torch.optim.AdamW(params, lr=r.lr, betas=r.betas, weight_decay=r.weight_decay) if params else None
-    ema = {k: v.detach().clone() for k, v in stage.state_dict().items()} if r.ema_decay > 0 else None
+    # The EMA of what the optimiser trains (a stage's untrained parts, e.g. the mutual stage's teacher, are kept
+    # once, in the model's own state).
+    ema = ({k: v.detach().clone() for k, v in stage.state_dict().items() if not stage.untracked(k)}
+           if r.ema_decay > 0 else None)
 
     step = 0
     metrics_file = run_dir / "metrics.jsonl"
@@ -148,7 +151,7 @@ def train(opts: TrainOptions) -> dict:
         if opt is not None:
             opt.load_state_dict(ck["optimizer"])
         if ema is not None and ck["ema"] is not None:
-            ema = ck["ema"]
+            ema = {k: v for k, v in ck["ema"].items() if k in ema}
         step = ck["step"]
         order.load(ck["state"]["data"])
         if rank == 0:
@@ -185,6 +188,8 @@ def train(opts: TrainOptions) -> dict:
             decay = min(r.ema_decay, (1 + step) / (10 + step))
             with torch.no_grad():
                 for k, v in stage.state_dict().items():
+                    if k not in ema:
+                        continue
                     if v.is_floating_point():
                         ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
                     else:
@@ -218,7 +223,7 @@ def train(opts: TrainOptions) -> dict:
     result: dict = {}
     if rank == 0:
         if ema is not None:
-            stage.load_state_dict(ema)
+            stage.load_state_dict({**stage.state_dict(), **ema})
         stage.eval()
         with torch.no_grad() if name.startswith("codec") else nullcontext():
             stage.finalize()

@@ -65,7 +65,7 @@ class StageRecipe:
     teacher_steps: int = 16  # mutual: multi-step teacher steps
     rollout_chunks: int = 4  # mutual: chunks per self-generated rollout
     distill_weight: float = 1.0  # mutual: few-step → multi-step distillation weight
-    fm_weight: float = 1.0  # mutual: flow-matching weight on real chunks with self-generated context
+    fm_weight: float = 1.0  # mutual: flow-matching weight on real chunks (history: fm_history)
     shortcut_weight: float = 0.0  # mutual: shortcut self-consistency weight (one 2d step = two d steps)
     # mutual: where the multi-step target comes from. "ema": a teacher network holding the exponential moving
     # average of the student's weights (teacher_decay per step); "frozen": a copy of the weights the stage
@@ -86,6 +86,9 @@ class StageRecipe:
             raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, got {self.teacher!r}")
         if not 0.0 < self.teacher_decay < 1.0:
             raise ValueError(f"teacher_decay must be between 0 and 1 (exclusive), got {self.teacher_decay}")
+        if self.shortcut_weight > 0 and not self.few_step_d:
+            raise ValueError("shortcut_weight needs few_step_d = true: with the step size clipped to 1/8 a 2d step is "
+                             "shown the same d as a d step, so the self-consistency target contradicts flow matching")
         if self.fm_history not in FM_HISTORIES:
             raise ValueError(f"fm_history must be one of {', '.join(FM_HISTORIES)}, got {self.fm_history!r}")
 

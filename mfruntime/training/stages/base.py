@@ -50,6 +50,10 @@ class Stage(nn.Module, metaclass=ABCMeta):
         ...
 
     # --- optional hooks --------------------------------------------------------------------
+    def untracked(self, key: str) -> bool:
+        """State-dict entries the training loop's weight EMA leaves out (parts the optimiser does not train)."""
+        return False
+
     def after_step(self, step: int) -> None:
         """After each optimiser step (``step`` counts the steps done), e.g. to move a slow teacher."""
 

@@ -71,6 +71,7 @@ class MutualStage(JointStage):
         self.teacher: TwinStreamTransformer | None = None
         if self.recipe.teacher != "self":
             self.teacher = TwinStreamTransformer(self.net.cfg).requires_grad_(False)
+            self.teacher.load_state_dict(self.net.state_dict())  # the teacher is the model itself; load_init keeps it so
         self.critic_from_joint = False
 
     @property
@@ -113,6 +114,9 @@ class MutualStage(JointStage):
             last = float(loss.detach())
             first = last if i == 0 else first
         log.info("sync critic trained on real pairs: %d steps, InfoNCE %.3f → %.3f", steps, first, last)
+
+    def untracked(self, key: str) -> bool:
+        return key.startswith("teacher.")  # moved by after_step, not by the optimiser: no EMA of it
 
     def after_step(self, step: int) -> None:
         """Step 2's slow teacher follows the student: θ̄ ← λ θ̄ + (1 − λ) θ ("ema"); "frozen" keeps its weights."""
@@ -184,7 +188,7 @@ class MutualStage(JointStage):
             with torch.no_grad():
                 x_teacher = euler_sample(self._step_fn(teacher, t_state, ph, drive), noise, teacher_grid)
             l_d = l_d + sum(F.mse_loss(x_few[s], x_teacher[s]) for s in streams)
-            # 3. flow matching on the real chunk with the self-generated cache as context.
+            # 3. flow matching on the real chunk (here with the self-generated cache as its history).
             if r.fm_history != "real":
                 l_fm = l_fm + self._generated_history_fm(state, ph, batch, k, drive, d_choices, g)
             # 4. shortcut self-consistency: one 2d step vs two d steps (targets without gradient).
