@@ -285,27 +285,21 @@ def test_mutual_rollouts_start_from_inference_temperature_noise(trained_runs):
 
 def test_recipe_validates_the_teacher_and_the_step_size_range(tmp_path):
     p = tmp_path / "r.toml"
-    p.write_text('preset = "tiny"\n[stages.mutual]\nteacher = "oracle"\n')
-    with pytest.raises(ValueError, match=r"\[stages.mutual\]: teacher must be one of ema, frozen, self"):
-        load_recipe(p)
-    p.write_text('preset = "tiny"\n[stages.mutual]\nteacher_decay = 1.0\n')
-    with pytest.raises(ValueError, match="teacher_decay must be between 0 and 1"):
-        load_recipe(p)
-    p.write_text('preset = "tiny"\n[stages.mutual]\nfm_history = "mixed"\n')
-    with pytest.raises(ValueError, match="fm_history must be one of generated, real, both"):
-        load_recipe(p)
-    p.write_text('preset = "tiny"\n[model]\nmax_step_size = 1.0\n')  # a stage's business (few_step_d), not a switch
-    with pytest.raises(ValueError, match="'max_step_size' cannot be set by a recipe"):
-        load_recipe(p)
+    for table, message in [('[stages.mutual]\nteacher = "oracle"', r"\[stages.mutual\]: teacher must be one of ema, frozen, self"),
+                           ("[stages.mutual]\nteacher_decay = 1.0", "teacher_decay must be between 0 and 1"),
+                           ('[stages.mutual]\nfm_history = "mixed"', "fm_history must be one of generated, real, both"),
+                           # the trained d range is a stage's business (few_step_d), not a [model] switch
+                           ("[model]\nmax_step_size = 1.0", "'max_step_size' cannot be set by a recipe"),
+                           ("[stages.mutual]\nfew_step_d = false\nshortcut_weight = 0.5", "shortcut_weight needs few_step_d")]:
+        p.write_text(f'preset = "tiny"\n{table}\n')
+        with pytest.raises(ValueError, match=message):
+            load_recipe(p)
     with pytest.raises(ValueError, match="max_step_size must be between 0.125"):
         dataclasses.replace(preset("tiny"), max_step_size=0.01)
     shipped = sorted((Path(__file__).parents[1] / "recipes" / "mutual").glob("*.toml"))
     assert shipped
     for recipe in shipped:
         load_recipe(recipe).model_config()  # the shipped experiment recipes are valid
-    p.write_text('preset = "tiny"\n[stages.mutual]\nfew_step_d = false\nshortcut_weight = 0.5\n')
-    with pytest.raises(ValueError, match="shortcut_weight needs few_step_d"):
-        load_recipe(p)
 
 
 def _mutual_stage(trained_runs, **changes):
