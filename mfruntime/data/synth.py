@@ -28,7 +28,9 @@ from mfruntime.data.text import random_sentence
 
 log = logging.getLogger(__name__)
 
-SIDECAR_VERSION = 1
+#: The FaceState fields a sidecar keeps per frame.
+FACE_STATE_FIELDS = ("open", "spread", "blink", "dx", "dy", "angle")
+SIDECAR_VERSION = 2  # 2: + face_state (the renderer's full per-frame state: the rig stream's ground truth)
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ def make_clip(cfg: SynthConfig, index: int) -> dict:
         "speech_start": round(lead, 6),
         "speech_end": round(lead + speech.duration, 6),
         "mouth_open": [round(float(x), 5) for x in track.open],
+        "face_state": {k: [round(float(getattr(st, k)), 5) for st in states] for k in FACE_STATE_FIELDS},
         "fps": cfg.fps,
         "sample_rate": cfg.sample_rate,
         "size": cfg.size,

@@ -126,17 +126,36 @@ def _segments(phonemes: Sequence[Phoneme]) -> tuple[np.ndarray, np.ndarray, list
     return np.asarray(centres), np.asarray(durations), visemes
 
 
+def _dominance(phonemes: Sequence[Phoneme], times: np.ndarray) -> tuple[np.ndarray, list[Viseme]]:
+    """Dominance D_i(t) of every viseme segment at ``times``: (T, N), and the segments' visemes."""
+    centres, durations, visemes = _segments(phonemes)
+    alpha = np.array([v.dominance for v in visemes])  # (N,)
+    theta = 4.0 / np.maximum(durations, 0.03)  # (N,) 1/s: the dominance falls to e^-2 at a segment's edge
+    dist = np.abs(times[:, None] - centres[None, :])  # (T, N)
+    return alpha[None, :] * np.exp(-theta[None, :] * dist), visemes  # (T, N)
+
+
+def viseme_weights(phonemes: Sequence[Phoneme], times: np.ndarray) -> dict[str, np.ndarray]:
+    """Each viseme class's share of the mouth at ``times``: its segments' dominance over all (T,) per class,
+    summing to 1 at every instant (all "sil" without phonemes)."""
+    times = np.asarray(times, dtype=np.float64)
+    if len(phonemes) == 0:
+        return {"sil": np.ones(times.shape, np.float32)}
+    dom, visemes = _dominance(phonemes, times)
+    share = dom / (dom.sum(axis=1, keepdims=True) + 1e-12)
+    out: dict[str, np.ndarray] = {}
+    for i, v in enumerate(visemes):
+        out[v.name] = out.get(v.name, 0.0) + share[:, i]
+    return {k: np.asarray(w, np.float32) for k, w in out.items()}
+
+
 def mouth_track(phonemes: Sequence[Phoneme], times: np.ndarray) -> MouthTrack:
     """Coarticulated mouth opening and spread at ``times`` (seconds), per the dominance model above."""
     times = np.asarray(times, dtype=np.float64)
     if len(phonemes) == 0:
         zeros = np.zeros(times.shape, np.float32)
         return MouthTrack(open=zeros, spread=zeros.copy())
-    centres, durations, visemes = _segments(phonemes)
-    alpha = np.array([v.dominance for v in visemes])  # (N,)
-    theta = 4.0 / np.maximum(durations, 0.03)  # (N,) 1/s: the dominance falls to e^-2 at a segment's edge
-    dist = np.abs(times[:, None] - centres[None, :])  # (T, N)
-    dom = alpha[None, :] * np.exp(-theta[None, :] * dist)  # (T, N)
+    dom, visemes = _dominance(phonemes, times)
     dom_sum = dom.sum(axis=1) + 1e-12  # (T,)
     open_t = dom @ np.array([v.open for v in visemes]) / dom_sum
     spread_t = dom @ np.array([v.spread for v in visemes]) / dom_sum

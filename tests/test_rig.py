@@ -1,0 +1,60 @@
+"""The rig control set and its ground truth from the synthetic corpus."""
+from __future__ import annotations
+
+import numpy as np
+
+from mfruntime.data.animation import animate, frame_times
+from mfruntime.data.speech import Phoneme
+from mfruntime.data.visemes import mouth_track
+from mfruntime.rig import CONTROLS, FACE_CONTROLS, OVR_VISEMES, RIG_VERSION, ground_truth, ovr_weights
+
+
+def _phonemes():
+    # "map": m (lips pressed), a (open), p (pressed), then silence
+    return [Phoneme("_", 0.0, 0.2), Phoneme("m", 0.2, 0.3), Phoneme("a", 0.3, 0.55), Phoneme("p", 0.55, 0.65),
+            Phoneme("_", 0.65, 1.0)]
+
+
+def test_the_control_set_is_fixed_and_named_by_convention():
+    assert RIG_VERSION == 1 and len(OVR_VISEMES) == 15 and len(set(CONTROLS)) == len(CONTROLS)
+    for name in ("jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthStretchLeft", "mouthStretchRight",
+                 "eyeBlinkLeft", "eyeBlinkRight", "headYaw", "headPitch", "headRoll"):
+        assert name in FACE_CONTROLS
+    assert CONTROLS[len(FACE_CONTROLS):] == tuple(f"viseme_{v}" for v in OVR_VISEMES)
+
+
+def test_ground_truth_follows_the_rendered_face_and_the_phonemes():
+    times = frame_times(25, 25)
+    states, track = animate(_phonemes(), 25, 25, np.random.default_rng(0))
+    gt = ground_truth(states, _phonemes(), times)
+    assert gt.shape == (25, len(CONTROLS)) and gt.dtype == np.float32
+    col = {n: gt[:, i] for i, n in enumerate(CONTROLS)}
+    assert np.allclose(col["jawOpen"], track.open)  # the renderer's own opening
+    assert np.allclose(col["eyeBlinkLeft"], [s.blink for s in states])
+    visemes = gt[:, len(FACE_CONTROLS):]
+    assert np.allclose(visemes.sum(1), 1.0, atol=1e-5)
+    frame = lambda t: int(round(t * 25))  # noqa: E731
+    assert OVR_VISEMES[int(visemes[frame(0.05)].argmax())] == "sil"
+    assert OVR_VISEMES[int(visemes[frame(0.44)].argmax())] == "aa"
+    assert OVR_VISEMES[int(visemes[frame(0.6)].argmax())] == "PP" and col["mouthClose"][frame(0.6)] > 0.5
+    assert np.allclose(ovr_weights([], times)[:, 0], 1.0)  # nothing said: silence
+    assert np.allclose(mouth_track(_phonemes(), times).open, track.open)  # the shared dominance model is unchanged
+
+
+def test_corpus_sidecars_carry_the_rig_ground_truth(tiny_corpus):
+    """New corpora keep the renderer's full face state per frame; an old sidecar without it is a clear error."""
+    import json
+
+    import pytest
+
+    from mfruntime.rig import ground_truth_from_sidecar
+
+    out, cfg, _ = tiny_corpus
+    sidecar = json.loads(sorted(out.glob("clip_*.json"))[0].read_text())
+    assert sidecar["version"] == 2
+    gt = ground_truth_from_sidecar(sidecar)
+    assert gt.shape == (cfg.n_frames, len(CONTROLS))
+    assert np.allclose(gt[:, CONTROLS.index("jawOpen")], sidecar["mouth_open"], atol=1e-4)
+    old = {k: v for k, v in sidecar.items() if k != "face_state"} | {"version": 1}
+    with pytest.raises(ValueError, match="remake the corpus"):
+        ground_truth_from_sidecar(old)
