@@ -60,7 +60,7 @@ train-tiny: setup
 	  $(BIN)/mf -q train --stage $$stage --config recipes/tiny.toml --fresh || exit 1; \
 	done
 	# The bundle is the joint-stage model; the Mutual Forcing model is exported beside it for mf eval
-	# (docs/EVAL.md says why: after 600 CPU steps it is still behind the joint model on FD and STOI).
+	# (docs/EVAL.md says why: after 600 CPU steps it is behind the joint model on FD, STOI and offset spread).
 	$(BIN)/mf export --runs runs --preset tiny --transformer joint --out mfruntime/weights/tiny.safetensors \
 	  --eval-out mfruntime/weights/eval.safetensors
 	$(BIN)/mf export --runs runs --preset tiny --transformer mutual --out runs/tiny-mutual.safetensors

@@ -67,10 +67,11 @@ class StageRecipe:
     distill_weight: float = 1.0  # mutual: few-step → multi-step distillation weight
     fm_weight: float = 1.0  # mutual: flow-matching weight on real chunks (history: fm_history)
     shortcut_weight: float = 0.0  # mutual: shortcut self-consistency weight (one 2d step = two d steps)
-    # mutual: where the multi-step target comes from. "ema": a teacher network holding the exponential moving
-    # average of the student's weights (teacher_decay per step); "frozen": a copy of the weights the stage
-    # starts from; "self": the student's own current weights (the teacher moves with every update).
-    teacher: str = "ema"
+    # mutual: where the multi-step target comes from. "frozen": a copy of the weights the stage starts from (the
+    # best measured, docs/EVAL.md); "ema": a teacher network holding the exponential moving average of the
+    # student's weights (teacher_decay per step); "self": the student's own current weights (the teacher moves
+    # with every update).
+    teacher: str = "frozen"
     teacher_decay: float = 0.999  # mutual, teacher "ema": the teacher's decay per optimiser step
     # mutual: the history the flow-matching term sees: "generated" (the few-step rollout's own chunks, as at
     # inference), "real" (teacher forcing on the real window) or "both" (the mean of the two).
