@@ -89,7 +89,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from mfruntime.training.export import export_bundle
 
     if args.out:
-        path = export_bundle(Path(args.runs), args.preset or "tiny", args.out, transformer_stage=args.transformer)
+        path = export_bundle(Path(args.runs), args.preset or "tiny", args.out, transformer_stage=args.transformer,
+                             rig={"auto": None, "yes": True, "no": False}[args.rig])
         print(f"model bundle: {path.resolve()} ({path.stat().st_size / 1e6:.1f} MB)")
     if args.eval_out:
         from mfruntime.training.export import export_instruments
@@ -278,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = verbs.add_parser(
         "train", parents=[leaf], help="train one stage of the model from a recipe",
         description="Train one stage (codec-video, codec-audio, audio, video, joint, mutual; probe = the face "
-        "probe of mf eval) with the settings "
+        "probe of mf eval, syncnet = its SyncNet; rig = the rig head of the rig stream) with the settings "
         "of a recipe file. Output goes to RUNS/<preset>/<stage>/: metrics.jsonl, loss.png, checkpoints and "
         "final.safetensors. Under torchrun the same command trains with DistributedDataParallel.",
     )
@@ -298,11 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--preset", help="model preset whose runs to bundle (default: tiny; with --unpack: the bundle's)")
     export.add_argument("--transformer", default="mutual", choices=("mutual", "joint"),
                         help="which stage's transformer to bundle (default: mutual)")
+    export.add_argument("--rig", default="auto", choices=("auto", "yes", "no"),
+                        help="bundle the rig head (stage rig: the rig stream for 3D characters): auto = when that stage "
+                        "has been trained (default)")
     export.add_argument("--out", help="output model bundle (.safetensors)")
     export.add_argument("--eval-out", help="write the evaluation instruments of mf eval (stages probe and syncnet) to this file")
     export.add_argument("--unpack", metavar="BUNDLE",
-                        help="the reverse: write BUNDLE's codecs and transformer (a name like tiny, or a path) as the "
-                        "final outputs of stages codec-video, codec-audio and joint under RUNS/<preset>/, to train "
+                        help="the reverse: write BUNDLE's codecs, transformer and rig head (a name like tiny, or a path) as the "
+                        "final outputs of stages codec-video, codec-audio, joint (and rig) under RUNS/<preset>/, to train "
                         "later stages (mutual) from a shipped model")
     export.set_defaults(func=_cmd_export)
 

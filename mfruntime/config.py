@@ -159,6 +159,10 @@ class StreamConfig:
         return self.dim // self.heads
 
 
+#: What a rig head can read (ModelConfig.rig).
+RIG_SOURCES = ("video", "av")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The dual-mode causal audio-video model (docs/MODEL.md)."""
@@ -183,6 +187,9 @@ class ModelConfig:
     # modes) is shown d = max_step_size: a d outside training is out of distribution (docs/EVAL.md). 1.0 for a
     # model whose training drew the few-step sizes too (the mutual stage with few_step_d).
     max_step_size: float = max(MULTI_STEP_D)
+    # What the rig head reads (model/rig_head.py): "video" (the frame's video latent), "av" (and the audio latents
+    # sounding during the frame), or "" for a model without a rig head (no rig stream).
+    rig: str = ""
     # Derived:
     frames_per_chunk: int = field(init=False)  # video frames per chunk (4)
     latent_steps_per_chunk: int = field(init=False)  # audio latent steps per chunk (8)
@@ -212,6 +219,10 @@ class ModelConfig:
         if not max(MULTI_STEP_D) <= self.max_step_size <= 1.0:
             raise ValueError(f"max_step_size must be between {max(MULTI_STEP_D)} (the multi-step range every model is "
                              f"trained on) and 1, got {self.max_step_size}")
+        if self.rig not in ("", *RIG_SOURCES):
+            raise ValueError(f"rig must be one of {', '.join(RIG_SOURCES)} or empty (no rig head), got {self.rig!r}")
+        if self.rig and self.video is None:
+            raise ValueError("a rig head reads the video stream's latents: an audio-only model cannot have one")
         side = self.video_codec.latent_size // self.patch
         object.__setattr__(self, "frames_per_chunk", self.media.frames_per_chunk)
         object.__setattr__(self, "latent_steps_per_chunk", int(round(steps)))

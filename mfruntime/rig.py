@@ -37,6 +37,9 @@ FACE_CONTROLS = (
     "headOffsetY",  # face widths, + = down
 )
 
+#: Face controls that are blendshape weights (0–1); the head pose and offset are not bounded.
+BOUNDED_CONTROLS = FACE_CONTROLS[:8]
+
 #: The 15 OVR visemes (Oculus Lipsync / Meta), in their conventional order.
 OVR_VISEMES = ("sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou")
 

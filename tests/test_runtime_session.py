@@ -230,3 +230,48 @@ def test_reserved_utterances_take_their_id_first_and_skip_work_once_superseded(s
     assert chunks and chunks[-1].last and all(c.utterance == second.uid for c in chunks)
     with pytest.raises(ValueError, match="unknown voice"):
         session.reserve_say("Hi.", voice="xx-nowhere+m9")
+
+
+def test_chunks_carry_rig_frames_and_rig_only_mode_skips_the_pixels_of_the_same_stream():
+    """The bundled model has a rig head: every chunk carries one rig frame per video frame (face controls in
+    range, viseme weights summing to 1). Rig-only mode (video=False) generates the same stream — same PCM, same
+    rig frames — without frames; rig=False drops the rig."""
+    from mfruntime.rig import BOUNDED_CONTROLS, CONTROLS, FACE_CONTROLS
+
+    full = list(Session(device="cpu", backend="eager", seed=5, threads=2).say(TEXT))
+    s = Session(device="cpu", backend="eager", seed=5, threads=2, video=False)
+    assert s.outputs == {"video": False, "rig": True}
+    rig_only = list(s.say(TEXT))
+    assert len(full) == len(rig_only)
+    for a, b in zip(full, rig_only):
+        assert a.rig.shape == (len(a.frames), len(CONTROLS)) and a.rig.dtype == np.float32
+        assert b.frames is None and np.array_equal(a.rig, b.rig) and np.array_equal(a.pcm, b.pcm)
+        assert b.duration == pytest.approx(a.duration)
+    rig = np.concatenate([c.rig for c in full])
+    k = len(FACE_CONTROLS)
+    assert np.allclose(rig[:, k:].sum(1), 1.0, atol=1e-5)
+    bounded = rig[:, [CONTROLS.index(n) for n in BOUNDED_CONTROLS]]
+    assert bounded.min() >= 0.0 and bounded.max() <= 1.0
+    assert rig[:, CONTROLS.index("jawOpen")].max() > 0.3  # the mouth opens while it speaks
+    s.set_outputs(video=True, rig=False)
+    c = next(iter(s.say("Bye.")))
+    assert c.rig is None and c.frames.shape == (4, 64, 64, 3)
+    with pytest.raises(ValueError, match="True or False"):
+        s.set_outputs(video="no")
+
+
+def test_rig_only_mode_needs_a_model_with_a_rig_head(tmp_path):
+    import dataclasses
+
+    from mfruntime.config import preset
+    from mfruntime.model.av import AVModel
+    from mfruntime.model.bundle import save_bundle
+
+    path = save_bundle(AVModel(dataclasses.replace(preset("tiny"), rig="")), tmp_path / "norig.safetensors")
+    s = Session(model=str(path), device="cpu", backend="eager")
+    assert not s.has_rig and s.outputs == {"video": True, "rig": False}
+    assert next(iter(s.say("Hi."))).rig is None
+    with pytest.raises(ValueError, match="rig head"):
+        s.set_outputs(video=False)
+    with pytest.raises(ValueError, match="rig head"):
+        Session(model=str(path), device="cpu", backend="eager", video=False)

@@ -65,6 +65,11 @@ steps = {steps}
 batch_size = 4
 warmup_steps = 2
 log_every = 1
+[stages.rig]
+steps = {steps}
+batch_size = 4
+warmup_steps = 2
+log_every = 1
 """
 
 
@@ -100,6 +105,8 @@ def test_every_stage_runs_and_writes_its_outputs(trained_runs):
         assert rows[-1]["step"] == res["steps"] and torch.isfinite(torch.tensor(rows[-1]["loss"]))
     assert "val_psnr_db" in results["codec-video"] and "val_pesq_wb" in results["codec-audio"]
     assert "val_mouth_corr" in results["probe"] and "val_lse_c" in results["syncnet"]
+    assert "val_viseme_top1" in results["rig"] and "val_mae_jawOpen" in results["rig"]
+    assert json.loads((tmp / "runs" / "tiny" / "rig" / "final.json").read_text())["model_overrides"] == {"rig": "av"}
     assert results["mutual"]["final_losses"]["distill"] >= 0 and "shortcut" in results["mutual"]["final_losses"]
     joint = load_weights(tmp / "runs" / "tiny" / "joint" / "final.safetensors")
     assert any("x_out" in k for k in joint)  # the joint model has cross-modal attention
@@ -443,20 +450,26 @@ def test_few_step_sizes_outside_the_trained_range_are_shown_the_largest_trained_
     assert not torch.equal(c(wide, 1.0), c(wide, 0.125)) and torch.equal(c(wide, 0.125), c(net, 0.125))
 
 
-def test_unpack_then_export_gives_back_the_bundle(tmp_path):
+@pytest.mark.parametrize("rig", ["", "av"])
+def test_unpack_then_export_gives_back_the_bundle(tmp_path, rig):
     """mf export --unpack writes a bundle's parts as stage outputs (to train later stages from a shipped
-    model); exporting them again gives the same bundle, and an existing run is never overwritten."""
+    model); exporting them again gives the same bundle (its rig head included), and an existing run is never
+    overwritten."""
     from mfruntime.cli import main
     from mfruntime.model.av import AVModel
     from mfruntime.model.bundle import load_model, save_bundle
     from mfruntime.training.export import export_bundle
 
     torch.manual_seed(0)
-    src = save_bundle(AVModel(preset("tiny")), tmp_path / "src.safetensors", {"preset": "tiny"})
+    src = save_bundle(AVModel(dataclasses.replace(preset("tiny"), rig=rig)), tmp_path / "src.safetensors", {"preset": "tiny"})
     assert main(["export", "--unpack", str(src), "--runs", str(tmp_path / "runs")]) == 0
     again = export_bundle(tmp_path / "runs", "tiny", tmp_path / "again.safetensors", transformer_stage="joint")
     a, b = load_model(src).state_dict(), load_model(again).state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert load_model(again).cfg.rig == rig and (any(k.startswith("rig.") for k in a) == bool(rig))
+    if rig:  # and a bundle without it on request
+        assert load_model(export_bundle(tmp_path / "runs", "tiny", tmp_path / "norig.safetensors",
+                                        transformer_stage="joint", rig=False)).rig is None
     assert main(["export", "--unpack", str(src), "--runs", str(tmp_path / "runs")]) == 2  # refuses to overwrite
 
 

@@ -66,6 +66,7 @@ class GeneratedChunk:
     pcm: np.ndarray | None  # (S,) float32 at the model's sample rate, None for a video-only model
     latents: dict[str, torch.Tensor]  # per stream (1, 1, ...) latents of the chunk
     compute_seconds: float  # wall time spent on this chunk
+    rig: np.ndarray | None = None  # (F, len(rig.CONTROLS)) float32 rig frames, None without a rig head (or not asked)
 
 
 def check_reference_image(image, size: int) -> np.ndarray:
@@ -141,9 +142,13 @@ class Generator:
             utt = Utterance.speech(phonemes, media, chunks=n_chunks)
         return self.run(utt, steps)
 
-    def run(self, utt: Utterance, steps: int | None = None) -> Iterator[GeneratedChunk]:
+    def run(self, utt: Utterance, steps: int | None = None, video: bool = True, rig: bool = True) -> Iterator[GeneratedChunk]:
         """Yield the chunks of ``utt`` as they finish (``utt.chunks`` of them). Generated speech is clipped to
-        [−1, 1]; in audio-driven mode each chunk carries the given speech itself, not a re-synthesis of it."""
+        [−1, 1]; in audio-driven mode each chunk carries the given speech itself, not a re-synthesis of it.
+
+        video: decode frames (False: ``frames`` is None and the video decoder does not run — rig-only mode; the
+        video latents are still generated, so the stream and its cache are the same); rig: compute the rig frames
+        (when the model has a rig head)."""
         cfg, tr = self.cfg, self.model.transformer
         steps = check_steps(steps if steps is not None else self.options.steps)
         schedule = SCHEDULES[self.options.schedule](steps)
@@ -182,10 +187,15 @@ class Generator:
             with torch.no_grad():
                 x = euler_sample(step_fn, x, schedule)
                 commit(tr, self.state, x, ph)
-                frames = pcm_out = None
+                frames = pcm_out = rig_out = None
                 if "video" in x:
                     z = tr.from_residual(x["video"], self.identity)  # (1, 1, F, Cv, h, w)
-                    frames = self.model.video_codec.decode(z[0, 0]).cpu().numpy()  # (F, H, W, 3)
+                    if video:
+                        frames = self.model.video_codec.decode(z[0, 0]).cpu().numpy()  # (F, H, W, 3)
+                    if rig and self.model.rig is not None:
+                        # The rig head reads the latents the model made (and, driven, the speech it heard).
+                        audio_latents = x["audio"][:, 0] if "audio" in x else None  # (1, S, Ca)
+                        rig_out = self.model.rig.controls(z[:, 0], audio_latents)[0].cpu().numpy()  # (F, C)
                 if driven is not None:  # audio-driven: the audio that came in goes out, untouched
                     pcm_out = utt.driving_chunk(i, cfg.media)
                 elif "audio" in x:
@@ -194,5 +204,5 @@ class Generator:
                     pcm = self.model.audio_codec.decode_stream(x["audio"][:, 0], self.audio_state)[0].cpu().numpy()
                     pcm_out = np.clip(pcm, -1.0, 1.0)
             yield GeneratedChunk(index=k, pts=k * cfg.media.chunk_seconds, frames=frames, pcm=pcm_out,
-                                 latents={s: v.detach() for s, v in x.items()},
+                                 latents={s: v.detach() for s, v in x.items()}, rig=rig_out,
                                  compute_seconds=time.perf_counter() - start)

@@ -44,22 +44,25 @@ SPEECH_CACHE = 256  # (text, voice) pairs whose eSpeak timing is kept
 
 @dataclass(frozen=True)
 class Chunk:
-    """160 ms of a character: video frames and the PCM that goes with them."""
+    """160 ms of a character: video frames, the PCM that goes with them and the rig frames of the same span."""
 
     utterance: int  # utterance id within the session (1, 2, …)
     seq: int  # chunk number within the utterance (0, 1, …)
     pts: float  # presentation time of the first frame / sample, seconds on the session's stream clock
-    frames: np.ndarray  # (F, H, W, 3) uint8 RGB
+    frames: np.ndarray | None  # (F, H, W, 3) uint8 RGB; None in rig-only mode (Session(video=False))
     pcm: np.ndarray  # (S,) float32 in [-1, 1], mono
     sample_rate: int  # Hz of pcm
     fps: int  # frames per second of frames
     last: bool  # the utterance's final chunk (its end, or an interrupt)
     interrupted: bool = False  # ended early by interrupt()
     compute_seconds: float = 0.0  # wall time spent generating this chunk
+    # (F, len(mfruntime.rig.CONTROLS)) float32: per video frame, the face controls and OVR viseme weights of what
+    # was generated (docs/RIG.md); None for a model without a rig head or with Session(rig=False).
+    rig: np.ndarray | None = None
 
     @property
     def duration(self) -> float:
-        return len(self.frames) / self.fps
+        return len(self.pcm) / self.sample_rate
 
 
 @dataclass
@@ -179,13 +182,17 @@ class Session:
 
     def __init__(self, model: str = "tiny", device: str = "auto", steps: int = DEFAULT_STEPS, backend: str = "auto",
                  character=None, voice: Voice | str | None = None, seed: int = 0,
-                 threads: int | str = THREADS_AUTO) -> None:
+                 threads: int | str = THREADS_AUTO, video: bool = True, rig: bool = True) -> None:
+        """video=False: rig-only mode (no frames are decoded: for a client that drives a 3D character);
+        rig=False: no rig frames. See set_outputs()."""
         self._threads = ThreadPolicy(threads)  # checked first: a bad setting fails before the model loads
+        self._video, self._rig = self._check_outputs(video, rig)
         self.device = resolve_device(device)
         self.backend = pick_backend(backend, self.device)
         self.model = shared_model(model, self.device)
         self._kernels = kernels_for(self.backend)
         self.cfg = self.model.cfg
+        self._check_rig_only(self._video)
         if "video" not in self.model.transformer.active or "audio" not in self.model.transformer.active:
             raise ValueError(f"model {model!r} is not a joint audio-video model; a Session needs one")
         self.fps, self.sample_rate = self.cfg.media.fps, self.cfg.media.sample_rate
@@ -216,6 +223,36 @@ class Session:
     def steps(self, steps: int) -> None:
         """Denoising steps per chunk from the next utterance on (1–4 live, 8–50 quality)."""
         self._steps = check_steps(steps)
+
+    @property
+    def has_rig(self) -> bool:
+        """Whether the model has a rig head (chunks can carry rig frames)."""
+        return self.model.rig is not None
+
+    @property
+    def outputs(self) -> dict[str, bool]:
+        """What chunks carry besides PCM: {"video": frames decoded, "rig": rig frames computed}."""
+        return {"video": self._video, "rig": self._rig and self.has_rig}
+
+    def set_outputs(self, video: bool | None = None, rig: bool | None = None) -> None:
+        """Choose what chunks carry, from the next utterance on: ``video=False`` is rig-only mode (the video
+        decoder does not run; the stream generated is the same), ``rig=False`` drops the rig frames."""
+        v, r = self._check_outputs(self._video if video is None else video, self._rig if rig is None else rig)
+        self._check_rig_only(v)
+        with self._lock:
+            self._video, self._rig = v, r
+
+    def _check_rig_only(self, video: bool) -> None:
+        if not video and not self.has_rig:
+            raise ValueError("video=False (rig-only mode) needs a model with a rig head, and this one has none: "
+                             "train one (mf train --stage rig, then mf export) or keep video on")
+
+    @staticmethod
+    def _check_outputs(video, rig) -> tuple[bool, bool]:
+        for name, value in (("video", video), ("rig", rig)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
+        return bool(video), bool(rig)
 
     @property
     def clock(self) -> float:
@@ -330,7 +367,7 @@ class Session:
                 if uid != self._utterance:
                     return  # a newer utterance took over
                 if source is None:
-                    source = self._ensure_generator().run(utt, steps)
+                    source = self._ensure_generator().run(utt, steps, video=self._video, rig=self._rig)
             # The model runs without the lock, so stats(), interrupt() and set_character() never wait for a chunk.
             out = next(source)
             compute = time.perf_counter() - t0
@@ -339,7 +376,7 @@ class Session:
                 last = interrupted or seq == n - 1
                 chunk = Chunk(utterance=uid, seq=seq, pts=self.clock,
                               frames=out.frames, pcm=out.pcm, sample_rate=self.sample_rate,
-                              fps=self.fps, last=last, interrupted=interrupted, compute_seconds=compute)
+                              fps=self.fps, last=last, interrupted=interrupted, compute_seconds=compute, rig=out.rig)
                 self._clock_chunks += 1
                 self._record(chunk, start if seq == 0 else None)
             yield chunk

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from mfruntime.config import ModelConfig
 from mfruntime.data.dataset import ClipRecord, LoaderConfig, scan_clips, split_clips
 from mfruntime.data.speech import Phoneme
+from mfruntime.rig import ground_truth_from_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Clip:
     identity: dict | None = None  # the synthetic face's parameters, if any
     text: str = ""  # the spoken text, if known
     voice: dict | None = None  # the eSpeak voice, if known
+    rig: np.ndarray | None = None  # (T, len(rig.CONTROLS)) rig ground truth (sidecar version >= 2), if any
 
 
 class ClipBank:
@@ -55,8 +57,11 @@ class ClipBank:
             truth = rec.truth or {}
             phs = [Phoneme.from_dict(p) for p in truth.get("phonemes", [])]
             mo = np.asarray(truth["mouth_open"], np.float32)[: len(dc.video)] if "mouth_open" in truth else None
+            rig = None
+            if "face_state" in truth:
+                rig = ground_truth_from_sidecar(truth)[: len(dc.video)]
             self.clips.append(Clip(rec.relpath, dc.video, dc.audio, phs, mo, truth.get("identity"),
-                                   rec.text or "", truth.get("voice")))
+                                   rec.text or "", truth.get("voice"), rig))
         self.key = hashlib.sha1(json.dumps([(c.name, len(c.video)) for c in self.clips]).encode()).hexdigest()[:12]
 
     def __len__(self) -> int:

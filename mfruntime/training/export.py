@@ -12,7 +12,7 @@ from mfruntime.errors import UserFacingError
 from mfruntime.model.av import AVModel
 from mfruntime.model.bundle import save_bundle
 from mfruntime.training.checkpoint import load_weights
-from mfruntime.training.recipe import STAGE_NAMES
+from mfruntime.training.recipe import SIDE_STAGES, STAGE_NAMES
 
 
 def _stage_info(path: Path) -> dict | None:
@@ -25,13 +25,22 @@ def _stage_info(path: Path) -> dict | None:
     return doc
 
 
-def export_bundle(runs: Path, preset_name: str, out: str | Path, transformer_stage: str = "mutual") -> Path:
+def export_bundle(runs: Path, preset_name: str, out: str | Path, transformer_stage: str = "mutual",
+                  rig: bool | None = None) -> Path:
+    """One bundle of the codecs, ``transformer_stage``'s transformer and the ``rig`` stage's head (rig None: when
+    that stage has been trained; True: it must have been; False: a bundle without a rig stream)."""
     root = Path(runs) / preset_name
     parts = {"video_codec": "codec-video", "audio_codec": "codec-audio", "transformer": transformer_stage}
+    rig_dir = root / "rig"
+    if rig is None:
+        rig = (rig_dir / "final.safetensors").is_file()
+    if rig:
+        parts["rig"] = "rig"
     # The transformer stage's [model] overrides (an ablation switch, the trained step-size range) are part of
-    # the model: the bundle's config carries them.
-    final = root / transformer_stage / "final.json"
-    overrides = json.loads(final.read_text()).get("model_overrides", {}) if final.is_file() else {}
+    # the model: the bundle's config carries them. The rig head's input comes from the rig stage alone.
+    overrides = {k: v for k, v in _overrides(root / transformer_stage).items() if k != "rig"}
+    if rig:
+        overrides["rig"] = _overrides(rig_dir).get("rig") or preset(preset_name).rig
     model = AVModel(dataclasses.replace(preset(preset_name), **overrides))
     meta: dict = {"preset": preset_name, "stages": {}, "model_overrides": overrides}
     for attr, stage in parts.items():
@@ -39,18 +48,26 @@ def export_bundle(runs: Path, preset_name: str, out: str | Path, transformer_sta
         if not weights.is_file():
             raise UserFacingError(f"{weights} is missing: train stage {stage} first (mf train --stage {stage})")
         getattr(model, attr).load_state_dict(load_weights(weights))
-    model_stages = [n for n in STAGE_NAMES if n not in ("probe", "syncnet")]
+    model_stages = [n for n in STAGE_NAMES if n not in SIDE_STAGES]
     meta["transformer"] = transformer_stage
     for stage in model_stages[: model_stages.index(transformer_stage) + 1]:  # the lineage: metrics, wall times
         doc = _stage_info(root / stage / "final.json")
         if doc is not None:
             meta["stages"][stage] = doc
+    if rig:
+        meta["rig"] = _stage_info(rig_dir / "final.json") or {}
     return save_bundle(model, out, meta)
+
+
+def _overrides(stage_dir: Path) -> dict:
+    final = stage_dir / "final.json"
+    return json.loads(final.read_text()).get("model_overrides", {}) if final.is_file() else {}
 
 
 def unpack_bundle(bundle: str | Path, runs: Path, preset_name: str | None = None) -> dict[str, Path]:
     """The inverse of :func:`export_bundle`: write a bundle's parts as the final outputs of the stages that made
-    them (``codec-video``, ``codec-audio`` and ``joint`` — the transformer stage every later stage starts from),
+    them (``codec-video``, ``codec-audio``, ``joint`` — the transformer stage every later stage starts from — and
+    ``rig`` when the bundle has a rig head),
     so a stage can be trained on from a shipped model without retraining the stages before it. Bundles store
     float16, so the unpacked weights are the bundle's, not the original float32 run's. Refuses to overwrite."""
     from mfruntime.model.bundle import bundle_info, load_model
@@ -68,11 +85,14 @@ def unpack_bundle(bundle: str | Path, runs: Path, preset_name: str | None = None
         raise UserFacingError(f"bundle {bundle} is a {name} model, not {preset_name}: leave out --preset")
     root = Path(runs) / name
     parts = {"codec-video": model.video_codec, "codec-audio": model.audio_codec, "joint": model.transformer}
+    if model.rig is not None:
+        parts["rig"] = model.rig
     for stage in parts:
         for existing in (root / stage / "final.safetensors", root / stage / CRITIC_FILE):
             if existing.exists():
                 raise UserFacingError(f"{existing} exists: unpack into another --runs folder or delete that stage's run first")
     overrides = stage_config_overrides(model.cfg, Recipe(preset=name, data=DataRecipe(), stages={}))
+    rig_source = overrides.pop("rig", None)
     written = {}
     for stage, module in parts.items():
         out = root / stage / "final.safetensors"
@@ -80,7 +100,7 @@ def unpack_bundle(bundle: str | Path, runs: Path, preset_name: str | None = None
         save_file({k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
                    for k, v in module.state_dict().items()}, str(out))
         doc = {"stage": stage, "unpacked_from": str(bundle), "bundle_transformer": info.get("transformer"),
-               "model_overrides": overrides if stage == "joint" else {}}
+               "model_overrides": overrides if stage == "joint" else {"rig": rig_source} if stage == "rig" else {}}
         out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
         written[stage] = out
     return written

@@ -20,7 +20,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-STAGE_NAMES = ("codec-video", "codec-audio", "audio", "video", "joint", "mutual", "probe", "syncnet")
+from mfruntime.config import RIG_SOURCES
+
+STAGE_NAMES = ("codec-video", "codec-audio", "audio", "video", "joint", "mutual", "probe", "syncnet", "rig")
+#: Stages whose output is not the transformer (a bundle's lineage lists only the transformer's).
+SIDE_STAGES = ("probe", "syncnet", "rig")
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class StageRecipe:
     # export a model that sees them (ModelConfig.max_step_size = 1). False: every d is clipped to the joint
     # stage's range (1/8), in training as at inference.
     few_step_d: bool = True
+    rig_source: str = "av"  # rig: what the rig head reads, "video" or "av" (ModelConfig.rig; docs/MODEL.md)
     critic_steps: int = 300  # mutual: sync-critic training steps on real pairs before the stage, when the joint stage's critic is not found
 
     def __post_init__(self) -> None:
@@ -90,6 +95,8 @@ class StageRecipe:
         if self.shortcut_weight > 0 and not self.few_step_d:
             raise ValueError("shortcut_weight needs few_step_d = true: with the step size clipped to 1/8 a 2d step is "
                              "shown the same d as a d step, so the self-consistency target contradicts flow matching")
+        if self.rig_source not in RIG_SOURCES:
+            raise ValueError(f"rig_source must be one of {', '.join(RIG_SOURCES)}, got {self.rig_source!r}")
         if self.fm_history not in FM_HISTORIES:
             raise ValueError(f"fm_history must be one of {', '.join(FM_HISTORIES)}, got {self.fm_history!r}")
 
@@ -99,7 +106,7 @@ class StageRecipe:
 MODEL_OVERRIDES: dict[str, type] = {"aligned_phonemes": bool, "reference_anchor": bool}
 #: ModelConfig fields a stage's output may differ in from its preset: the [model] switches, and the trained range
 #: of the step size (set by the mutual stage's ``few_step_d``). final.json records them; mf export applies them.
-STAGE_CONFIG_FIELDS = (*MODEL_OVERRIDES, "max_step_size")
+STAGE_CONFIG_FIELDS = (*MODEL_OVERRIDES, "max_step_size", "rig")
 
 
 @dataclass(frozen=True)
