@@ -10,13 +10,13 @@ state and the phoneme timeline (:func:`ground_truth`).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from mfruntime.data.render import FaceState
-from mfruntime.data.speech import Phoneme
-from mfruntime.data.visemes import VISEMES, viseme_weights
+if TYPE_CHECKING:  # the control set itself imports nothing heavy: the wire protocol and clients read it
+    from mfruntime.data.render import FaceState
+    from mfruntime.data.speech import Phoneme
 
 RIG_VERSION = 1
 
@@ -50,7 +50,6 @@ CONTROLS = FACE_CONTROLS + tuple(f"viseme_{v}" for v in OVR_VISEMES)
 CORPUS_TO_OVR = {"sil": "sil", "PP": "PP", "FF": "FF", "TH": "TH", "DD": "DD", "SS": "SS", "CH": "CH", "KK": "kk",
                  "RR": "RR", "WW": "ou", "JJ": "ih", "AA": "aa", "EH": "E", "IH": "ih", "AH": "aa", "OH": "oh",
                  "UU": "ou"}
-assert set(CORPUS_TO_OVR) == set(VISEMES) and set(CORPUS_TO_OVR.values()) <= set(OVR_VISEMES)
 
 #: Half the face's width in the renderer's face units (head offsets are reported in face widths).
 _FACE_HALF_WIDTH = 0.62
@@ -74,6 +73,8 @@ def face_controls(state: FaceState, lips_pressed: float = 0.0) -> np.ndarray:
 def ovr_weights(phonemes: Sequence[Phoneme], times: np.ndarray) -> np.ndarray:
     """(T, 15) OVR viseme weights at ``times``: the corpus' coarticulation weights per viseme class, summed into
     the OVR classes; each row sums to 1 (silence where nothing is said)."""
+    from mfruntime.data.visemes import viseme_weights
+
     corpus = viseme_weights(phonemes, times)  # {class: (T,)}
     out = np.zeros((len(times), len(OVR_VISEMES)), np.float32)
     for name, w in corpus.items():
@@ -92,6 +93,8 @@ def ground_truth(states: Sequence[FaceState], phonemes: Sequence[Phoneme], times
 
 def ground_truth_from_sidecar(sidecar: dict) -> np.ndarray:
     """(T, len(CONTROLS)) rig ground truth of a corpus clip from its JSON sidecar (sidecar version ≥ 2)."""
+    from mfruntime.data.render import FaceState
+    from mfruntime.data.speech import Phoneme
     from mfruntime.data.synth import FACE_STATE_FIELDS
 
     if "face_state" not in sidecar:

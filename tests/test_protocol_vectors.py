@@ -45,11 +45,22 @@ def test_stream_vectors_decode_to_documented_values(name):
     expect = json.loads((VECTORS / f"{name}.json").read_text())
     parts = _parts(name)
     chunk = decode_chunk(parts)
-    assert parts[0].decode() == expect["topic"] and chunk.header == expect["header"]
-    assert chunk.frames.shape == (expect["header"]["frames"], expect["header"]["height"], expect["header"]["width"], 3)
-    assert hashlib.sha256(chunk.frames.tobytes()).hexdigest() == expect["video_sha256"]
+    head = expect["header"]
+    assert parts[0].decode() == expect["topic"] and chunk.header == head
+    if head["video"]:
+        assert chunk.frames.shape == (head["frames"], head["height"], head["width"], 3)
+        flat = chunk.frames.reshape(-1)
+    else:  # rig-only: no pixels
+        assert chunk.frames is None and expect["video_bytes"] == 0
+        flat = np.zeros(0, np.uint8)
+    assert hashlib.sha256(flat.tobytes()).hexdigest() == expect["video_sha256"]
     assert hashlib.sha256(chunk.pcm.astype("<f4").tobytes()).hexdigest() == expect["pcm_sha256"]
-    flat = chunk.frames.reshape(-1)
+    if head["controls"]:
+        assert chunk.rig.shape == (head["frames"], head["controls"]) and chunk.rig.dtype == np.float32
+        assert chunk.rig.reshape(-1)[:len(expect["rig_first"])].tolist() == expect["rig_first"]
+        assert hashlib.sha256(chunk.rig.astype("<f4").tobytes()).hexdigest() == expect["rig_sha256"]
+    else:
+        assert chunk.rig is None and expect["rig_bytes"] == 0
     assert flat[:len(expect["video_first"])].tolist() == expect["video_first"]
     if flat.size:
         assert flat[-3:].tolist() == expect["video_last"]

@@ -21,6 +21,10 @@ def test_the_control_set_is_fixed_and_named_by_convention():
                  "eyeBlinkLeft", "eyeBlinkRight", "headYaw", "headPitch", "headRoll"):
         assert name in FACE_CONTROLS
     assert CONTROLS[len(FACE_CONTROLS):] == tuple(f"viseme_{v}" for v in OVR_VISEMES)
+    from mfruntime.data.visemes import VISEMES
+    from mfruntime.rig import CORPUS_TO_OVR
+
+    assert set(CORPUS_TO_OVR) == set(VISEMES) and set(CORPUS_TO_OVR.values()) <= set(OVR_VISEMES)
 
 
 def test_ground_truth_follows_the_rendered_face_and_the_phonemes():

@@ -48,12 +48,35 @@ def test_round_trip_equals_what_session_yields(server, client):
     assert len(local) == len(got)
     assert np.array_equal(np.concatenate([g.frames for g in got]), np.concatenate([c.frames for c in local]))
     assert np.array_equal(np.concatenate([g.pcm for g in got]), np.concatenate([c.pcm for c in local]))
+    assert np.array_equal(np.concatenate([g.rig for g in got]), np.concatenate([c.rig for c in local]))
     assert [g.header["pts"] for g in got] == pytest.approx([c.pts for c in local])
+
+
+def test_rig_only_mode_streams_rig_frames_without_pixels(server, client):
+    """set_outputs video=false: the same stream's PCM and rig frames, an empty video part; and back."""
+    from mfruntime.rig import CONTROLS, RIG_VERSION
+
+    client.request("set_character", character="rig1", face_seed=0)
+    with _subscribe(server, ["rig1"]) as sub:
+        reply = client.request("set_outputs", character="rig1", video=False)
+        assert reply["video"] is False and reply["rig"] is True
+        state = client.request("state", character="rig1")
+        assert state["video"] is False and state["rig"] is True and state["has_rig"] is True
+        got = list(sub.utterance(client.request("say", character="rig1", text="Rig only.")["utterance"]))
+        assert all(g.frames is None and not g.header["video"] and g.header["frames"] == 4 for g in got)
+        assert all(g.rig.shape == (4, len(CONTROLS)) and g.header["rig_version"] == RIG_VERSION for g in got)
+        client.request("set_outputs", character="rig1", video=True, rig=False)
+        again = list(sub.utterance(client.request("say", character="rig1", text="Rig only.")["utterance"]))
+        assert all(g.frames.shape == (4, 64, 64, 3) and g.rig is None and g.header["controls"] == 0 for g in again)
+    pong = client.request("ping")
+    assert pong["rig"] == {"version": RIG_VERSION, "controls": list(CONTROLS)}
+    with pytest.raises(ServerError, match="must be bool"):
+        client.request("set_outputs", character="rig1", video="no")
 
 
 def test_ping_stats_and_late_joiner_state(server, client):
     pong = client.request("ping")
-    assert pong["protocol"] == 1 and "default" in pong["characters"] and pong["stream"] == server.stream_address
+    assert pong["protocol"] == 2 and "default" in pong["characters"] and pong["stream"] == server.stream_address
     state = client.request("state", character="default")
     assert state["width"] == 64 and state["fps"] == 25 and state["sample_rate"] == 16000 and not state["speaking"]
     stats = client.request("stats")

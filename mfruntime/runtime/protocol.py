@@ -1,11 +1,13 @@
 """The wire format of ``mf serve`` (docs/PROTOCOL.md is the specification; this module is its Python side).
 
 Control (ROUTER ↔ DEALER/REQ): one msgpack map per request and per reply.
-Stream (PUB → SUB): multipart ``[topic, header, video, pcm]`` per chunk:
+Stream (PUB → SUB): multipart ``[topic, header, video, pcm, rig]`` per chunk:
   topic  = the character id, UTF-8 (SUB filters on it as a prefix);
   header = msgpack map (:data:`HEADER_FIELDS`);
-  video  = frames × height × width × 3 bytes, RGB, row-major, uint8;
-  pcm    = samples × 4 bytes, float32 little-endian, mono.
+  video  = frames × height × width × 3 bytes, RGB, row-major, uint8 (empty when the header's ``video`` is false);
+  pcm    = samples × 4 bytes, float32 little-endian, mono;
+  rig    = frames × controls × 4 bytes, float32 little-endian (mfruntime/rig.py's CONTROLS, in order; empty when
+           ``controls`` is 0).
 """
 from __future__ import annotations
 
@@ -14,11 +16,14 @@ from dataclasses import dataclass
 import msgpack
 import numpy as np
 
-PROTOCOL_VERSION = 1
+from mfruntime.rig import RIG_VERSION
+
+PROTOCOL_VERSION = 2  # 2: + the rig part, the header's video / controls / rig_version, op set_outputs
+STREAM_PARTS = 5
 MAX_REQUEST_BYTES = 32 * 1024 * 1024  # decoded with an error reply above this
 MAX_SOCKET_MESSAGE_BYTES = 64 * 1024 * 1024  # ZeroMQ drops the connection of a peer that sends more
 MAX_CHARACTER_ID = 64  # bytes of UTF-8
-OPS = ("ping", "say", "drive", "interrupt", "set_character", "set_steps", "stats", "state")
+OPS = ("ping", "say", "drive", "interrupt", "set_character", "set_steps", "set_outputs", "stats", "state")
 
 #: Header keys in the order they are written, with their msgpack types.
 HEADER_FIELDS = {
@@ -35,6 +40,9 @@ HEADER_FIELDS = {
     "samples": int,  # PCM samples in this chunk
     "eou": bool,  # end of utterance: the last chunk of this utterance
     "interrupted": bool,  # the utterance was cut short by interrupt
+    "video": bool,  # the video part carries the frames (false: rig-only, the video part is empty)
+    "controls": int,  # rig values per frame in the rig part (0: no rig part)
+    "rig_version": int,  # the control list the rig part's values are named by (mfruntime.rig.RIG_VERSION)
 }
 
 # What each request needs besides "op" (type, required).
@@ -46,6 +54,7 @@ REQUEST_FIELDS: dict[str, dict[str, tuple[type | tuple, bool]]] = {
     "set_character": {"character": (str, True), "image": (bytes, False), "width": (int, False), "height": (int, False),
                       "face_seed": (int, False), "voice": (str, False)},
     "set_steps": {"character": (str, True), "steps": (int, True)},
+    "set_outputs": {"character": (str, True), "video": (bool, False), "rig": (bool, False)},
     "stats": {"character": (str, False)},
     "state": {"character": (str, True)},
 }
@@ -129,31 +138,50 @@ class StreamChunk:
     """One decoded stream message."""
 
     header: dict
-    frames: np.ndarray  # (frames, height, width, 3) uint8
+    frames: np.ndarray | None  # (frames, height, width, 3) uint8; None when the header's video is false
     pcm: np.ndarray  # (samples,) float32
+    rig: np.ndarray | None = None  # (frames, controls) float32; None when controls is 0
 
 
-def encode_chunk(character: str, utterance: int, seq: int, pts: float, frames: np.ndarray, pcm: np.ndarray,
-                 fps: int, sample_rate: int, eou: bool, interrupted: bool = False) -> list[bytes]:
-    """A chunk → the four frames of a stream message."""
-    frames = np.ascontiguousarray(frames, dtype=np.uint8)
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be (F, H, W, 3) uint8, got {frames.shape}")
+def encode_chunk(character: str, utterance: int, seq: int, pts: float, frames: np.ndarray | None, pcm: np.ndarray,
+                 fps: int, sample_rate: int, eou: bool, interrupted: bool = False, rig: np.ndarray | None = None,
+                 size: tuple[int, int] | None = None, rig_version: int = RIG_VERSION) -> list[bytes]:
+    """A chunk → the five frames of a stream message. frames None: rig-only (the video part is empty; the frame
+    count comes from the PCM, the frame size from ``size`` = (width, height)); rig (F, controls) float32 or None."""
     pcm = np.ascontiguousarray(pcm, dtype="<f4")
     if pcm.ndim != 1:
         raise ValueError(f"pcm must be mono (S,), got {pcm.shape}")
+    if frames is not None:
+        frames = np.ascontiguousarray(frames, dtype=np.uint8)
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"frames must be (F, H, W, 3) uint8, got {frames.shape}")
+        n, height, width = frames.shape[:3]
+    else:
+        if size is None:
+            raise ValueError("a chunk without frames (rig-only) needs size=(width, height)")
+        width, height = size
+        n = pcm.shape[0] * fps // sample_rate
+    rig_part = b""
+    controls = 0
+    if rig is not None:
+        rig = np.ascontiguousarray(rig, dtype="<f4")
+        if rig.ndim != 2 or rig.shape[0] != n:
+            raise ValueError(f"rig must be (frames={n}, controls), got {rig.shape}")
+        controls, rig_part = int(rig.shape[1]), rig.tobytes()
     header = {"v": PROTOCOL_VERSION, "character": character, "utterance": int(utterance), "seq": int(seq),
-              "pts": float(pts), "width": int(frames.shape[2]), "height": int(frames.shape[1]),
-              "frames": int(frames.shape[0]), "fps": int(fps), "sample_rate": int(sample_rate),
-              "samples": int(pcm.shape[0]), "eou": bool(eou), "interrupted": bool(interrupted)}
-    return [character.encode(), msgpack.packb(header, use_bin_type=True), frames.tobytes(), pcm.tobytes()]
+              "pts": float(pts), "width": int(width), "height": int(height),
+              "frames": int(n), "fps": int(fps), "sample_rate": int(sample_rate),
+              "samples": int(pcm.shape[0]), "eou": bool(eou), "interrupted": bool(interrupted),
+              "video": frames is not None, "controls": controls, "rig_version": int(rig_version)}
+    video = frames.tobytes() if frames is not None else b""
+    return [character.encode(), msgpack.packb(header, use_bin_type=True), video, pcm.tobytes(), rig_part]
 
 
 def decode_chunk(parts: list[bytes]) -> StreamChunk:
-    """The four frames of a stream message → header, frames and PCM, with every size checked."""
-    if len(parts) != 4:
-        raise ProtocolError(f"a stream message has 4 parts (topic, header, video, pcm), got {len(parts)}")
-    topic, head, video, pcm = (bytes(p) for p in parts)
+    """The five frames of a stream message → header, frames, PCM and rig frames, with every size checked."""
+    if len(parts) != STREAM_PARTS:
+        raise ProtocolError(f"a stream message has {STREAM_PARTS} parts (topic, header, video, pcm, rig), got {len(parts)}")
+    topic, head, video, pcm, rig = (bytes(p) for p in parts)
     header = _unpack(head, 64 * 1024)
     if not isinstance(header, dict):
         raise ProtocolError("the stream header must be a msgpack map")
@@ -167,10 +195,19 @@ def decode_chunk(parts: list[bytes]) -> StreamChunk:
             raise ProtocolError(f"stream header field {name!r} must be {typ.__name__}, got {value!r:.40}")
     if topic.decode("utf-8", "replace") != header["character"]:
         raise ProtocolError(f"topic {topic!r} does not match the header's character {header['character']!r}")
-    want_video = header["frames"] * header["height"] * header["width"] * 3
-    if min(header["frames"], header["height"], header["width"], header["samples"]) < 0 or len(video) != want_video:
+    if min(header["frames"], header["height"], header["width"], header["samples"], header["controls"]) < 0:
+        raise ProtocolError("stream header sizes must not be negative")
+    want_video = header["frames"] * header["height"] * header["width"] * 3 if header["video"] else 0
+    if len(video) != want_video:
         raise ProtocolError(f"video part is {len(video)} bytes, the header says {want_video}")
     if len(pcm) != 4 * header["samples"]:
         raise ProtocolError(f"pcm part is {len(pcm)} bytes, the header says {4 * header['samples']}")
-    frames = np.frombuffer(video, np.uint8).reshape(header["frames"], header["height"], header["width"], 3).copy()
-    return StreamChunk(header, frames, np.frombuffer(pcm, "<f4").astype(np.float32))
+    want_rig = 4 * header["frames"] * header["controls"]
+    if len(rig) != want_rig:
+        raise ProtocolError(f"rig part is {len(rig)} bytes, the header says {want_rig}")
+    frames = None
+    if header["video"]:
+        frames = np.frombuffer(video, np.uint8).reshape(header["frames"], header["height"], header["width"], 3).copy()
+    rig_frames = np.frombuffer(rig, "<f4").reshape(header["frames"], header["controls"]).astype(np.float32) \
+        if header["controls"] else None
+    return StreamChunk(header, frames, np.frombuffer(pcm, "<f4").astype(np.float32), rig_frames)

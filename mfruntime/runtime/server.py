@@ -33,6 +33,7 @@ from mfruntime import __version__
 from mfruntime.config import DEFAULT_STEPS
 from mfruntime.errors import UserFacingError
 from mfruntime.runtime.character import default_character
+from mfruntime.rig import CONTROLS, RIG_VERSION
 from mfruntime.runtime.protocol import (MAX_SOCKET_MESSAGE_BYTES, PROTOCOL_VERSION, ProtocolError, decode_request,
                                         encode_chunk, encode_reply)
 from mfruntime.runtime.security import CurveServer
@@ -218,8 +219,9 @@ class Server:
         return self.characters[cid]
 
     def _enqueue(self, cid: str, chunk: Chunk) -> None:
+        size = self.characters[cid].session.size if cid in self.characters else 0
         parts = encode_chunk(cid, chunk.utterance, chunk.seq, chunk.pts, chunk.frames, chunk.pcm, chunk.fps,
-                             chunk.sample_rate, chunk.last, chunk.interrupted)
+                             chunk.sample_rate, chunk.last, chunk.interrupted, rig=chunk.rig, size=(size, size))
         try:
             self._out.put_nowait(parts)
         except queue.Full:
@@ -235,7 +237,8 @@ class Server:
         op = req["op"]
         if op == "ping":
             return {"server": f"mfruntime {__version__}", "protocol": PROTOCOL_VERSION,
-                    "characters": list(self.characters), "stream": self.stream_address}
+                    "characters": list(self.characters), "stream": self.stream_address,
+                    "rig": {"version": RIG_VERSION, "controls": list(CONTROLS)}}
         if op == "set_character":
             if ("image" in req) == ("face_seed" in req):
                 raise ProtocolError("set_character needs exactly one of 'image' (a picture) or 'face_seed' "
@@ -271,10 +274,14 @@ class Server:
         if op == "set_steps":
             s.steps = req["steps"]
             return {"steps": s.steps}
+        if op == "set_outputs":
+            s.set_outputs(video=req.get("video"), rig=req.get("rig"))
+            return s.outputs
         if op == "state":
             return {"utterance": s.utterance, "speaking": ch.speaking, "next_seq": ch.seq if ch.current is not None else 0,
                     "clock": s.clock,
-                    "width": s.size, "height": s.size, "fps": s.fps, "sample_rate": s.sample_rate, "steps": s.steps}
+                    "width": s.size, "height": s.size, "fps": s.fps, "sample_rate": s.sample_rate, "steps": s.steps,
+                    **s.outputs, "has_rig": s.has_rig}
         raise ProtocolError(f"unknown op {op!r}")  # decode_request lets only known ops through
 
     def _set_character(self, req: dict) -> dict:

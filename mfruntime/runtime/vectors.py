@@ -15,6 +15,7 @@ from pathlib import Path
 import msgpack
 import numpy as np
 
+from mfruntime.rig import CONTROLS
 from mfruntime.runtime.protocol import PROTOCOL_VERSION, encode_chunk, encode_reply, encode_request
 
 
@@ -29,6 +30,11 @@ def pattern_pcm(samples: int) -> np.ndarray:
     return ((np.arange(samples) % 64 - 32) / 64).astype(np.float32)
 
 
+def pattern_rig(frames: int, controls: int) -> np.ndarray:
+    """(F, controls) float32 with value ((n mod 32) − 16) / 32 for the n-th value in row-major order (exact)."""
+    return ((np.arange(frames * controls) % 32 - 16) / 32).astype(np.float32).reshape(frames, controls)
+
+
 def _jsonable(value):
     if isinstance(value, bytes):
         return {"$hex": value.hex()}
@@ -39,31 +45,40 @@ def _jsonable(value):
     return value
 
 
-def _stream_expect(parts: list[bytes], frames: np.ndarray, pcm: np.ndarray) -> dict:
+def _stream_expect(parts: list[bytes], frames: np.ndarray | None, pcm: np.ndarray, rig: np.ndarray | None = None) -> dict:
+    flat = frames.reshape(-1) if frames is not None else np.zeros(0, np.uint8)
     return {"topic": parts[0].decode(), "header": msgpack.unpackb(parts[1], raw=False),
             "video_bytes": len(parts[2]), "video_sha256": hashlib.sha256(parts[2]).hexdigest(),
-            "video_first": frames.reshape(-1)[:12].tolist(), "video_last": frames.reshape(-1)[-3:].tolist(),
+            "video_first": flat[:12].tolist(), "video_last": flat[-3:].tolist(),
             "pcm_bytes": len(parts[3]), "pcm_sha256": hashlib.sha256(parts[3]).hexdigest(),
-            "pcm_first": [float(v) for v in pcm[:6]]}
+            "pcm_first": [float(v) for v in pcm[:6]],
+            "rig_bytes": len(parts[4]), "rig_sha256": hashlib.sha256(parts[4]).hexdigest(),
+            "rig_first": [float(v) for v in (rig.reshape(-1)[:6] if rig is not None else [])]}
 
 
 def build() -> dict[str, tuple[list[bytes] | bytes, dict]]:
     """name → (message: stream parts or one payload, expected decoded values)."""
     out: dict[str, tuple[list[bytes] | bytes, dict]] = {}
     f64, f16, p = pattern_frames(4, 64), pattern_frames(4, 16), pattern_pcm(2560)
-    parts = encode_chunk("npc-1", 3, 7, 1.12, f64, p, 25, 16000, eou=False)
-    out["stream_chunk_64px"] = (parts, _stream_expect(parts, f64, p))
+    rig = pattern_rig(4, len(CONTROLS))
+    parts = encode_chunk("npc-1", 3, 7, 1.12, f64, p, 25, 16000, eou=False, rig=rig)
+    out["stream_chunk_64px"] = (parts, _stream_expect(parts, f64, p, rig))
+    parts = encode_chunk("npc-1", 5, 1, 3.36, None, p, 25, 16000, eou=False, rig=rig, size=(64, 64))
+    out["stream_chunk_rig_only"] = (parts, _stream_expect(parts, None, p, rig))
     parts = encode_chunk("héroïne", 1, 0, 0.0, f16, pattern_pcm(2560), 25, 16000, eou=True, interrupted=True)
     out["stream_chunk_utf8_topic_eou"] = (parts, _stream_expect(parts, f16, pattern_pcm(2560)))
     empty = np.zeros((0, 64, 64, 3), np.uint8)
     parts = encode_chunk("npc-1", 4, 2, 2.4, empty, np.zeros(0, np.float32), 25, 16000, eou=True, interrupted=True)
     out["stream_end_marker_empty"] = (parts, _stream_expect(parts, empty, np.zeros(0, np.float32)))
     good = encode_chunk("npc-1", 3, 7, 1.12, f16, p, 25, 16000, eou=False)
-    out["bad_stream_short_video"] = ([good[0], good[1], good[2][:-1], good[3]], {"error": "video part"})
+    out["bad_stream_short_video"] = ([good[0], good[1], good[2][:-1], *good[3:]], {"error": "video part"})
     head = msgpack.unpackb(good[1], raw=False)
     head["v"] = PROTOCOL_VERSION + 1
-    out["bad_stream_future_version"] = ([good[0], msgpack.packb(head), good[2], good[3]], {"error": "version"})
+    out["bad_stream_future_version"] = ([good[0], msgpack.packb(head), *good[2:]], {"error": "version"})
     out["bad_stream_topic_mismatch"] = ([b"npc-2", *good[1:]], {"error": "topic"})
+    with_rig = encode_chunk("npc-1", 3, 7, 1.12, f16, p, 25, 16000, eou=False, rig=rig)
+    out["bad_stream_short_rig"] = ([*with_rig[:4], with_rig[4][:-1]], {"error": "rig part"})
+    out["bad_stream_version_1_four_parts"] = (good[:4], {"error": "5 parts"})
 
     requests = {
         "request_ping": encode_request("ping", id=1),
@@ -73,9 +88,10 @@ def build() -> dict[str, tuple[list[bytes] | bytes, dict]]:
         "request_set_character": encode_request("set_character", id=4, character="npc-2", width=2, height=2,
                                                 image=bytes(range(12))),
         "request_interrupt": encode_request("interrupt", id=5, character="npc-1"),
+        "request_set_outputs": encode_request("set_outputs", id=6, character="npc-1", video=False, rig=True),
         "reply_say_ok": encode_reply(2, utterance=3),
         "reply_error": encode_reply(9, "error", "unknown op 'dance': use one of ping, say, drive, interrupt, "
-                                                "set_character, set_steps, stats, state"),
+                                                "set_character, set_steps, set_outputs, stats, state"),
     }
     for name, payload in requests.items():
         out[name] = (payload, {"decoded": _jsonable(msgpack.unpackb(payload, raw=False))})
