@@ -1,4 +1,5 @@
 """`mf eval` end to end on an untrained tiny model (speed of the pipeline, shape of the report)."""
+import dataclasses
 import json
 
 import pytest
@@ -14,7 +15,7 @@ from mfruntime.model.bundle import save_bundle
 @pytest.fixture(scope="module")
 def untrained_bundle(tmp_path_factory):
     path = tmp_path_factory.mktemp("bundle") / "untrained.safetensors"
-    return save_bundle(AVModel(preset("tiny")), path)
+    return save_bundle(AVModel(dataclasses.replace(preset("tiny"), rig="av")), path)  # with a rig head
 
 
 def test_eval_table_end_to_end_on_untrained_model(untrained_bundle, tmp_path):
@@ -48,6 +49,9 @@ def test_eval_table_end_to_end_on_untrained_model(untrained_bundle, tmp_path):
     table = format_table(result)
     assert "Mutual Forcing (few-step)" in table and "without MF" in table and "offset estimator" in table
     assert "spread over seeds" in table
+    # The rig stream's agreement with the frames and the phonemes is scored (an untrained head: any value).
+    assert all(-1 <= r["rig_jaw_r"] <= 1 and 0 <= r["rig_viseme_top1"] <= 1 for r in result["rows"])
+    assert "rig stream vs frames and voice" in table
     # The reference clips are cached: a second run does not synthesise them again.
     assert len(list((tmp_path / "cache").glob("eval-corpus-*"))) == 2
 

@@ -51,6 +51,10 @@ def format_table(result: dict) -> str:
             sp = r["spread"]
             lines.append(f"{_label(r):<28}{r['steps']:>6}{sp['offset_ms']:>11.1f}{sp['offset_std_ms']:>9.1f}{sp['confidence']:>7.2f}"
                          f"{sp['fd']:>9.2f}{sp['identity_error']:>8.3f}{sp['pesq']:>7.2f}{sp['stoi']:>7.3f}")
+    if all("rig_jaw_r" in r for r in result["rows"]):
+        lines.append("")
+        lines.append("rig stream vs frames and voice (jawOpen ~ probe mouth r; viseme top-1 vs the phonemes): " + "; ".join(
+            f"{_label(r)} {r['steps']}: r {r['rig_jaw_r']:.2f}, top-1 {r['rig_viseme_top1']:.2f}" for r in result["rows"]))
     v = result["offset_validation"]
     lines.append("")
     lines.append(f"offset estimator: natural lag {v['bias_ms']:+.1f} ms (std {v['natural_lag_std_ms']:.1f} over clips); "

@@ -11,6 +11,9 @@ the same voice (speaker reference). Then:
 - **FD**: Fréchet distance between face-probe features of all generated and all reference frames.
 - **PESQ-wb / STOI** of the generated audio against the reference speech.
 - **s per s**: compute seconds per second of output; **TTFC**: time to the first chunk.
+- **Rig** (a model with a rig head): how well the rig stream agrees with the frames and the voice — the
+  correlation of its ``jawOpen`` with the face probe's mouth opening of the generated frames, and the share of
+  spoken frames whose strongest viseme is the one the clip's phonemes call for (:func:`mfruntime.rig.ovr_weights`).
 
 Drift: one long reference (``drift_seconds``) is generated once and every metric is reported per window.
 Results go to ``<out>/eval.json`` and PNG plots; the table is printed.
@@ -89,6 +92,7 @@ class Generated:
     frames: np.ndarray  # (T, H, W, 3)
     audio: np.ndarray  # (S,)
     chunk_seconds: list[float] = field(default_factory=list)
+    rig: np.ndarray | None = None  # (T, len(rig.CONTROLS)) rig frames, for a model with a rig head
 
 
 def generate_like(model: AVModel, ref: Reference, speaker: np.ndarray, steps: int, seed: int,
@@ -99,27 +103,35 @@ def generate_like(model: AVModel, ref: Reference, speaker: np.ndarray, steps: in
                     options=GenerationOptions(steps=steps, seed=seed))
     # The same utterance contract as Session.say, as long as the reference clip (its frames, in whole chunks).
     utt = Utterance.speech(ref.phonemes, cfg.media, chunks=len(ref.frames) // cfg.media.frames_per_chunk)
-    frames, pcm, times = [], [], []
+    frames, pcm, times, rig = [], [], [], []
     for chunk in gen.run(utt):
         frames.append(chunk.frames)
         pcm.append(chunk.pcm)
         times.append(chunk.compute_seconds)
+        rig.append(chunk.rig)
         if progress is not None:
             progress.update()
-    return Generated(np.concatenate(frames), np.concatenate(pcm), times)
+    return Generated(np.concatenate(frames), np.concatenate(pcm), times, _stack_rig(rig))
 
 
 def drive_like(model: AVModel, ref: Reference, steps: int, seed: int, progress: tqdm | None = None) -> Generated:
     """Audio-driven mode: lip-sync ``ref``'s own speech (its first frame is the identity)."""
     gen = Generator(model, reference_image=ref.frames[0], options=GenerationOptions(steps=steps, seed=seed))
-    frames, pcm, times = [], [], []
+    frames, pcm, times, rig = [], [], [], []
     for chunk in gen.run(Utterance.drive(ref.audio.astype(np.float32), model.cfg.media)):  # as Session.drive
         frames.append(chunk.frames)
         pcm.append(chunk.pcm)
         times.append(chunk.compute_seconds)
+        rig.append(chunk.rig)
         if progress is not None:
             progress.update()
-    return Generated(np.concatenate(frames)[: len(ref.frames)], np.concatenate(pcm)[: len(ref.audio)], times)
+    r = _stack_rig(rig)
+    return Generated(np.concatenate(frames)[: len(ref.frames)], np.concatenate(pcm)[: len(ref.audio)], times,
+                     None if r is None else r[: len(ref.frames)])
+
+
+def _stack_rig(parts: list) -> np.ndarray | None:
+    return None if not parts or any(p is None for p in parts) else np.concatenate(parts)
 
 
 class Evaluator:
@@ -179,6 +191,7 @@ class Evaluator:
     def score(self, refs: list[Reference], outs: list[Generated], bias: float, real_feats: np.ndarray,
               real_inception: np.ndarray | None = None) -> dict:
         offs, confs, pesqs, stois, feats, lse, psnrs, ssims, idents, shuffled = [], [], [], [], [], [], [], [], [], []
+        rig_jaw, rig_vis = [], []
         for i, (ref, g) in enumerate(zip(refs, outs)):
             n = min(len(ref.frames), len(g.frames))  # same timing: frame-aligned with the reference
             psnrs.append(psnr(ref.frames[:n], g.frames[:n]))
@@ -198,8 +211,14 @@ class Evaluator:
             pesqs.append(p)
             stois.append(s)
             feats.append(self.probe.measure(g.frames)[1])
+            if g.rig is not None:
+                jaw, top1 = rig_agreement(g.rig, self.probe.measure(g.frames)[0], ref.phonemes, self.fps)
+                rig_jaw.append(jaw)
+                rig_vis.append(top1)
         seconds = sum(len(g.frames) for g in outs) / self.fps
         extra = {"lse_d": float(np.mean([x[0] for x in lse])), "lse_c": float(np.mean([x[1] for x in lse]))} if lse else {}
+        if rig_jaw:
+            extra.update(rig_jaw_r=float(np.nanmean(rig_jaw)), rig_viseme_top1=float(np.nanmean(rig_vis)))
         if self.inception is not None and real_inception is not None:
             extra["fid"] = frechet_distance(np.concatenate([self.inception.features(g.frames) for g in outs]), real_inception)
         return {**extra, "offset_ms": float(np.mean(offs)), "offset_std_ms": float(np.std(offs)),
@@ -266,6 +285,21 @@ class Evaluator:
         per_chunk = g.chunk_seconds
         return {"steps": cfg.drift_steps, "seconds": cfg.drift_seconds, "windows": windows,
                 "chunk_ms": [1000 * t for t in per_chunk]}
+
+
+def rig_agreement(rig: np.ndarray, mouth: np.ndarray, phonemes, fps: int) -> tuple[float, float]:
+    """(correlation of the rig's jawOpen with the probe's mouth opening of the same frames, share of spoken frames
+    whose strongest rig viseme is the strongest viseme of ``phonemes``)."""
+    from mfruntime.rig import CONTROLS, FACE_CONTROLS, OVR_VISEMES, ovr_weights
+
+    n = min(len(rig), len(mouth))
+    jaw = rig[:n, CONTROLS.index("jawOpen")]
+    r = float(np.corrcoef(jaw, mouth[:n])[0, 1]) if jaw.std() > 0 and mouth[:n].std() > 0 else float("nan")
+    truth = ovr_weights(phonemes, np.arange(n) / fps)
+    spoken = truth[:, OVR_VISEMES.index("sil")] < 0.5
+    k = len(FACE_CONTROLS)
+    top1 = float((rig[:n, k:][spoken].argmax(1) == truth[spoken].argmax(1)).mean()) if spoken.any() else float("nan")
+    return r, top1
 
 
 def mean_over_seeds(per_seed: list[dict]) -> list[dict]:
