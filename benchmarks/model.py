@@ -5,11 +5,13 @@ output: the denoising steps, the commit forward at t = 0 and decoding to frames
 and PCM. Everything is measured in one run so the ratios are side by side: the
 step-count table, the FLOP count, the backends (eager vs native kernels, one chunk
 of each in turn so machine drift hits both alike, plus the seam's attention calls
-alone at the preset's shapes) and chunk 10 vs chunk N.
+alone at the preset's shapes), what rig-only mode saves (frames + rig vs rig only vs
+frames only, interleaved) and chunk 10 vs chunk N.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
@@ -21,6 +23,7 @@ from mfruntime.data.render import FaceRenderer, FaceState, Identity
 from mfruntime.data.speech import Phoneme, synthesize
 from mfruntime.engine.backends import kernels_for, pick_backend
 from mfruntime.engine.generator import GenerationOptions, Generator
+from mfruntime.engine.utterance import Utterance
 from mfruntime.model.av import AVModel
 
 
@@ -55,7 +58,7 @@ def main(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = preset(args.preset)
+    cfg = dataclasses.replace(preset(args.preset), rig="av")  # with the rig head, as the bundled model
     model = AVModel(cfg).eval()
     face = FaceRenderer(Identity.from_seed(0), cfg.video_codec.size).render(FaceState())
     chunk_s = cfg.media.chunk_seconds
@@ -90,6 +93,8 @@ def main(args: argparse.Namespace) -> None:
     if len(backends) > 1:
         compare_backends(model, face, phonemes, backends, args.backend_chunks)
         compare_attention(model, backends)
+
+    compare_outputs(model, face, phonemes, backends[-1], args.backend_chunks)
 
     # Chunk ~10 vs chunk ~N, measured alternately from snapshots so machine drift hits both alike.
     early_gen = Generator(model, face, options=GenerationOptions(steps=1))
@@ -127,6 +132,31 @@ def compare_backends(model, face, phonemes, backends: list[str], chunks: int) ->
     for b in backends:
         med, p90 = float(np.median(times[b])), float(np.percentile(times[b], 90))
         print(f"| {b} | {1000 * med:.1f} | {1000 * p90:.1f} | {med / chunk_s:.3f} | {base / med:.2f} |")
+
+
+def compare_outputs(model, face, phonemes, backend: str, chunks: int) -> None:
+    """What a chunk costs with frames and rig, rig only (no video decoder) and frames only, at 4 and 1 steps,
+    interleaved chunk by chunk (same seed, same line) on ``backend``."""
+    modes = {"frames + rig": (True, True), "rig only (video=False)": (False, True), "frames only (rig=False)": (True, False)}
+    print(f"\noutputs ({backend} backend, {chunks} chunks each, interleaved chunk by chunk)")
+    print("\n| steps | outputs | ms per chunk (median) | RTF | vs frames + rig |")
+    print("|---:|---|---:|---:|---:|")
+    chunk_s = model.cfg.media.chunk_seconds
+    for steps in (4, 1):
+        utt = Utterance.speech(phonemes, model.cfg.media)
+        runs = {m: Generator(model, face, options=GenerationOptions(steps=steps), kernels=kernels_for(backend))
+                   .run(utt, steps, video=v, rig=r) for m, (v, r) in modes.items()}
+        for it in runs.values():
+            for _ in range(3):  # warm-up
+                next(it)
+        times: dict[str, list[float]] = {m: [] for m in modes}
+        for _ in range(chunks):
+            for m, it in runs.items():
+                times[m].append(next(it).compute_seconds)
+        base = float(np.median(times["frames + rig"]))
+        for m in modes:
+            med = float(np.median(times[m]))
+            print(f"| {steps} | {m} | {1000 * med:.1f} | {med / chunk_s:.3f} | {med / base:.2f} |")
 
 
 def compare_attention(model, backends: list[str], reps: int = 200) -> None:

@@ -282,6 +282,14 @@ int Client::set_steps(int steps) {
   return static_cast<int>(r.at("steps").as_int());
 }
 
+OutputSettings Client::set_outputs(std::optional<bool> video, std::optional<bool> rig) {
+  Value r = roundtrip("set_outputs", [&](std::int64_t id) { return encode_set_outputs(id, cfg_.character, video, rig); });
+  OutputSettings out;
+  out.video = r.at("video").as_bool();
+  out.rig = r.at("rig").as_bool();
+  return out;
+}
+
 Value Client::state() {
   return roundtrip("state", [&](std::int64_t id) { return encode_state(id, cfg_.character); });
 }

@@ -27,18 +27,26 @@ Player::Player(PlayerConfig cfg)
 bool Player::push(const StreamChunk& c) {
   // Copy the frames out before taking the lock (the audio thread must not wait on this).
   std::vector<Frame> frames;
-  bool usable = c.character == cfg_.character && c.sample_rate == cfg_.source_rate && (c.frames == 0 || c.fps > 0);
+  const std::size_t fb = c.frame_bytes();
+  const std::size_t n = static_cast<std::size_t>(std::max(0, c.frames));
+  const std::size_t nc = static_cast<std::size_t>(std::max(0, c.controls));
+  bool usable = c.character == cfg_.character && c.sample_rate == cfg_.source_rate && (c.frames == 0 || c.fps > 0) &&
+                (!c.has_video || c.video.size() == n * fb) && c.rig.size() == n * nc;  // (decode_chunk checked)
   if (usable) {
-    const std::size_t fb = c.frame_bytes();
-    frames.resize(static_cast<std::size_t>(c.frames));
-    for (int i = 0; i < c.frames; ++i) {
-      Frame& f = frames[static_cast<std::size_t>(i)];
+    frames.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      Frame& f = frames[i];
       f.clock = c.clock + static_cast<std::int64_t>(i) * c.sample_rate / c.fps;
       f.utterance = c.utterance;
       f.width = c.width;
       f.height = c.height;
-      f.rgb.assign(c.video.begin() + static_cast<std::ptrdiff_t>(i * fb),
-                   c.video.begin() + static_cast<std::ptrdiff_t>((i + 1) * fb));
+      f.has_video = c.has_video;
+      if (c.has_video)
+        f.rgb.assign(c.video.begin() + static_cast<std::ptrdiff_t>(i * fb),
+                     c.video.begin() + static_cast<std::ptrdiff_t>((i + 1) * fb));
+      f.controls = static_cast<int>(nc);
+      f.rig_version = c.rig_version;
+      f.rig.assign(c.rig.begin() + static_cast<std::ptrdiff_t>(i * nc), c.rig.begin() + static_cast<std::ptrdiff_t>((i + 1) * nc));
     }
   }
 

@@ -13,7 +13,9 @@ constexpr std::size_t kMaxHeaderBytes = 64 * 1024;
 constexpr std::size_t kMaxRequestBytes = 32u * 1024u * 1024u;
 // Largest header values a client accepts (as the C# client): far above any real stream.
 constexpr std::int64_t kMaxSide = 8192, kMaxFrames = 1000, kMaxFps = 1000, kMaxSampleRate = 384000,
-                       kMaxSamples = 16 * 1024 * 1024;
+                       kMaxSamples = 16 * 1024 * 1024, kMaxControls = 4096,
+                       kMaxRigVersion = std::numeric_limits<int>::max();
+constexpr std::size_t kStreamParts = 5;
 
 const Value& header_field(const Value& header, const char* name, Value::Type want) {
   const Value* v = header.find(name);
@@ -73,12 +75,14 @@ StreamChunk decode_chunk(const std::vector<Bytes>& parts) {
 }
 
 StreamChunk decode_chunk(const ByteView* parts, std::size_t count) {
-  if (count != 4)
-    throw ProtocolError("a stream message has 4 parts (topic, header, video, pcm), got " + std::to_string(count));
+  if (count != kStreamParts)
+    throw ProtocolError("a stream message has 5 parts (topic, header, video, pcm, rig), got " + std::to_string(count) +
+                        (count == 4 ? " (a protocol version 1 server sends 4: update mf serve)" : ""));
   const ByteView& topic = parts[0];
   const ByteView& head = parts[1];
   const ByteView& video = parts[2];
   const ByteView& pcm = parts[3];
+  const ByteView& rig = parts[4];
   if (head.size > kMaxHeaderBytes)
     throw ProtocolError("the stream header is " + std::to_string(head.size) + " bytes, more than the " +
                         std::to_string(kMaxHeaderBytes) + " allowed");
@@ -109,6 +113,9 @@ StreamChunk decode_chunk(const ByteView* parts, std::size_t count) {
     throw ProtocolError("stream header field 'pts' is too large: " + std::to_string(c.pts));
   c.eou = header_field(header, "eou", Value::Type::Bool).as_bool();
   c.interrupted = header_field(header, "interrupted", Value::Type::Bool).as_bool();
+  c.has_video = header_field(header, "video", Value::Type::Bool).as_bool();
+  c.controls = size_field(header, "controls", kMaxControls);
+  c.rig_version = size_field(header, "rig_version", kMaxRigVersion);
 
   std::string topic_text(reinterpret_cast<const char*>(topic.data), topic.size);
   if (topic_text != c.character)
@@ -120,19 +127,29 @@ StreamChunk decode_chunk(const ByteView* parts, std::size_t count) {
       !mul_within(want_video, static_cast<std::uint64_t>(c.width), limit, want_video))
     throw ProtocolError("video part: the header's size (" + std::to_string(c.frames) + " frames of " +
                         std::to_string(c.width) + "x" + std::to_string(c.height) + ") is too large");
+  if (!c.has_video) want_video = 0;  // rig-only: `frames` counts the chunk's frames, the video part is empty
   if (video.size != want_video)
     throw ProtocolError("video part is " + std::to_string(video.size) + " bytes, the header says " +
-                        std::to_string(want_video) + " (" + std::to_string(c.frames) + " frames of " +
-                        std::to_string(c.width) + "x" + std::to_string(c.height) + "x3)");
+                        std::to_string(want_video) +
+                        (c.has_video ? " (" + std::to_string(c.frames) + " frames of " + std::to_string(c.width) + "x" +
+                                           std::to_string(c.height) + "x3)"
+                                     : " (video is false: rig-only)"));
   std::uint64_t want_pcm = static_cast<std::uint64_t>(c.samples) * 4;
   if (pcm.size != want_pcm)
     throw ProtocolError("pcm part is " + std::to_string(pcm.size) + " bytes, the header says " +
                         std::to_string(want_pcm) + " (" + std::to_string(c.samples) + " float32 samples)");
+  const std::uint64_t rig_values = static_cast<std::uint64_t>(c.frames) * static_cast<std::uint64_t>(c.controls);
+  if (rig.size != rig_values * 4)
+    throw ProtocolError("rig part is " + std::to_string(rig.size) + " bytes, the header says " +
+                        std::to_string(rig_values * 4) + " (" + std::to_string(c.frames) + " frames of " +
+                        std::to_string(c.controls) + " float32 controls)");
 
   c.clock = std::llround(c.pts * c.sample_rate);
   c.video.assign(video.data, video.data + video.size);
   c.pcm.resize(static_cast<std::size_t>(c.samples));
   for (std::size_t i = 0; i < c.pcm.size(); ++i) c.pcm[i] = le_float(pcm.data + 4 * i);
+  c.rig.resize(static_cast<std::size_t>(rig_values));
+  for (std::size_t i = 0; i < c.rig.size(); ++i) c.rig[i] = le_float(rig.data + 4 * i);
   return c;
 }
 
@@ -149,13 +166,18 @@ std::vector<Bytes> encode_chunk(const StreamChunk& c) {
                              {"sample_rate", c.sample_rate},
                              {"samples", c.samples},
                              {"eou", c.eou},
-                             {"interrupted", c.interrupted}});
-  std::vector<Bytes> parts(4);
+                             {"interrupted", c.interrupted},
+                             {"video", c.has_video},
+                             {"controls", c.controls},
+                             {"rig_version", c.rig_version}});
+  std::vector<Bytes> parts(kStreamParts);
   parts[0].assign(c.character.begin(), c.character.end());
   parts[1] = pack_value(header);
-  parts[2] = c.video;
+  if (c.has_video) parts[2] = c.video;
   parts[3].resize(c.pcm.size() * 4);
   for (std::size_t i = 0; i < c.pcm.size(); ++i) put_le_float(parts[3].data() + 4 * i, c.pcm[i]);
+  parts[4].resize(c.rig.size() * 4);
+  for (std::size_t i = 0; i < c.rig.size(); ++i) put_le_float(parts[4].data() + 4 * i, c.rig[i]);
   return parts;
 }
 
@@ -231,6 +253,15 @@ Bytes encode_set_steps(std::int64_t id, const std::string& character, int steps)
   return pack_value(r);
 }
 
+Bytes encode_set_outputs(std::int64_t id, const std::string& character, std::optional<bool> video,
+                         std::optional<bool> rig) {
+  Value r = request("set_outputs", id);
+  r.set("character", character);
+  if (video) r.set("video", *video);
+  if (rig) r.set("rig", *rig);
+  return pack_value(r);
+}
+
 Bytes encode_stats(std::int64_t id, const std::string& character) {
   Value r = request("stats", id);
   if (!character.empty()) r.set("character", character);
@@ -246,8 +277,8 @@ Bytes encode_state(std::int64_t id, const std::string& character) {
 // --- decoding control messages ---------------------------------------------------------------------
 
 const std::vector<std::string>& protocol_ops() {
-  static const std::vector<std::string> ops = {"ping", "say", "drive", "interrupt", "set_character", "set_steps",
-                                               "stats", "state"};
+  static const std::vector<std::string> ops = {"ping",      "say",         "drive", "interrupt", "set_character",
+                                               "set_steps", "set_outputs", "stats", "state"};
   return ops;
 }
 
@@ -270,12 +301,15 @@ const std::vector<FieldRule>& request_fields(const std::string& op) {
       {"character", T::String, true}, {"image", T::Binary, false}, {"width", T::Int, false},
       {"height", T::Int, false},      {"face_seed", T::Int, false}, {"voice", T::String, false}};
   static const std::vector<FieldRule> set_steps = {{"character", T::String, true}, {"steps", T::Int, true}};
+  static const std::vector<FieldRule> set_outputs = {{"character", T::String, true}, {"video", T::Bool, false},
+                                                     {"rig", T::Bool, false}};
   static const std::vector<FieldRule> stats = {{"character", T::String, false}};
   if (op == "say") return say;
   if (op == "drive") return drive;
   if (op == "interrupt" || op == "state") return character_only;
   if (op == "set_character") return set_character;
   if (op == "set_steps") return set_steps;
+  if (op == "set_outputs") return set_outputs;
   if (op == "stats") return stats;
   return none;  // ping
 }

@@ -1,5 +1,5 @@
-// Against a running `mf serve`: requests, a whole utterance through the client and its player, an interrupted
-// one, errors, and a server restart. tests/test_bridge_cpp.py starts the server and runs
+// Against a running `mf serve`: requests, a whole utterance through the client and its player (video and rig
+// frames), an interrupted rig-only one, errors, and a server restart. tests/test_bridge_cpp.py starts the server and runs
 //
 //   test_live CONTROL_ADDRESS STREAM_ADDRESS [FILTER]
 //
@@ -86,7 +86,9 @@ mfruntime::Client& client() {
 TEST(ping_reports_the_protocol_and_the_default_character) {
   mfruntime::Value r = client().ping();
   CHECK_EQ(r.at("status").as_string(), std::string("ok"));
-  CHECK_EQ(r.at("protocol").as_int(), 1);
+  CHECK_EQ(r.at("protocol").as_int(), 2);
+  CHECK_EQ(r.at("rig").at("version").as_int(), mfruntime::kRigVersion);
+  CHECK(mfruntime::rig_controls_from_ping(r) == mfruntime::rig_controls());  // the names this client knows
   bool found = false;
   for (std::size_t i = 0; i < r.at("characters").size(); ++i) found = found || r.at("characters")[i].as_string() == "default";
   CHECK(found);
@@ -111,6 +113,7 @@ TEST(say_streams_every_chunk_and_the_player_plays_it_in_order) {
   std::int64_t last_frame_clock = -1;
   int frames_taken = 0;
   bool in_order = true, on_time = true, started = false, ended = false, ended_interrupted = true;
+  std::vector<std::pair<std::int64_t, std::vector<float>>> rig_shown;  // (clock, rig) of each frame taken
   const auto deadline = Clock::now() + std::chrono::seconds(60);
   while (!ended && Clock::now() < deadline) {
     audible += player.read_audio(block.data(), 480, 2);
@@ -118,6 +121,7 @@ TEST(say_streams_every_chunk_and_the_player_plays_it_in_order) {
       in_order = in_order && f->clock > last_frame_clock && f->utterance == utt;
       on_time = on_time && f->clock <= player.audio_clock();
       last_frame_clock = f->clock;
+      rig_shown.emplace_back(f->clock, f->rig);
       ++frames_taken;
     }
     while (auto e = player.poll_event()) {
@@ -133,6 +137,7 @@ TEST(say_streams_every_chunk_and_the_player_plays_it_in_order) {
   while (auto f = player.take_frame()) {  // the last frames are due once the utterance is over
     in_order = in_order && f->clock > last_frame_clock;
     last_frame_clock = f->clock;
+    rig_shown.emplace_back(f->clock, f->rig);
     ++frames_taken;
   }
   CHECK(started);
@@ -161,8 +166,35 @@ TEST(say_streams_every_chunk_and_the_player_plays_it_in_order) {
     CHECK(k.width > 0 && k.width == k.height);
     CHECK_EQ(k.video.size(), static_cast<std::size_t>(4) * k.height * k.width * 3);
     CHECK_EQ(k.pcm.size(), 2560u);
+    // The rig (the bundled model has a rig head): per frame, 8 blendshape weights in 0–1, the head pose, and 15
+    // viseme weights summing to 1.
+    CHECK(k.has_video);
+    CHECK_EQ(k.rig_version, mfruntime::kRigVersion);
+    CHECK_EQ(k.controls, static_cast<int>(mfruntime::rig_controls().size()));
+    CHECK_EQ(k.rig.size(), static_cast<std::size_t>(k.frames) * static_cast<std::size_t>(k.controls));
+    for (int f = 0; f < k.frames && k.has_rig(); ++f) {
+      const float* row = k.rig_frame(f);
+      for (int b = 0; b < 8; ++b) CHECK(row[b] >= 0.0f && row[b] <= 1.0f);
+      double visemes = 0.0;
+      for (int v = 13; v < 28; ++v) visemes += row[v];
+      CHECK_NEAR(visemes, 1.0, 1e-3);
+    }
   }
+  // Each frame the player gave carried the rig row of its own frame (same chunk, same index).
+  bool rig_matches = !rig_shown.empty();
+  for (const auto& shown : rig_shown) {
+    bool found = false;
+    for (const auto& ch : chunks) {
+      const StreamChunk& k = ch.first;
+      if (k.is_end_marker() || shown.first < k.clock || shown.first >= k.clock + k.samples) continue;
+      const int i = static_cast<int>((shown.first - k.clock) / 640);
+      found = shown.second == std::vector<float>(k.rig_frame(i), k.rig_frame(i) + k.controls);
+    }
+    rig_matches = rig_matches && found;
+  }
+  CHECK(rig_matches);
   CHECK(!chunks.back().first.interrupted);
+  if (chunks.back().first.is_end_marker()) CHECK(!chunks.back().first.has_rig() && chunks.back().first.rig.empty());
   const StreamChunk& last = chunks.back().first;
   CHECK(in_order);
   CHECK(on_time);
@@ -175,11 +207,16 @@ TEST(say_streams_every_chunk_and_the_player_plays_it_in_order) {
               static_cast<long long>(player.stats().underruns), static_cast<long long>(player.stats().late_chunks));
 }
 
-TEST(interrupt_cuts_locally_at_once_and_the_server_ends_the_utterance) {
+TEST(rig_only_mode_plays_voice_and_rig_and_interrupt_cuts_it_at_once) {
   mfruntime::Client& c = client();
   mfruntime::Player& player = c.player();
   while (player.poll_event()) {
   }
+  // Rig-only mode from the next utterance on: no pixels (the server skips its video decoder), voice and rig frames.
+  mfruntime::OutputSettings outputs = c.set_outputs(false);
+  CHECK(!outputs.video && outputs.rig);
+  mfruntime::Value before = c.state();
+  CHECK(!before.at("video").as_bool() && before.at("rig").as_bool() && before.at("has_rig").as_bool());
   const auto t0 = Clock::now();
   const std::int64_t utt = c.say(
       "This is a much longer line, one that goes on and on for quite a while, so that there is plenty of time "
@@ -188,9 +225,12 @@ TEST(interrupt_cuts_locally_at_once_and_the_server_ends_the_utterance) {
   const double first_ms = std::chrono::duration<double, std::milli>(g_rx.of(utt).front().second - t0).count();
   std::printf("    say -> first chunk: %.1f ms (second line)\n", first_ms);
   std::vector<float> block(480 * 2);
-  long long before = 0;
-  for (int i = 0; i < 5; ++i) before += player.read_audio(block.data(), 480, 2);
-  CHECK(before > 0);  // it was playing
+  long long heard = 0;
+  for (int i = 0; i < 5; ++i) heard += player.read_audio(block.data(), 480, 2);
+  CHECK(heard > 0);  // it was playing
+  std::optional<mfruntime::Frame> shown = player.take_frame();  // 50 ms in: its first frame is due
+  CHECK(shown && shown->utterance == utt && !shown->has_video && shown->rgb.empty());
+  CHECK(shown && shown->rig.size() == mfruntime::rig_controls().size());
   std::optional<std::int64_t> cut = c.interrupt();
   CHECK(cut.has_value() && *cut == utt);
   bool ended_interrupted = false;
@@ -204,7 +244,12 @@ TEST(interrupt_cuts_locally_at_once_and_the_server_ends_the_utterance) {
   auto chunks = g_rx.of(utt);
   CHECK(!chunks.empty() && chunks.back().first.eou && chunks.back().first.interrupted);
   CHECK(chunks.size() < 40);  // cut short (the whole line is far longer)
-  for (std::size_t i = 0; i < chunks.size(); ++i) CHECK_EQ(chunks[i].first.seq, static_cast<std::int64_t>(i));
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    const StreamChunk& k = chunks[i].first;
+    CHECK_EQ(k.seq, static_cast<std::int64_t>(i));
+    CHECK(!k.has_video && k.video.empty());  // rig-only: no pixels, frames still counted, rig frames there
+    if (!k.is_end_marker()) CHECK(k.frames == 4 && k.controls == 28 && k.rig.size() == 4u * 28);
+  }
   CHECK_EQ(player.read_audio(block.data(), 480, 2), 0);  // the rest of it stays silent
 
   mfruntime::Value st = c.state();
@@ -215,6 +260,9 @@ TEST(interrupt_cuts_locally_at_once_and_the_server_ends_the_utterance) {
   CHECK_EQ(st.at("width").as_int(), chunks.front().first.width);
   CHECK(st.at("clock").as_double() >= chunks.back().first.pts);
   std::printf("    state: %s\n", st.to_string().c_str());
+  outputs = c.set_outputs(true);  // video again for the tests that follow
+  CHECK(outputs.video && outputs.rig);
+  CHECK(c.state().at("video").as_bool());
 }
 
 TEST(a_malformed_request_gets_the_servers_error_and_the_client_keeps_working) {
@@ -222,7 +270,9 @@ TEST(a_malformed_request_gets_the_servers_error_and_the_client_keeps_working) {
   CHECK_THROWS(c.say(""), mfruntime::ServerError, "empty");
   CHECK_THROWS(c.request("dance"), mfruntime::ServerError, "unknown op 'dance'");
   CHECK_THROWS(c.set_steps(500), mfruntime::ServerError, "steps");
-  CHECK_EQ(c.ping().at("protocol").as_int(), 1);
+  CHECK_THROWS(c.request("set_outputs", mfruntime::Value::map({{"character", "default"}, {"video", "no"}})),
+               mfruntime::ServerError, "must be bool");
+  CHECK_EQ(c.ping().at("protocol").as_int(), 2);
   mfruntime::Value st = c.stats();
   CHECK(st.at("characters").at("default").at("utterances").as_int() >= 2);
   CHECK(st.at("server").at("errors").as_int() >= 3);
@@ -267,7 +317,7 @@ TEST(close_is_clean) {
 TEST(the_client_goes_on_after_the_server_restarts) {
   Received rx;
   std::unique_ptr<mfruntime::Client> c = make_client(rx);
-  CHECK_EQ(c->ping().at("protocol").as_int(), 1);
+  CHECK_EQ(c->ping().at("protocol").as_int(), 2);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the SUB subscription reaches the server
   CHECK_EQ(c->client_stats().restarts, 0);
 

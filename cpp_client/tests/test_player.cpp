@@ -45,6 +45,28 @@ StreamChunk end_marker(std::int64_t utt, std::int64_t seq, std::int64_t clock) {
   return chunk(utt, seq, clock, true, true, 0);
 }
 
+// The chunk with `controls` rig values per frame: frame i's value k = (seq·frames + i) + k / 100 (so the integer part
+// names the frame as the first pixel byte does). video false: rig-only (no pixels).
+StreamChunk with_rig(StreamChunk c, int controls, bool video = true) {
+  c.controls = controls;
+  c.rig.resize(static_cast<std::size_t>(c.frames) * static_cast<std::size_t>(controls));
+  for (int i = 0; i < c.frames; ++i)
+    for (int k = 0; k < controls; ++k)
+      c.rig[static_cast<std::size_t>(i * controls + k)] = static_cast<float>(c.seq * c.frames + i) + k / 100.0f;
+  c.has_video = video;
+  if (!video) c.video.clear();
+  return c;
+}
+
+// The frame index a rig row carries (with_rig's pattern), checking the rest of the row on the way.
+int rig_frame_index(const Frame& f) {
+  if (f.rig.empty()) return -1;
+  const int idx = static_cast<int>(f.rig[0]);
+  for (int k = 0; k < f.controls; ++k)
+    if (std::fabs(f.rig[static_cast<std::size_t>(k)] - (static_cast<float>(idx) + k / 100.0f)) > 1e-5f) return -2;
+  return idx;
+}
+
 struct Played {
   std::vector<float> mono;  // channel 0
   long long audible = 0;
@@ -613,6 +635,95 @@ TEST(player_output_latency_delays_frames_until_heard) {
   auto k = q.take_frame();
   CHECK(k && k->clock == 1920);
   CHECK_EQ(q.stats().dropped_frames, 1);
+}
+
+// --- the rig stream --------------------------------------------------------------------------------
+
+TEST(player_rig_frames_come_with_their_video_frames_on_the_audio_clock) {
+  Player p;
+  p.push(with_rig(chunk(1, 0, 1000), 28));
+  p.push(with_rig(chunk(1, 1, 1000 + kSpc, true), 28));
+  CHECK(!p.take_frame());  // not started: neither pixels nor rig
+  play(p, 3);              // clock 1001: frame 0 is due
+  auto f0 = p.take_frame();
+  CHECK(f0 && f0->clock == 1000 && f0->has_video && f0->rgb[0] == 0);
+  CHECK(f0 && f0->controls == 28 && f0->rig.size() == 28u && f0->rig_version == mfruntime::kRigVersion);
+  CHECK(f0 && rig_frame_index(*f0) == 0);
+  play(p, 2 * 640 * 3);  // frames 1 and 2 due: the newest wins, pixels and rig of the same index
+  auto f2 = p.take_frame();
+  CHECK(f2 && f2->clock == 1000 + 1280 && f2->rgb[0] == 2 && rig_frame_index(*f2) == 2);
+  CHECK_EQ(p.stats().dropped_frames, 1);
+  int taken = 2;
+  for (int i = 0; i < 20; ++i) {
+    play(p, 640 * 3);
+    if (auto f = p.take_frame()) {
+      CHECK_EQ(rig_frame_index(*f), static_cast<int>(f->rgb[0]));  // every frame: the rig row of its own index
+      CHECK_EQ(f->clock, 1000 + static_cast<std::int64_t>(f->rgb[0]) * 640);
+      ++taken;
+    }
+  }
+  CHECK_EQ(taken + p.stats().dropped_frames, 8);
+}
+
+TEST(player_plays_rig_only_chunks_audio_and_rig_frames_without_pixels) {
+  PlayerConfig cfg;
+  cfg.prebuffer_ms = 0;
+  Player p(cfg);
+  CHECK(p.push(with_rig(chunk(3, 0, 0), 28, false)));
+  CHECK(p.push(with_rig(chunk(3, 1, kSpc), 28, false)));
+  CHECK(p.push(with_rig(chunk(3, 2, 2 * kSpc, true), 28, false)));
+  play(p, 320 * 3);  // mid-frame: one new frame per frame period from here on
+  std::vector<int> shown;
+  long long audible = 0;
+  for (int k = 0; k < 14; ++k) {
+    if (auto f = p.take_frame()) {
+      CHECK(!f->has_video && f->rgb.empty());
+      CHECK_EQ(f->width, 2);  // the header's frame size is still there
+      CHECK_EQ(f->clock, static_cast<std::int64_t>(shown.size()) * 640);
+      shown.push_back(rig_frame_index(*f));
+    }
+    audible += play(p, 640 * 3).audible;
+  }
+  CHECK_EQ(shown.size(), 12u);
+  for (std::size_t i = 0; i < shown.size(); ++i) CHECK_EQ(shown[i], static_cast<int>(i));
+  CHECK_EQ(audible + 320 * 3, 3LL * kSpc * 3);  // the voice plays in full
+  CHECK_EQ(p.audio_clock(), 3 * kSpc);
+  std::vector<PlayerEvent> ev = events(p);
+  CHECK(ev.size() == 2 && is_started(ev[0], 3) && is_ended(ev[1], 3, false));
+  CHECK_EQ(p.stats().dropped_frames, 0);
+}
+
+TEST(player_switches_between_video_rig_only_and_no_rig_lines) {
+  // set_outputs applies from the next utterance: a line with pixels and rig, then a rig-only one, then pixels only.
+  PlayerConfig cfg;
+  cfg.prebuffer_ms = 0;
+  Player p(cfg);
+  p.push(with_rig(chunk(1, 0, 0, true), 28));
+  p.push(with_rig(chunk(2, 0, kSpc, true), 28, false));
+  p.push(chunk(3, 0, 2 * kSpc, true));
+  int with_both = 0, rig_only = 0, video_only = 0;
+  play(p, 320 * 3);  // mid-frame: one new frame per frame period from here on
+  for (int k = 0; k < 13; ++k) {
+    if (auto f = p.take_frame()) {
+      if (f->has_video && !f->rig.empty()) ++with_both;
+      if (!f->has_video && !f->rig.empty() && f->rgb.empty()) ++rig_only;
+      if (f->has_video && f->rig.empty() && f->controls == 0 && !f->rgb.empty()) ++video_only;
+      CHECK_EQ(f->utterance, f->clock / kSpc + 1);
+    }
+    play(p, 640 * 3);
+  }
+  CHECK_EQ(p.stats().dropped_frames, 0);
+  CHECK_EQ(with_both, 4);
+  CHECK_EQ(rig_only, 4);
+  CHECK_EQ(video_only, 4);
+  // A hand-made chunk whose rig does not fit its header is not played.
+  StreamChunk odd = with_rig(chunk(4, 0, 3 * kSpc), 28);
+  odd.rig.pop_back();
+  CHECK(!p.push(odd));
+  StreamChunk no_pixels = chunk(4, 0, 3 * kSpc);
+  no_pixels.video.pop_back();
+  CHECK(!p.push(no_pixels));
+  CHECK_EQ(p.stats().ignored, 2);
 }
 
 int main(int argc, char** argv) { return check::run_all(argc > 1 ? argv[1] : nullptr); }

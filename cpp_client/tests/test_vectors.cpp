@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "check.hpp"
@@ -30,9 +31,15 @@ static Bytes read_bytes(const fs::path& p) {
   return Bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
+// The vector's parts STEM.0.bin, STEM.1.bin, ... (five for version 2; bad_stream_version_1_four_parts has four).
+constexpr int kMaxParts = 8;
 static std::vector<Bytes> stream_parts(const std::string& stem) {
   std::vector<Bytes> parts;
-  for (int i = 0; i < 4; ++i) parts.push_back(read_bytes(g_dir / (stem + "." + std::to_string(i) + ".bin")));
+  for (int i = 0; i < kMaxParts; ++i) {
+    const fs::path p = g_dir / (stem + "." + std::to_string(i) + ".bin");
+    if (!fs::exists(p)) break;
+    parts.push_back(read_bytes(p));
+  }
   return parts;
 }
 
@@ -50,12 +57,14 @@ static std::vector<float> floats_of(const Bytes& b) {
 
 static void check_stream_vector(const std::string& stem, const Value& want) {
   std::vector<Bytes> parts = stream_parts(stem);
+  CHECK_EQ(parts.size(), 5u);
   mfruntime::StreamChunk c = mfruntime::decode_chunk(parts);
   const Value& h = want.at("header");
   CHECK_EQ(std::string(parts[0].begin(), parts[0].end()), want.at("topic").as_string());
   CHECK_EQ(c.character, want.at("topic").as_string());
   CHECK_EQ(c.character, h.at("character").as_string());
-  CHECK_EQ(h.at("v").as_int(), 1);
+  CHECK_EQ(h.at("v").as_int(), 2);
+  CHECK_EQ(h.at("v").as_int(), static_cast<std::int64_t>(mfruntime::kProtocolVersion));
   CHECK_EQ(c.utterance, h.at("utterance").as_int());
   CHECK_EQ(c.seq, h.at("seq").as_int());
   CHECK_EQ(c.pts, h.at("pts").as_double());
@@ -68,7 +77,11 @@ static void check_stream_vector(const std::string& stem, const Value& want) {
   CHECK_EQ(c.samples, h.at("samples").as_int());
   CHECK_EQ(c.eou, h.at("eou").as_bool());
   CHECK_EQ(c.interrupted, h.at("interrupted").as_bool());
-  CHECK_EQ(h.size(), 13u);  // the JSON lists exactly the protocol's header fields, each checked above
+  CHECK_EQ(c.has_video, h.at("video").as_bool());
+  CHECK_EQ(c.controls, h.at("controls").as_int());
+  CHECK_EQ(c.rig_version, h.at("rig_version").as_int());
+  CHECK_EQ(c.has_rig(), h.at("controls").as_int() > 0);
+  CHECK_EQ(h.size(), 16u);  // the JSON lists exactly the protocol's header fields, each checked above
   // The header decodes to the JSON's map as a whole, too.
   CHECK(mfruntime::unpack_value(parts[1]) == h);
 
@@ -90,17 +103,33 @@ static void check_stream_vector(const std::string& stem, const Value& want) {
       CHECK_EQ(c.pcm[n], static_cast<float>((static_cast<int>(n % 64) - 32) / 64.0));
       break;
     }
-  // Every pixel: (7·frame + 3·row + 5·column + 11·channel) mod 256.
+  // Every pixel: (7·frame + 3·row + 5·column + 11·channel) mod 256 (none in a rig-only chunk).
+  CHECK_EQ(c.video.size(), c.has_video ? static_cast<std::size_t>(c.frames) * c.frame_bytes() : 0u);
   std::size_t k = 0;
   bool pattern = true;
-  for (int f = 0; f < c.frames; ++f)
+  for (int f = 0; f < c.frames && c.has_video; ++f)
     for (int y = 0; y < c.height; ++y)
       for (int x = 0; x < c.width; ++x)
         for (int ch = 0; ch < 3; ++ch) pattern = pattern && c.video[k++] == (7 * f + 3 * y + 5 * x + 11 * ch) % 256;
   CHECK(pattern);
+
+  // The rig: frames × controls float32, row-major; value n is ((n mod 32) − 16) / 32.
+  CHECK_EQ(static_cast<std::int64_t>(c.rig.size() * 4), want.at("rig_bytes").as_int());
+  CHECK_EQ(c.rig.size(), static_cast<std::size_t>(c.frames) * static_cast<std::size_t>(c.controls));
+  CHECK_EQ(sha(parts[4]), want.at("rig_sha256").as_string());
+  const Value& rf = want.at("rig_first");
+  for (std::size_t i = 0; i < rf.size(); ++i) CHECK_EQ(static_cast<double>(c.rig[i]), rf[i].as_double());
+  for (std::size_t n = 0; n < c.rig.size(); ++n)
+    if (c.rig[n] != static_cast<float>((static_cast<int>(n % 32) - 16) / 32.0)) {
+      CHECK_EQ(c.rig[n], static_cast<float>((static_cast<int>(n % 32) - 16) / 32.0));
+      break;
+    }
+  for (int f = 0; f < c.frames && c.has_rig(); ++f)  // frame f's row starts at value f × controls
+    CHECK_EQ(c.rig_frame(f)[0], c.rig[static_cast<std::size_t>(f) * static_cast<std::size_t>(c.controls)]);
   // Encoding the decoded chunk gives the vector's bytes back.
   std::vector<Bytes> again = mfruntime::encode_chunk(c);
-  for (int i = 0; i < 4; ++i) CHECK(again[static_cast<std::size_t>(i)] == parts[static_cast<std::size_t>(i)]);
+  CHECK_EQ(again.size(), parts.size());
+  for (std::size_t i = 0; i < std::min(again.size(), parts.size()); ++i) CHECK(again[i] == parts[i]);
 }
 
 // This library's encoder for the request, from the JSON's fields.
@@ -119,6 +148,10 @@ static Bytes encode_like(const Value& r) {
                                    static_cast<int>(r.at("sample_rate").as_int()), opt_int("steps"));
   }
   if (op == "interrupt") return mfruntime::encode_interrupt(id, r.at("character").as_string());
+  if (op == "set_outputs") {
+    auto opt_bool = [&](const char* k) { return r.find(k) ? std::optional<bool>(r.at(k).as_bool()) : std::nullopt; };
+    return mfruntime::encode_set_outputs(id, r.at("character").as_string(), opt_bool("video"), opt_bool("rig"));
+  }
   if (op == "set_character")
     return mfruntime::encode_set_character_rgb(id, r.at("character").as_string(), r.at("image").as_bytes(),
                                                static_cast<int>(r.at("width").as_int()),
@@ -193,11 +226,13 @@ TEST(sha256_known_digests) {
 
 TEST(decoder_rejects_wrong_part_count) {
   std::vector<Bytes> parts = good_parts();
-  parts.pop_back();
-  CHECK_THROWS(mfruntime::decode_chunk(parts), ProtocolError, "4 parts");
+  parts.pop_back();  // four parts, as protocol version 1 sent
+  CHECK_THROWS(mfruntime::decode_chunk(parts), ProtocolError,
+               "a stream message has 5 parts (topic, header, video, pcm, rig), got 4 (a protocol version 1 server");
   parts = good_parts();
   parts.push_back(Bytes{});
-  CHECK_THROWS(mfruntime::decode_chunk(parts), ProtocolError, "4 parts");
+  CHECK_THROWS(mfruntime::decode_chunk(parts), ProtocolError, "5 parts (topic, header, video, pcm, rig), got 6");
+  CHECK_THROWS(mfruntime::decode_chunk(std::vector<Bytes>{}), ProtocolError, "got 0");
 }
 
 TEST(decoder_rejects_header_not_a_map_or_garbage) {
@@ -210,7 +245,7 @@ TEST(decoder_rejects_header_not_a_map_or_garbage) {
 
 TEST(decoder_checks_every_header_field) {
   const char* fields[] = {"character", "utterance", "seq", "pts", "width", "height", "frames", "fps",
-                          "sample_rate", "samples", "eou", "interrupted"};
+                          "sample_rate", "samples", "eou", "interrupted", "video", "controls", "rig_version"};
   for (const char* f : fields) {
     CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), f, Value(), true)), ProtocolError,
                  std::string("'") + f + "' is missing");
@@ -222,9 +257,14 @@ TEST(decoder_checks_every_header_field) {
   CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "v", Value(), true)), ProtocolError, "version");
   CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "v", Value("1"))), ProtocolError, "version");
   CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "v", Value(0))), ProtocolError, "version");
+  CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "v", Value(1))), ProtocolError,
+               "stream protocol version 1, this client reads 2");
   // A bool is not an int, and an int is not a bool.
   CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "seq", Value(true))), ProtocolError, "'seq' must be int");
   CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "eou", Value(1))), ProtocolError, "'eou' must be bool");
+  CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "video", Value(1))), ProtocolError, "'video' must be bool");
+  CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "controls", Value(false))), ProtocolError,
+               "'controls' must be int");
 }
 
 TEST(decoder_accepts_integer_pts) {
@@ -243,6 +283,34 @@ TEST(decoder_rejects_negative_sizes_and_wrong_lengths) {
   parts = good_parts();
   parts[2].push_back(0);
   CHECK_THROWS(mfruntime::decode_chunk(parts), ProtocolError, "video part");
+  CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "controls", Value(-1))), ProtocolError, "negative");
+  CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "rig_version", Value(-1))), ProtocolError, "negative");
+  // The rig part: frames × controls × 4 bytes.
+  parts = good_parts();
+  parts[4].resize(parts[4].size() - 4);  // one value short
+  CHECK_THROWS(mfruntime::decode_chunk(parts), ProtocolError,
+               "rig part is 444 bytes, the header says 448 (4 frames of 28 float32 controls)");
+  parts = good_parts();
+  parts[4].clear();  // a header that announces a rig, and none
+  CHECK_THROWS(mfruntime::decode_chunk(parts), ProtocolError, "rig part is 0 bytes");
+  CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "controls", Value(0))), ProtocolError,
+               "rig part is 448 bytes, the header says 0");
+  CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "controls", Value(27))), ProtocolError, "rig part");
+  // Without a rig: an empty rig part, and no values.
+  parts = with_header(good_parts(), "controls", Value(0));
+  parts[4].clear();
+  mfruntime::StreamChunk bare = mfruntime::decode_chunk(parts);
+  CHECK(!bare.has_rig() && bare.rig.empty() && bare.has_video && bare.video.size() == 4u * 64 * 64 * 3);
+  // Rig-only (video false): the video part must be empty, whatever frames, width and height say.
+  parts = with_header(good_parts(), "video", Value(false));
+  CHECK_THROWS(mfruntime::decode_chunk(parts), ProtocolError, "video part is 49152 bytes, the header says 0 (video is false");
+  parts[2].clear();
+  mfruntime::StreamChunk rig_only = mfruntime::decode_chunk(parts);
+  CHECK(!rig_only.has_video && rig_only.video.empty() && rig_only.frames == 4 && rig_only.rig.size() == 4u * 28);
+  // ... and with video true an empty video part is wrong.
+  parts = good_parts();
+  parts[2].clear();
+  CHECK_THROWS(mfruntime::decode_chunk(parts), ProtocolError, "video part is 0 bytes, the header says 49152");
   // Sizes whose product overflows are rejected, not wrapped.
   std::vector<Bytes> huge = with_header(good_parts(), "width", Value(2147483647LL));
   huge = with_header(huge, "height", Value(2147483647LL));
@@ -253,7 +321,8 @@ TEST(decoder_rejects_negative_sizes_and_wrong_lengths) {
 TEST(decoder_rejects_header_values_out_of_range_and_bad_pts) {
   const std::pair<const char*, long long> limits[] = {{"width", 8192},        {"height", 8192},
                                                       {"frames", 1000},       {"fps", 1000},
-                                                      {"sample_rate", 384000}, {"samples", 16 * 1024 * 1024}};
+                                                      {"sample_rate", 384000}, {"samples", 16 * 1024 * 1024},
+                                                      {"controls", 4096}};
   for (const auto& l : limits)
     CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), l.first, Value(l.second + 1))), ProtocolError,
                  std::string("stream header field '") + l.first + "' is out of range: " + std::to_string(l.second + 1) +
@@ -281,8 +350,17 @@ TEST(request_decoder_checks_fields_and_version) {
   CHECK_THROWS(mfruntime::decode_request(mfruntime::pack_value(say)), ProtocolError, "field 'text' must be str");
   Value missing = Value::map({{"op", "say"}, {"character", "npc"}});
   CHECK_THROWS(mfruntime::decode_request(mfruntime::pack_value(missing)), ProtocolError, "needs the field 'text'");
-  Value v2 = Value::map({{"v", 2}, {"op", "ping"}});
-  CHECK_THROWS(mfruntime::decode_request(mfruntime::pack_value(v2)), ProtocolError, "version");
+  Value v1 = Value::map({{"v", 1}, {"op", "ping"}});
+  CHECK_THROWS(mfruntime::decode_request(mfruntime::pack_value(v1)), ProtocolError,
+               "protocol version 1 is not supported; this client speaks version 2");
+  Value outputs = mfruntime::unpack_value(mfruntime::encode_set_outputs(1, "npc", false));
+  CHECK(outputs.find("video") && !outputs.at("video").as_bool() && !outputs.find("rig"));  // rig left as it is
+  outputs.set("video", "no");
+  CHECK_THROWS(mfruntime::decode_request(mfruntime::pack_value(outputs)), ProtocolError,
+               "set_outputs: field 'video' must be bool");
+  Value no_character = Value::map({{"v", 2}, {"op", "set_outputs"}, {"video", true}});
+  CHECK_THROWS(mfruntime::decode_request(mfruntime::pack_value(no_character)), ProtocolError,
+               "set_outputs needs the field 'character'");
   Bytes extra = mfruntime::encode_ping(1);
   extra.push_back(0xc0);
   CHECK_THROWS(mfruntime::decode_request(extra), ProtocolError, "not a msgpack message");
@@ -294,6 +372,8 @@ TEST(request_decoder_checks_fields_and_version) {
                             mfruntime::encode_set_character_image(5, "a", Bytes{1, 2, 3}),
                             mfruntime::encode_set_character_seed(6, "a", 7, "en"),
                             mfruntime::encode_set_steps(7, "a", 3),
+                            mfruntime::encode_set_outputs(11, "a", false, true),
+                            mfruntime::encode_set_outputs(12, "a", std::nullopt, std::nullopt),
                             mfruntime::encode_stats(8),
                             mfruntime::encode_stats(9, "a"),
                             mfruntime::encode_state(10, "a")};
@@ -302,7 +382,7 @@ TEST(request_decoder_checks_fields_and_version) {
   std::set<std::string> ops;
   for (const Bytes& b : all) {
     Value r = mfruntime::decode_request(b);
-    CHECK_EQ(r.at("v").as_int(), 1);
+    CHECK_EQ(r.at("v").as_int(), 2);
     ops.insert(r.at("op").as_string());
   }
   CHECK_EQ(ops.size(), mfruntime::protocol_ops().size());
@@ -334,7 +414,7 @@ int main(int argc, char** argv) {
   for (const std::string& s : stems) {
     claimed += 1;  // the .json
     if (fs::exists(g_dir / (s + ".msgpack"))) claimed += 1;
-    for (int i = 0; i < 4; ++i) claimed += fs::exists(g_dir / (s + "." + std::to_string(i) + ".bin")) ? 1 : 0;
+    for (int i = 0; i < kMaxParts; ++i) claimed += fs::exists(g_dir / (s + "." + std::to_string(i) + ".bin")) ? 1 : 0;
   }
   check::cases().push_back({"every_vector_file_is_checked", [files, claimed] { CHECK_EQ(files, claimed); }});
   for (const std::string& s : stems) {

@@ -1,6 +1,6 @@
 // A small test runner for the engine-free core, so the tests run with Debian's mono alone (no NuGet, no Unity).
 // Test methods are public static, take no arguments (or the test context) and carry [Test]; each failure is a
-// thrown exception. The closing line is "N passed, N failed".
+// thrown exception. Each group of test classes closes with its line "N passed, N failed".
 using System;
 using System.Collections.Generic;
 using System.Linq;
@@ -53,7 +53,27 @@ namespace Mfruntime.Tests
         /// <summary>Run every [Test] method of <paramref name="types"/> (or the one named <paramref name="only"/>).</summary>
         public static int Run(Type[] types, object context, string only = null)
         {
+            return RunGroups(context, only, types);
+        }
+
+        /// <summary>Run each group of test classes in turn, closing each with its own "N passed, N failed" line; the
+        /// exit code is 0 when nothing failed and something ran.</summary>
+        public static int RunGroups(object context, string only, params Type[][] groups)
+        {
             int passed = 0, failed = 0;
+            foreach (var group in groups)
+            {
+                int p, f;
+                RunGroup(group, context, only, out p, out f);
+                passed += p;
+                failed += f;
+            }
+            return failed == 0 && passed > 0 ? 0 : 1;
+        }
+
+        private static void RunGroup(Type[] types, object context, string only, out int passed, out int failed)
+        {
+            passed = failed = 0;
             var tests = types.SelectMany(t => t.GetMethods(BindingFlags.Public | BindingFlags.Static)
                                                .Where(m => m.GetCustomAttributes(typeof(TestAttribute), false).Length > 0)
                                                .OrderBy(m => m.MetadataToken));
@@ -75,7 +95,6 @@ namespace Mfruntime.Tests
                 }
             }
             Console.WriteLine(passed + " passed, " + failed + " failed");
-            return failed == 0 && passed > 0 ? 0 : 1;
         }
     }
 }

@@ -335,3 +335,139 @@ namespace Mfruntime.Tests
         }
     }
 }
+
+namespace Mfruntime.Tests
+{
+    /// <summary>Rig frames in the player: due on the audio clock with the video frame of the same index, and rig-only
+    /// chunks (no pixels) playing their audio and rig frames.</summary>
+    public static class PlayerRigTests
+    {
+        private const int Spc = 2560, Controls = 28;
+
+        /// <summary>A 2×2 chunk whose frame i carries its stream frame number n = clock / 640 in every video byte (mod
+        /// 256) and as rig value 0 (value c of the row is n + c / 100).</summary>
+        private static StreamChunk Chunk(long utterance, long seq, long clock, bool video = true, bool rig = true, bool eou = false)
+        {
+            const int frames = 4;
+            var pixels = new byte[video ? frames * 12 : 0];
+            for (int i = 0; i < pixels.Length; i++) pixels[i] = (byte)(clock / 640 + i / 12);
+            float[] values = null;
+            if (rig)
+            {
+                values = new float[frames * Controls];
+                for (int i = 0; i < values.Length; i++) values[i] = clock / 640 + i / Controls + i % Controls / 100f;
+            }
+            return new StreamChunk
+            {
+                Character = "npc", Utterance = utterance, Seq = seq, Clock = clock, Pts = clock / 16000.0,
+                Width = 2, Height = 2, Frames = frames, Fps = 25, SampleRate = 16000, Samples = Spc, Eou = eou,
+                HasVideo = video, Video = pixels, Pcm = Enumerable.Repeat(0.5f, Spc).ToArray(),
+                Controls = rig ? Controls : 0, RigVersion = 1, Rig = values,
+            };
+        }
+
+        private static Player At16k() { return new Player(new PlayerSettings { OutputRate = 16000, PrebufferMs = 0 }); }
+
+        [Test]
+        public static void RigFramesComeDueWithTheirVideoFramesOnTheAudioClock()
+        {
+            var p = new Player(new PlayerSettings { OutputRate = 44100, PrebufferMs = 40 });
+            for (int s = 0; s < 10; s++) p.Push(Chunk(1, s, (long)s * Spc, eou: s == 9));
+            var rng = new Random(3);
+            int pairs = 0;
+            long lastRig = -1;
+            for (int k = 0; k < 400 && p.QueuedRigFrames + p.QueuedFrames > 0; k++)
+            {
+                p.ReadAudio(new float[2 * 1024], 0, rng.Next(64, 1024), 2);
+                VideoFrame v;
+                RigFrame r;
+                bool any = p.TakeFrames(out v, out r);
+                Check.Equal(any, v != null, "a new video frame exactly when there is anything new");
+                Check.Equal(v != null, r != null, "a rig frame exactly when a video frame");
+                if (v == null) continue;
+                pairs++;
+                Check.Equal(v.Clock, r.Clock, "the same clock");
+                long n = v.Clock / 640;
+                Check.Equal((byte)n, v.Rgb[0], "the video frame is frame " + n);
+                Check.Equal((float)n, r.Values[0], "the rig frame is the same frame");
+                Check.Near(n + 0.27, r.Values[27], 1e-4, "and its whole row");
+                Check.True(r.Clock <= p.AudioClock && r.Clock > lastRig, "due, and after the one before");
+                Check.True(r.Utterance == 1 && r.RigVersion == 1 && r.Values.Length == Controls, "utterance, version, row length");
+                lastRig = r.Clock;
+            }
+            Check.True(pairs > 10, "frames were taken: " + pairs);
+            var st = p.Stats;
+            Check.Equal(40L, st.ShownRigFrames + st.DroppedRigFrames, "every rig frame is given or dropped");
+            Check.Equal(st.ShownFrames, st.ShownRigFrames, "as many as video frames");
+            Check.Equal(st.DroppedFrames, st.DroppedRigFrames, "and dropped alike");
+
+            // Taken one at a time, at the same clock: the same index too.
+            var q = At16k();
+            q.Push(Chunk(1, 0, 0));
+            q.ReadAudio(new float[700], 0, 700, 1);
+            var video = q.TakeFrame();
+            var rigFrame = q.TakeRigFrame();
+            Check.True(video.Clock == 640 && rigFrame.Clock == 640, "frame 1 of both at clock 700");
+            Check.True(q.TakeRigFrame() == null && q.TakeFrame() == null, "then nothing new until the next frame time");
+        }
+
+        [Test]
+        public static void RigOnlyChunksPlayTheirAudioAndRigFrames()
+        {
+            var p = At16k();
+            p.Push(Chunk(1, 0, 0, video: false));
+            p.Push(Chunk(1, 1, Spc, video: false, eou: true));
+            Check.Equal(0, p.QueuedFrames, "no video frames");
+            Check.Equal(8, p.QueuedRigFrames, "eight rig frames");
+            var clocks = new List<long>();
+            var audio = new List<float>();
+            for (int k = 0; k < 12; k++)
+            {
+                var buf = new float[k == 0 ? 320 : 640];  // look mid-frame: one new frame per frame period
+                p.ReadAudio(buf, 0, buf.Length, 1);
+                audio.AddRange(buf);
+                Check.True(p.TakeFrame() == null, "never a video frame");
+                var r = p.TakeRigFrame();
+                if (r != null) clocks.Add(r.Clock);
+            }
+            Check.Equal("0,640,1280,1920,2560,3200,3840,4480", string.Join(",", clocks), "one rig frame per frame time, in order");
+            Check.True(audio.Count(v => Math.Abs(v - 0.5f) < 1e-3) > 2 * Spc - 100, "the voice plays");
+            PlayerEvent e;
+            var events = new List<string>();
+            while (p.TryGetEvent(out e)) events.Add(e.ToString());
+            Check.Equal("UtteranceStarted 1|UtteranceEnded 1", string.Join("|", events), "a line like any other");
+            Check.Equal(0L, p.Stats.DroppedRigFrames, "none dropped");
+
+            // A cut drops the rest of its rig frames; a chunk without a rig part has none.
+            var c = At16k();
+            c.Push(Chunk(2, 0, 0, video: false));
+            c.Push(Chunk(2, 1, Spc, video: false));
+            c.ReadAudio(new float[700], 0, 700, 1);
+            c.Cut(2);
+            var due = c.TakeRigFrame();
+            Check.True(due != null && due.Clock == 640, "the frame due at the cut may still apply");
+            Check.Equal(0, c.QueuedRigFrames, "the rest are gone");
+            var plain = At16k();
+            plain.Push(Chunk(1, 0, 0, rig: false));
+            plain.ReadAudio(new float[100], 0, 100, 1);
+            Check.True(plain.TakeFrame() != null && plain.TakeRigFrame() == null, "controls 0: video frames only");
+            var reset = At16k();
+            reset.Push(Chunk(1, 0, 0));
+            reset.Reset();
+            Check.Equal(0, reset.QueuedRigFrames, "reset drops rig frames");
+        }
+
+        [Test]
+        public static void ChunksWhosePartsDisagreeWithTheirHeaderAreRefused()
+        {
+            var p = At16k();
+            var shortRig = Chunk(1, 0, 0);
+            shortRig.Rig = new float[10];
+            Check.Throws<ArgumentException>(() => p.Push(shortRig), "rig", "a rig of the wrong size");
+            var shortVideo = Chunk(1, 0, 0);
+            shortVideo.Video = new byte[5];
+            Check.Throws<ArgumentException>(() => p.Push(shortVideo), "video", "video of the wrong size");
+            Check.Equal(0L, p.Stats.Chunks, "neither was queued");
+        }
+    }
+}

@@ -22,9 +22,13 @@ namespace Mfruntime.Tests
             return (Dictionary<string, object>)Json.Parse(File.ReadAllText(Path.Combine(dir, name + ".json")));
         }
 
+        /// <summary>The message's parts as the vector has them: NAME.0.bin, NAME.1.bin, … (five, or four for a version-1 one).</summary>
         private static List<byte[]> Parts(string dir, string name)
         {
-            return Enumerable.Range(0, 4).Select(i => File.ReadAllBytes(Path.Combine(dir, name + "." + i + ".bin"))).ToList();
+            var parts = new List<byte[]>();
+            for (string f; File.Exists(f = Path.Combine(dir, name + "." + parts.Count + ".bin"));) parts.Add(File.ReadAllBytes(f));
+            Check.True(parts.Count >= 4, name + ": no parts in " + dir);
+            return parts;
         }
 
         private static string Hex(byte[] b) { return BitConverter.ToString(b).Replace("-", "").ToLowerInvariant(); }
@@ -51,12 +55,29 @@ namespace Mfruntime.Tests
                 }
                 Check.Equal((bool)h["eou"], c.Eou, name + " eou");
                 Check.Equal((bool)h["interrupted"], c.Interrupted, name + " interrupted");
+                Check.Equal((bool)h["video"], c.HasVideo, name + " video");
+                Check.Equal((long)h["controls"], (long)c.Controls, name + " controls");
+                Check.Equal((long)h["rig_version"], (long)c.RigVersion, name + " rig_version");
+                Check.Equal(string.Join(",", h.Keys), "v,character,utterance,seq,pts,width,height,frames,fps,sample_rate,samples,eou,interrupted,video,controls,rig_version",
+                            name + " header keys (every one checked above)");
                 Check.Equal((long)want["video_bytes"], (long)c.Video.Length, name + " video bytes");
                 Check.Equal((long)want["pcm_bytes"], (long)c.Pcm.Length * 4, name + " pcm bytes");
+                Check.Equal((long)want["rig_bytes"], c.Rig == null ? 0L : (long)c.Rig.Length * 4, name + " rig bytes");
+                Check.Equal(c.Controls == 0, c.Rig == null, name + " no rig values exactly when controls is 0");
                 using (var sha = SHA256.Create())
                 {
                     Check.Equal((string)want["video_sha256"], Hex(sha.ComputeHash(c.Video)), name + " video sha256");
                     Check.Equal((string)want["pcm_sha256"], Hex(sha.ComputeHash(MsgPackWriter.FloatBytes(c.Pcm))), name + " pcm sha256");
+                    Check.Equal((string)want["rig_sha256"], Hex(sha.ComputeHash(MsgPackWriter.FloatBytes(c.Rig ?? new float[0]))), name + " rig sha256");
+                }
+                var rig = (List<object>)want["rig_first"];
+                for (int i = 0; i < rig.Count; i++) Check.Equal(Convert.ToDouble(rig[i]), (double)c.Rig[i], name + " rig " + i);
+                if (c.Rig != null)
+                {
+                    // The pattern of docs/PROTOCOL.md: value n (row-major) is ((n mod 32) − 16) / 32; RigValue reads (frame, control).
+                    for (int n = 0; n < c.Rig.Length; n++) Check.Equal((n % 32 - 16) / 32.0, (double)c.Rig[n], name + " rig value " + n);
+                    int lf = c.Frames - 1, lc = c.Controls - 1;
+                    Check.Equal(((lf * c.Controls + lc) % 32 - 16) / 32.0, (double)c.RigValue(lf, lc), name + " RigValue(frame, control)");
                 }
                 var first = (List<object>)want["video_first"];
                 for (int i = 0; i < first.Count; i++) Check.Equal((long)first[i], (long)c.Video[i], name + " video byte " + i);
@@ -125,28 +146,57 @@ namespace Mfruntime.Tests
                     Check.Throws<ProtocolException>(() => Protocol.DecodeRequest(File.ReadAllBytes(Path.Combine(dir, name + ".msgpack"))), reason, name);
                 n++;
             }
-            Check.True(n >= 6, "expected the six bad vectors, found " + n);
+            Check.True(n >= 8, "expected the eight bad vectors, found " + n);
+        }
+
+        /// <summary>A 1×1 chunk of 2 frames, 2 samples and 3 controls; <paramref name="set"/> replaces header fields, and
+        /// the parts given (not null) replace the right ones.</summary>
+        private static List<byte[]> Chunk(byte[] video, byte[] pcm, byte[] rig, params KeyValuePair<string, object>[] set)
+        {
+            var h = new List<KeyValuePair<string, object>>
+            {
+                Protocol.F("v", 2L), Protocol.F("character", "a"), Protocol.F("utterance", 1L), Protocol.F("seq", 0L),
+                Protocol.F("pts", 0.0), Protocol.F("width", 1L), Protocol.F("height", 1L), Protocol.F("frames", 2L),
+                Protocol.F("fps", 25L), Protocol.F("sample_rate", 16000L), Protocol.F("samples", 2L),
+                Protocol.F("eou", true), Protocol.F("interrupted", false), Protocol.F("video", true),
+                Protocol.F("controls", 3L), Protocol.F("rig_version", 1L),
+            };
+            foreach (var kv in set) h[h.FindIndex(x => x.Key == kv.Key)] = kv;
+            return new List<byte[]> { new byte[] { (byte)'a' }, MsgPackWriter.Encode(h), video ?? new byte[6], pcm ?? new byte[8],
+                                      rig ?? MsgPackWriter.FloatBytes(new[] { 0f, 0.5f, 1f, 0.25f, 0.75f, -1f }) };
         }
 
         [Test]
         public static void MalformedInputsGiveClearErrorsNotCrashes()
         {
-            var good = new List<byte[]> { new byte[] { (byte)'a' }, MsgPackWriter.Encode(new Dictionary<string, object> { { "v", 1L } }), new byte[0], new byte[0] };
-            Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(good.Take(3).ToList()), "4 parts", "three parts");
+            var good = new List<byte[]> { new byte[] { (byte)'a' }, MsgPackWriter.Encode(new Dictionary<string, object> { { "v", 2L } }), new byte[0], new byte[0], new byte[0] };
+            Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(good.Take(3).ToList()), "5 parts", "three parts");
+            var four = Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(good.Take(4).ToList()), "5 parts", "four parts");
+            Check.True(four.Message.Contains("version 1") && four.Message.Contains("update mf serve"), "a four-part message is named as version 1: " + four.Message);
+            Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(good.Concat(good).ToList()), "5 parts", "ten parts");
             Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(good), "must be an integer", "missing fields");
-            Func<string, object, List<byte[]>> header = (field, value) =>
-            {
-                var h = new List<KeyValuePair<string, object>>
-                {
-                    Protocol.F("v", 1L), Protocol.F("character", "a"), Protocol.F("utterance", 1L), Protocol.F("seq", 0L),
-                    Protocol.F("pts", 0.0), Protocol.F("width", 1L), Protocol.F("height", 1L), Protocol.F("frames", 0L),
-                    Protocol.F("fps", 25L), Protocol.F("sample_rate", 16000L), Protocol.F("samples", 0L),
-                    Protocol.F("eou", true), Protocol.F("interrupted", false),
-                };
-                h[h.FindIndex(kv => kv.Key == field)] = Protocol.F(field, value);
-                return new List<byte[]> { new byte[] { (byte)'a' }, MsgPackWriter.Encode(h), new byte[0], new byte[0] };
-            };
-            Check.True(Protocol.DecodeChunk(header("seq", 0L)).IsEndMarker, "a well-formed end marker decodes");
+            Func<string, object, List<byte[]>> header = (field, value) => Chunk(null, null, null, Protocol.F(field, value));
+            var none = new byte[0];
+            var ok = Protocol.DecodeChunk(Chunk(null, null, null));
+            Check.True(ok.HasVideo && ok.Video.Length == 6 && ok.Controls == 3 && ok.RigVersion == 1, "a well-formed chunk decodes");
+            Check.Equal("0,0.5,1,0.25,0.75,-1", string.Join(",", ok.Rig), "its rig values, row-major");
+            Check.Equal(0.75f, ok.RigValue(1, 1), "frame 1, control 1");
+            var end = Protocol.DecodeChunk(Chunk(none, none, none, Protocol.F("frames", 0L), Protocol.F("samples", 0L), Protocol.F("controls", 0L)));
+            Check.True(end.IsEndMarker && end.Rig == null && end.Pcm.Length == 0, "a well-formed end marker decodes");
+            var rigOnly = Protocol.DecodeChunk(Chunk(none, null, null, Protocol.F("video", false)));
+            Check.True(!rigOnly.HasVideo && rigOnly.Video.Length == 0 && rigOnly.Frames == 2 && rigOnly.Rig.Length == 6, "rig-only: no pixels, the frames count");
+            Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(header("video", false)), "video part", "pixels in a rig-only chunk");
+            var noRig = Protocol.DecodeChunk(Chunk(null, null, none, Protocol.F("controls", 0L)));
+            Check.True(noRig.Controls == 0 && noRig.Rig == null, "controls 0: no rig values");
+            Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(header("controls", 0L)), "rig part", "rig values the header does not announce");
+            Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(Chunk(null, null, new byte[20])), "rig part", "a short rig part");
+            Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(Chunk(null, new byte[4], null)), "pcm part", "a short pcm part");
+            Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(header("controls", 1L << 40)), "out of range", "a huge control count cannot overflow the size check");
+            Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(header("controls", -3L)), "out of range", "a negative control count");
+            Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(header("video", 1L)), "must be a bool", "an int for video");
+            Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(header("rig_version", "1")), "must be an integer", "a string rig_version");
+            Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(header("v", 1L)), "version", "a version-1 header in five parts");
+            Check.True(Protocol.DecodeChunk(Chunk(none, none, none, Protocol.F("frames", 0L), Protocol.F("samples", 0L))).Rig.Length == 0, "no frames: an empty rig");
             Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(header("width", 1L << 40)), "out of range", "a huge width cannot overflow the size check");
             Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(header("pts", double.NaN)), "finite", "NaN pts");
             Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(header("eou", 1L)), "must be a bool", "an int for a bool");

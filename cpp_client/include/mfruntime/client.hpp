@@ -39,6 +39,12 @@ struct ClientConfig {
   std::function<void(const std::string&)> on_log;
 };
 
+/// What a character's chunks carry (set_outputs' reply).
+struct OutputSettings {
+  bool video = true;  // false: rig-only mode (no pixels, the server skips its video decoder)
+  bool rig = false;   // rig frames in the chunks (false also for a model without a rig head)
+};
+
 struct ClientStats {
   std::int64_t messages = 0;      // stream messages received (all characters under the subscribed prefix)
   std::int64_t bad_messages = 0;  // rejected by decode_chunk
@@ -78,6 +84,9 @@ class Client {
   Value set_character_image(const Bytes& encoded, const std::string& voice = "");
   Value set_character_seed(std::int64_t face_seed, const std::string& voice = "");
   int set_steps(int steps);
+  /// What this character's chunks carry from its next utterance on: video = false is rig-only mode (audio and rig
+  /// frames, empty video parts); nullopt leaves a setting as it is. Returns the settings now.
+  OutputSettings set_outputs(std::optional<bool> video, std::optional<bool> rig = std::nullopt);
   Value state();
   Value stats();
   /// Any request (e.g. an op newer than this client): {v, op, id} plus `fields` (a map).

@@ -6,6 +6,7 @@
 #include "mfruntime/player.hpp"
 #include "mfruntime/protocol.hpp"
 #include "mfruntime/resampler.hpp"
+#include "mfruntime/rig.hpp"
 #include "mfruntime/transport.hpp"
 #include "mfruntime/value.hpp"
 #include "mfruntime/zmq_transport.hpp"

@@ -29,12 +29,18 @@ struct PlayerConfig {
   int max_queued_seconds = 120;
 };
 
-/// A video frame that is due: its clock (source samples) and RGB bytes (height × width × 3).
+/// A frame that is due: its clock (source samples), its RGB bytes (height × width × 3) and its rig values (the
+/// chunk's rig row of the same frame index). A rig-only chunk's frames have no pixels (has_video false, rgb empty);
+/// a chunk without a rig gives frames with controls 0 and rig empty.
 struct Frame {
   std::int64_t clock = 0;
   std::int64_t utterance = 0;
   int width = 0, height = 0;
+  bool has_video = true;
   std::vector<std::uint8_t> rgb;
+  int controls = 0;                // rig values (rig.hpp names them; rig_version says which list)
+  int rig_version = kRigVersion;
+  std::vector<float> rig;
 };
 
 struct PlayerEvent {
@@ -69,7 +75,8 @@ struct PlayerStats {
 ///    clock, the clock runs on and the frame holds.
 ///  - take_frame gives the latest frame that is due, i.e. heard: clock ≤ audio_clock − output_latency_ms (a
 ///    finished line's last frames wait for the silence after it to cover the latency); earlier unshown ones are
-///    dropped, never shown out of order. Frames not yet due are never dropped.
+///    dropped, never shown out of order. Frames not yet due are never dropped. A frame carries its pixels and its
+///    rig values together, so the rig follows the same audio clock; rig-only chunks (no pixels) play the same way.
 ///  - Bounded memory when nobody plays: audio queued ahead (with its frames) is capped at max_queued_seconds,
 ///    whole chunks beyond it are dropped (overflow_chunks; an eou in one still ends its line, interrupted);
 ///    at most 1024 utterances are queued; unpolled events beyond 1024 drop the oldest; due frames that a later
@@ -91,7 +98,7 @@ class Player {
   /// The sample clock (source rate) of the next sample to be played.
   std::int64_t audio_clock() const;
 
-  /// Game thread: the newest frame that is due, if a new one is.
+  /// Game thread: the newest frame that is due, if a new one is: its pixels (unless rig-only) and its rig values.
   std::optional<Frame> take_frame();
 
   std::optional<PlayerEvent> poll_event();

@@ -1,8 +1,9 @@
-// The wire format of `mf serve`, protocol version 1 (docs/PROTOCOL.md): stream chunks and control messages.
+// The wire format of `mf serve`, protocol version 2 (docs/PROTOCOL.md): stream chunks and control messages.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,7 +12,9 @@
 
 namespace mfruntime {
 
-constexpr int kProtocolVersion = 1;
+constexpr int kProtocolVersion = 2;
+/// The version of the rig control list this client knows (rig.hpp: rig_controls()).
+constexpr int kRigVersion = 1;
 
 /// A view of one part of a multipart message.
 struct ByteView {
@@ -19,7 +22,7 @@ struct ByteView {
   std::size_t size = 0;
 };
 
-/// One stream message: 160 ms of a character's video and audio (or an end marker), checked and decoded.
+/// One stream message: 160 ms of a character's video, audio and rig frames (or an end marker), checked and decoded.
 struct StreamChunk {
   std::string character;
   std::int64_t utterance = 0;
@@ -27,29 +30,37 @@ struct StreamChunk {
   double pts = 0.0;          // seconds on the character's stream clock
   std::int64_t clock = 0;    // llround(pts * sample_rate): the same time as an integer sample clock
   int width = 0, height = 0;
-  int frames = 0;            // video frames (0 in an end marker)
+  int frames = 0;            // video frames (0 in an end marker); also counted in rig-only chunks
   int fps = 0;
   int sample_rate = 0;
   int samples = 0;           // PCM samples (0 in an end marker)
   bool eou = false;          // end of utterance
   bool interrupted = false;  // the utterance ended early
-  std::vector<std::uint8_t> video;  // frames × height × width × 3, RGB
+  bool has_video = true;     // the header's `video`: false in rig-only mode (`video` is then empty)
+  int controls = 0;          // rig values per frame (0: no rig part)
+  int rig_version = kRigVersion;    // the control list that names the rig values (rig.hpp)
+  std::vector<std::uint8_t> video;  // frames × height × width × 3, RGB; empty when !has_video
   std::vector<float> pcm;           // samples, mono
+  std::vector<float> rig;           // frames × controls, row-major (frame, control); frame i is due with video frame i
 
   bool is_end_marker() const { return frames == 0 && samples == 0; }
+  bool has_rig() const { return controls > 0; }
   /// Bytes of one video frame (height × width × 3).
   std::size_t frame_bytes() const { return static_cast<std::size_t>(width) * height * 3; }
+  /// The `controls` rig values of frame i (valid when has_rig()).
+  const float* rig_frame(int i) const { return rig.data() + static_cast<std::size_t>(i) * static_cast<std::size_t>(controls); }
 };
 
-/// The four parts [topic, header, video, pcm] → a StreamChunk. Throws ProtocolError when the message breaks
-/// a rule a client must check: not four parts; header not a map or another `v`; a header field missing or of
-/// the wrong type (an integer pts is accepted); topic ≠ character; sizes out of range (width, height ≤ 8192,
-/// frames ≤ 1000, fps 1–1000, sample_rate 1–384000, samples ≤ 16 Mi: their products cannot overflow); pts not
-/// finite or negative; video or pcm length ≠ header.
+/// The five parts [topic, header, video, pcm, rig] → a StreamChunk. Throws ProtocolError when the message breaks
+/// a rule a client must check: not five parts (a version-1 message has four); header not a map or another `v`; a
+/// header field missing or of the wrong type (an integer pts is accepted); topic ≠ character; sizes out of range
+/// (width, height ≤ 8192, frames ≤ 1000, fps 1–1000, sample_rate 1–384000, samples ≤ 16 Mi, controls ≤ 4096:
+/// their products cannot overflow; rig_version ≥ 0); pts not finite or negative; video, pcm or rig length ≠ header
+/// (video: frames × height × width × 3, or 0 without `video`; pcm: samples × 4; rig: frames × controls × 4).
 StreamChunk decode_chunk(const ByteView* parts, std::size_t count);
 StreamChunk decode_chunk(const std::vector<Bytes>& parts);
 
-/// The inverse of decode_chunk (for tests and tools): the four parts of a stream message.
+/// The inverse of decode_chunk (for tests and tools): the five parts of a stream message.
 std::vector<Bytes> encode_chunk(const StreamChunk& chunk);
 
 // --- control requests: each returns one msgpack map {v, op, id, ...} ---------------------------------
@@ -71,11 +82,15 @@ Bytes encode_set_character_image(std::int64_t id, const std::string& character, 
 Bytes encode_set_character_seed(std::int64_t id, const std::string& character, std::int64_t face_seed,
                                 const std::string& voice = "");
 Bytes encode_set_steps(std::int64_t id, const std::string& character, int steps);
+/// What the character's chunks carry from its next utterance on; a field left empty is not sent (unchanged).
+/// video = false is rig-only mode (no video decoding on the server, empty video parts).
+Bytes encode_set_outputs(std::int64_t id, const std::string& character, std::optional<bool> video,
+                         std::optional<bool> rig = std::nullopt);
 /// character "" asks for every character's stats.
 Bytes encode_stats(std::int64_t id, const std::string& character = "");
 Bytes encode_state(std::int64_t id, const std::string& character);
 
-/// The ops of protocol version 1.
+/// The ops of protocol version 2.
 const std::vector<std::string>& protocol_ops();
 
 /// A request's bytes → its map, checked as the server checks it (version, known op, field types). Throws

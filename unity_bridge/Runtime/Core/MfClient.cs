@@ -28,6 +28,16 @@ namespace Mfruntime
         public ITransport Transport = null;
     }
 
+    /// <summary>What a character's chunks carry besides PCM (the set_outputs and state replies).</summary>
+    public sealed class StreamOutputs
+    {
+        /// <summary>The video part carries the frames; false is rig-only mode (the server skips its video decoder).</summary>
+        public bool Video;
+        /// <summary>The chunks carry rig frames (false for a model without a rig head).</summary>
+        public bool Rig;
+        public override string ToString() { return "video " + Video + ", rig " + Rig; }
+    }
+
     public sealed class MfClient : IDisposable
     {
         public readonly ClientSettings Settings;
@@ -193,6 +203,46 @@ namespace Mfruntime
 
         public Dictionary<string, object> State() { return Request("state", Protocol.F("character", Settings.Character)); }
 
+        /// <summary>The names of the rig values, in the order of a rig row (ping → rig.controls). A server of the same
+        /// rig version as this bridge names RigControls.Names; a newer one appends names.</summary>
+        public string[] RigControlNames()
+        {
+            object rig, controls;
+            var ping = Ping();
+            if (!ping.TryGetValue("rig", out rig) || !(rig is Dictionary<string, object>) ||
+                !((Dictionary<string, object>)rig).TryGetValue("controls", out controls) || !(controls is List<object>))
+                throw new ProtocolException("the server's ping reply names no rig controls: is it an mf serve of protocol version " + Protocol.Version + "?");
+            var list = (List<object>)controls;
+            var names = new string[list.Count];
+            for (int i = 0; i < names.Length; i++)
+            {
+                names[i] = list[i] as string;
+                if (names[i] == null) throw new ProtocolException("ping: rig control " + i + " is not a name: " + Protocol.Show(list[i]));
+            }
+            return names;
+        }
+
+        /// <summary>Choose what this character's chunks carry from its next utterance on: <paramref name="video"/> false
+        /// is rig-only mode (no pixels, the server skips its video decoder: audio and rig frames only), <paramref name="rig"/>
+        /// false drops the rig frames; null leaves a setting as it is. Returns the settings now (Rig is false when the
+        /// server's model has no rig head; rig-only mode then fails with a ServerException saying so). The settings stay
+        /// on the server for this character until changed, also for other clients.</summary>
+        public StreamOutputs SetOutputs(bool? video = null, bool? rig = null)
+        {
+            var r = Request("set_outputs", Protocol.F("character", Settings.Character),
+                            Protocol.F("video", video.HasValue ? (object)video.Value : null), Protocol.F("rig", rig.HasValue ? (object)rig.Value : null));
+            return Outputs(r, "set_outputs");
+        }
+
+        /// <summary>The video and rig settings of a set_outputs or state reply.</summary>
+        public static StreamOutputs Outputs(Dictionary<string, object> reply, string op = "state")
+        {
+            object v, r;
+            if (!reply.TryGetValue("video", out v) || !(v is bool) || !reply.TryGetValue("rig", out r) || !(r is bool))
+                throw new ProtocolException("the " + op + " reply has no video and rig settings: is the server of protocol version " + Protocol.Version + "?");
+            return new StreamOutputs { Video = (bool)v, Rig = (bool)r };
+        }
+
         /// <summary>Speak <paramref name="text"/>; returns the utterance id. Its chunks may arrive before this returns.</summary>
         public long Say(string text, string voice = null, int steps = 0)
         {
@@ -249,6 +299,7 @@ namespace Mfruntime
         public Task<long> SayAsync(string text, string voice = null, int steps = 0) { return Task.Run(() => Say(text, voice, steps)); }
         public Task<long> DriveAsync(float[] pcm, int sampleRate, int steps = 0) { return Task.Run(() => Drive(pcm, sampleRate, steps)); }
         public Task<long?> InterruptAsync() { return Task.Run(() => Interrupt()); }
+        public Task<StreamOutputs> SetOutputsAsync(bool? video = null, bool? rig = null) { return Task.Run(() => SetOutputs(video, rig)); }
 
         private long Utterance(Dictionary<string, object> reply)
         {

@@ -1,6 +1,7 @@
 // Playback of one character's stream: a jitter buffer keyed on the integer sample clock, resampling to the engine's
-// output rate, and video presented on the audio clock. Engine-free and thread-safe: the network thread calls Push,
-// the engine's audio thread ReadAudio, and its main thread TakeFrame and TryGetEvent.
+// output rate, and video and rig frames presented on the audio clock. Engine-free and thread-safe: the network thread
+// calls Push, the engine's audio thread ReadAudio, and its main thread TakeFrame / TakeRigFrame / TakeFrames and
+// TryGetEvent.
 //
 // Rules (the C++ client's Player follows the same ones):
 //  - Clock: chunk.Clock = round(pts × sample_rate); frame i of a chunk is due at Clock + i·sample_rate/fps.
@@ -12,7 +13,9 @@
 //    it: the older one fades out (FadeMs) and ends as interrupted, then the newer one plays. An older line that
 //    ended normally plays out first.
 //  - TakeFrame gives the newest frame whose clock the audio has reached; older unshown frames are dropped, so
-//    frames never show out of order or ahead of the voice.
+//    frames never show out of order or ahead of the voice. Rig frames follow the same rule on the same clock
+//    (TakeRigFrame), so rig frame i of a chunk is given while video frame i is; TakeFrames gives both from one reading
+//    of the clock. A rig-only chunk (no pixels) plays its audio and rig frames and has no video frames.
 //  - Events: UtteranceStarted when its first sample plays, UtteranceEnded when its last sample (or end marker)
 //    has played, or when it is cut or superseded (then also for a line never heard, so a caller waiting on the id
 //    that Say returned always sees its end).
@@ -60,13 +63,24 @@ namespace Mfruntime
         public byte[] Rgb;
     }
 
+    /// <summary>A rig frame to apply: one row of the stream's rig values (Values[c] is named by the c-th name of the
+    /// control list of RigVersion: RigControls.Names), due at Clock like the video frame of the same index.</summary>
+    public sealed class RigFrame
+    {
+        public long Clock, Utterance;
+        public int RigVersion;
+        public float[] Values;
+    }
+
     public sealed class PlayerStats
     {
         public long Chunks, LateChunks, LostChunks, IgnoredChunks, OverflowChunks, ShownFrames, DroppedFrames, Underruns;
+        public long ShownRigFrames, DroppedRigFrames;
         public override string ToString()
         {
-            return string.Format("chunks {0}, late {1}, lost {2}, ignored {3}, overflow {4}, frames shown {5}, dropped {6}, underruns {7}",
-                                 Chunks, LateChunks, LostChunks, IgnoredChunks, OverflowChunks, ShownFrames, DroppedFrames, Underruns);
+            return string.Format("chunks {0}, late {1}, lost {2}, ignored {3}, overflow {4}, frames shown {5}, dropped {6}, underruns {7}, " +
+                                 "rig frames shown {8}, dropped {9}", Chunks, LateChunks, LostChunks, IgnoredChunks, OverflowChunks,
+                                 ShownFrames, DroppedFrames, Underruns, ShownRigFrames, DroppedRigFrames);
         }
     }
 
@@ -100,6 +114,7 @@ namespace Mfruntime
         private readonly LinkedList<Segment> queue = new LinkedList<Segment>();
         private readonly Queue<Marker> markers = new Queue<Marker>();
         private readonly List<VideoFrame> frames = new List<VideoFrame>();
+        private readonly List<RigFrame> rigFrames = new List<RigFrame>();
         private readonly Queue<PlayerEvent> events = new Queue<PlayerEvent>();
         private readonly HashSet<long> startedUtterances = new HashSet<long>();
         private readonly PlayerStats stats = new PlayerStats();
@@ -149,6 +164,7 @@ namespace Mfruntime
                         Chunks = stats.Chunks, LateChunks = stats.LateChunks, LostChunks = stats.LostChunks,
                         IgnoredChunks = stats.IgnoredChunks, OverflowChunks = stats.OverflowChunks, ShownFrames = stats.ShownFrames,
                         DroppedFrames = stats.DroppedFrames, Underruns = stats.Underruns,
+                        ShownRigFrames = stats.ShownRigFrames, DroppedRigFrames = stats.DroppedRigFrames,
                     };
             }
         }
@@ -163,12 +179,26 @@ namespace Mfruntime
         {
             if (c.SampleRate != Settings.SourceRate)
                 throw new ArgumentException("the stream's PCM is " + c.SampleRate + " Hz, this player was set up for " + Settings.SourceRate);
-            var newFrames = new VideoFrame[c.Frames];  // copied out before the lock the audio thread needs
-            for (int i = 0; i < c.Frames; i++)
+            int frameBytes = c.Width * c.Height * 3;
+            if (c.HasVideo && (c.Video == null || c.Video.Length != (long)c.Frames * frameBytes))
+                throw new ArgumentException("the chunk's video is " + (c.Video == null ? 0 : c.Video.Length) + " bytes, not " + c.Frames + " frames of " + frameBytes);
+            bool hasRig = c.Controls > 0 && c.Rig != null;
+            if (hasRig && c.Rig.Length != (long)c.Frames * c.Controls)
+                throw new ArgumentException("the chunk's rig has " + c.Rig.Length + " values, not " + c.Frames + " frames of " + c.Controls);
+            // Copied out before the lock the audio thread needs.
+            var newFrames = new VideoFrame[c.HasVideo ? c.Frames : 0];
+            for (int i = 0; i < newFrames.Length; i++)
             {
-                var rgb = new byte[c.Width * c.Height * 3];
-                Buffer.BlockCopy(c.Video, i * rgb.Length, rgb, 0, rgb.Length);
+                var rgb = new byte[frameBytes];
+                Buffer.BlockCopy(c.Video, i * frameBytes, rgb, 0, frameBytes);
                 newFrames[i] = new VideoFrame { Clock = c.FrameClock(i), Utterance = c.Utterance, Width = c.Width, Height = c.Height, Rgb = rgb };
+            }
+            var newRig = new RigFrame[hasRig ? c.Frames : 0];
+            for (int i = 0; i < newRig.Length; i++)
+            {
+                var values = new float[c.Controls];
+                Array.Copy(c.Rig, i * c.Controls, values, 0, c.Controls);
+                newRig[i] = new RigFrame { Clock = c.FrameClock(i), Utterance = c.Utterance, RigVersion = c.RigVersion, Values = values };
             }
             lock (gate)
             {
@@ -199,6 +229,7 @@ namespace Mfruntime
                 endClock = c.Clock;
                 if (c.Samples > 0) Enqueue(c.Pcm, c.Samples, c.Clock);
                 frames.AddRange(newFrames);
+                rigFrames.AddRange(newRig);
                 expectSeq = c.Seq + 1;
                 if (c.Eou)
                 {
@@ -269,6 +300,7 @@ namespace Mfruntime
             }
             long now = Clock();
             frames.RemoveAll(f => f.Utterance == u && f.Clock > now);
+            rigFrames.RemoveAll(f => f.Utterance == u && f.Clock > now);
             if (u == current) currentEnded = true;
         }
 
@@ -303,7 +335,7 @@ namespace Mfruntime
                 foreach (var seg in queue) open.Add(seg.Utterance);
                 if (current != 0 && !currentEnded) open.Add(current);
                 foreach (long u in open) EndNow(u);
-                queue.Clear(); markers.Clear(); frames.Clear(); startedUtterances.Clear(); fedStarts.Clear(); ended.Clear();
+                queue.Clear(); markers.Clear(); frames.Clear(); rigFrames.Clear(); startedUtterances.Clear(); fedStarts.Clear(); ended.Clear();
                 resampler.Reset();
                 muteBefore = 0; fadeLeft = 0;
                 current = expectSeq = endClock = buffered = cut = 0;
@@ -407,22 +439,64 @@ namespace Mfruntime
         /// <summary>The frame to show now, or null when the shown one stays (the engine's main thread).</summary>
         public VideoFrame TakeFrame()
         {
+            lock (gate) return TakeVideo(Clock() - latency);
+        }
+
+        /// <summary>The rig frame to apply now, or null when the applied one stays (the engine's main thread): the one of
+        /// the same frame index as the video frame TakeFrame gives at this clock, also in rig-only mode.</summary>
+        public RigFrame TakeRigFrame()
+        {
+            lock (gate) return TakeRig(Clock() - latency);
+        }
+
+        /// <summary>Both at one reading of the clock, so the rig frame is the video frame's own (either may be null: no
+        /// new one). Returns whether either is new.</summary>
+        public bool TakeFrames(out VideoFrame video, out RigFrame rig)
+        {
             lock (gate)
             {
                 long now = Clock() - latency;  // what is being heard now
-                int due = -1;
-                while (due + 1 < frames.Count && frames[due + 1].Clock <= now) due++;
-                if (due < 0) return null;
-                var f = frames[due];
-                stats.DroppedFrames += due;
-                stats.ShownFrames++;
-                frames.RemoveRange(0, due + 1);
-                return f;
+                video = TakeVideo(now);
+                rig = TakeRig(now);
+                return video != null || rig != null;
             }
+        }
+
+        private VideoFrame TakeVideo(long now)
+        {
+            int due = Due(frames, x => x.Clock, now);
+            if (due < 0) return null;
+            var f = frames[due];
+            stats.DroppedFrames += due;
+            stats.ShownFrames++;
+            frames.RemoveRange(0, due + 1);
+            return f;
+        }
+
+        private RigFrame TakeRig(long now)
+        {
+            int due = Due(rigFrames, x => x.Clock, now);
+            if (due < 0) return null;
+            var f = rigFrames[due];
+            stats.DroppedRigFrames += due;
+            stats.ShownRigFrames++;
+            rigFrames.RemoveRange(0, due + 1);
+            return f;
+        }
+
+        /// <summary>Index of the newest frame due at <paramref name="now"/> (clocks increase along the list), or -1.</summary>
+        private static int Due<T>(List<T> list, Func<T, long> clock, long now)
+        {
+            int due = -1;
+            while (due + 1 < list.Count && clock(list[due + 1]) <= now) due++;
+            return due;
         }
 
         /// <summary>Frames waiting for their time.</summary>
         public int QueuedFrames { get { lock (gate) return frames.Count; } }
+
+        /// <summary>Rig frames waiting for their time.</summary>
+        public int QueuedRigFrames { get { lock (gate) return rigFrames.Count; } }
 
         /// <summary>Source samples queued and not yet played (of every utterance).</summary>
         public long QueuedSamples

@@ -1,5 +1,5 @@
-// The mf serve wire protocol, version 1 (the package's Documentation~ and the repository's docs/PROTOCOL.md):
-// stream messages [topic, msgpack header, video, pcm] and control requests/replies (one msgpack map each).
+// The mf serve wire protocol, version 2 (the package's Documentation~ and the repository's docs/PROTOCOL.md):
+// stream messages [topic, msgpack header, video, pcm, rig] and control requests/replies (one msgpack map each).
 using System;
 using System.Collections.Generic;
 using System.Text;
@@ -18,7 +18,8 @@ namespace Mfruntime
         public ServerException(string message) : base(message) { }
     }
 
-    /// <summary>One decoded stream message: 160 ms of video and PCM of one character, or an empty end marker.</summary>
+    /// <summary>One decoded stream message: 160 ms of video, PCM and rig frames of one character, or an empty end
+    /// marker. In rig-only mode (HasVideo false) Video is empty while Frames still counts the chunk's frames.</summary>
     public sealed class StreamChunk
     {
         public string Character;
@@ -30,20 +31,33 @@ namespace Mfruntime
         public long Clock;
         public int Width, Height, Frames, Fps, SampleRate, Samples;
         public bool Eou, Interrupted;
-        /// <summary>Frames × Height × Width × 3 bytes, RGB, rows top first.</summary>
+        /// <summary>The video part carries the frames (the header's video). False in rig-only mode: Video is empty.</summary>
+        public bool HasVideo = true;
+        /// <summary>Frames × Height × Width × 3 bytes, RGB, rows top first; empty when HasVideo is false.</summary>
         public byte[] Video;
         /// <summary>Samples mono float32 samples in [-1, 1].</summary>
         public float[] Pcm;
+        /// <summary>Rig values per frame (the header's controls); 0 when the chunk has no rig part.</summary>
+        public int Controls;
+        /// <summary>The version of the control list that names the rig values (RigControls.Version today).</summary>
+        public int RigVersion;
+        /// <summary>Frames × Controls values, row-major (frame, control): value c of a row is named by the c-th name of
+        /// the control list (RigControls.Names). Null when Controls is 0.</summary>
+        public float[] Rig;
 
         public bool IsEndMarker { get { return Frames == 0 && Samples == 0; } }
 
         /// <summary>Sample clock of frame <paramref name="i"/> of this chunk.</summary>
         public long FrameClock(int i) { return Clock + (long)i * SampleRate / Fps; }
+
+        /// <summary>Rig value <paramref name="control"/> of frame <paramref name="frame"/> (Rig must not be null).</summary>
+        public float RigValue(int frame, int control) { return Rig[frame * Controls + control]; }
     }
 
     public static class Protocol
     {
-        public const int Version = 1;
+        public const int Version = 2;
+        public const int Parts = 5;
         public const int MaxHeaderBytes = 64 * 1024;
 
         /// <summary>Largest values a client accepts (far above any real stream), so sizes cannot overflow.</summary>
@@ -52,18 +66,22 @@ namespace Mfruntime
             new KeyValuePair<string, long>("width", 8192), new KeyValuePair<string, long>("height", 8192),
             new KeyValuePair<string, long>("frames", 1000), new KeyValuePair<string, long>("fps", 1000),
             new KeyValuePair<string, long>("sample_rate", 384000), new KeyValuePair<string, long>("samples", 16 * 1024 * 1024),
+            new KeyValuePair<string, long>("controls", 4096), new KeyValuePair<string, long>("rig_version", int.MaxValue),
         };
 
-        private static readonly string[] IntFields = { "v", "utterance", "seq", "width", "height", "frames", "fps", "sample_rate", "samples" };
+        private static readonly string[] IntFields =
+            { "v", "utterance", "seq", "width", "height", "frames", "fps", "sample_rate", "samples", "controls", "rig_version" };
 
-        /// <summary>Decode and check a stream message (the four frames as received). Throws ProtocolException for
+        /// <summary>Decode and check a stream message (the five frames as received). Throws ProtocolException for
         /// everything a client must reject: part count, header type and version, missing or mistyped fields,
-        /// topic/character mismatch, and video or pcm sizes that differ from the header.</summary>
+        /// topic/character mismatch, and video, pcm or rig sizes that differ from the header.</summary>
         public static StreamChunk DecodeChunk(IList<byte[]> parts)
         {
-            if (parts == null || parts.Count != 4)
-                throw new ProtocolException("a stream message has 4 parts (topic, header, video, pcm), got " + (parts == null ? 0 : parts.Count));
-            byte[] topic = parts[0], head = parts[1], video = parts[2], pcm = parts[3];
+            int count = parts == null ? 0 : parts.Count;
+            if (count != Parts)
+                throw new ProtocolException("a stream message has 5 parts (topic, header, video, pcm, rig), got " + count +
+                                            (count == 4 ? ": a protocol version 1 server sends 4; update mf serve to this bridge's version" : ""));
+            byte[] topic = parts[0], head = parts[1], video = parts[2], pcm = parts[3], rig = parts[4];
             if (head.Length > MaxHeaderBytes) throw new ProtocolException("the stream header is " + head.Length + " bytes, at most " + MaxHeaderBytes);
             object decoded;
             try { decoded = MsgPackReader.Decode(head); }
@@ -72,7 +90,8 @@ namespace Mfruntime
             if (h == null) throw new ProtocolException("the stream header must be a msgpack map");
             object v;
             if (!h.TryGetValue("v", out v) || !(v is long) || (long)v != Version)
-                throw new ProtocolException("stream protocol version " + Show(v) + ", this client reads version " + Version);
+                throw new ProtocolException("stream protocol version " + Show(v) + ", this client reads version " + Version +
+                                            ": use an mf serve and a bridge of the same version");
             var ints = new Dictionary<string, long>();
             foreach (string name in IntFields)
             {
@@ -88,6 +107,7 @@ namespace Mfruntime
                 Seq = ints["seq"],
                 Eou = Field<bool>(h, "eou", "a bool"),
                 Interrupted = Field<bool>(h, "interrupted", "a bool"),
+                HasVideo = Field<bool>(h, "video", "a bool"),
             };
             object pts;
             h.TryGetValue("pts", out pts);
@@ -106,19 +126,33 @@ namespace Mfruntime
                 throw new ProtocolException("stream header field 'pts' must be a finite time ≥ 0, got " + c.Pts);
             c.Width = (int)ints["width"]; c.Height = (int)ints["height"]; c.Frames = (int)ints["frames"];
             c.Fps = (int)ints["fps"]; c.SampleRate = (int)ints["sample_rate"]; c.Samples = (int)ints["samples"];
-            long wantVideo = (long)c.Frames * c.Height * c.Width * 3;
+            c.Controls = (int)ints["controls"]; c.RigVersion = (int)ints["rig_version"];
+            long wantVideo = c.HasVideo ? (long)c.Frames * c.Height * c.Width * 3 : 0;
             if (video.Length != wantVideo)
-                throw new ProtocolException("video part is " + video.Length + " bytes, the header says " + wantVideo);
+                throw new ProtocolException("video part is " + video.Length + " bytes, the header says " + wantVideo +
+                                            (c.HasVideo ? "" : " (video = false: rig-only)"));
             if (pcm.Length != 4L * c.Samples)
                 throw new ProtocolException("pcm part is " + pcm.Length + " bytes, the header says " + 4L * c.Samples);
+            long wantRig = 4L * c.Frames * c.Controls;
+            if (rig.Length != wantRig)
+                throw new ProtocolException("rig part is " + rig.Length + " bytes, the header says " + wantRig +
+                                            " (" + c.Frames + " frames × " + c.Controls + " controls × 4)");
             if (c.SampleRate == 0 || c.Fps == 0) throw new ProtocolException("stream header: fps and sample_rate must be positive");
             c.Clock = (long)Math.Round(c.Pts * c.SampleRate);
             c.Video = video;
-            c.Pcm = new float[c.Samples];
-            if (!BitConverter.IsLittleEndian)
-                for (int i = 0; i < pcm.Length; i += 4) Array.Reverse(pcm, i, 4);
-            Buffer.BlockCopy(pcm, 0, c.Pcm, 0, pcm.Length);
+            c.Pcm = Floats(pcm);
+            c.Rig = c.Controls == 0 ? null : Floats(rig);
             return c;
+        }
+
+        /// <summary>float32 little-endian bytes → floats (the bytes are reordered in place on a big-endian machine).</summary>
+        private static float[] Floats(byte[] bytes)
+        {
+            var values = new float[bytes.Length / 4];
+            if (!BitConverter.IsLittleEndian)
+                for (int i = 0; i < bytes.Length; i += 4) Array.Reverse(bytes, i, 4);
+            Buffer.BlockCopy(bytes, 0, values, 0, values.Length * 4);
+            return values;
         }
 
         private static T Field<T>(Dictionary<string, object> h, string name, string what)
@@ -179,6 +213,6 @@ namespace Mfruntime
             return map;
         }
 
-        public static readonly string[] Ops = { "ping", "say", "drive", "interrupt", "set_character", "set_steps", "stats", "state" };
+        public static readonly string[] Ops = { "ping", "say", "drive", "interrupt", "set_character", "set_steps", "set_outputs", "stats", "state" };
     }
 }
