@@ -56,7 +56,7 @@ test-slow: setup
 # Reproduce the bundled tiny model from scratch (see docs/TRAINING.md for the wall times).
 train-tiny: setup
 	$(BIN)/mf -q data synth --out corpus/train --clips 400 --seconds 4 --seed 1
-	for stage in codec-video codec-audio audio video joint mutual probe syncnet; do \
+	for stage in codec-video codec-audio audio video joint mutual probe syncnet rig; do \
 	  $(BIN)/mf -q train --stage $$stage --config recipes/tiny.toml --fresh || exit 1; \
 	done
 	# The bundle is the joint-stage model; the Mutual Forcing model is exported beside it for mf eval
