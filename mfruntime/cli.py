@@ -164,8 +164,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from mfruntime.runtime.session import Session
 
     start = time.perf_counter()
+    if args.portrait and not args.image:
+        raise UsageError("--portrait animates the --image you give: pass --image FILE too")
     session = Session(model=args.model, device=args.device, steps=args.steps, backend=args.backend,
-                      character=args.image, voice=args.voice, threads=args.threads)
+                      character=None if args.portrait else args.image, voice=args.voice, threads=args.threads)
+    if args.portrait:
+        session.set_portrait(args.image, size=args.size)
     load = time.perf_counter() - start
     frames, pcm = [], []
     for chunk in session.say(args.text):
@@ -175,7 +179,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     write_clip(args.out, video, audio, session.fps, session.sample_rate)
     st = session.stats()
     print(f"model {args.model} on {st.device} ({st.backend} backend, {st.steps} steps), loaded in {load:.1f} s")
-    print(f"said {len(args.text)} characters: {len(video) / session.fps:.2f} s of {session.size}-px video + "
+    print(f"said {len(args.text)} characters: {len(video) / session.fps:.2f} s of {video.shape[2]}×{video.shape[1]}-px video + "
           f"{session.sample_rate} Hz audio in {st.chunks} chunks")
     print(f"time to first chunk {st.ttfc_ms:.0f} ms, real-time factor {st.rtf:.2f} "
           f"(compute s per s of output; chunk p50 {st.chunk_ms_p50:.0f} ms, p95 {st.chunk_ms_p95:.0f} ms)")
@@ -366,6 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--text", default=DEMO_TEXT, help="what to say")
     demo.add_argument("--out", default="demo.mp4", help="output mp4 (default: demo.mp4)")
     demo.add_argument("--image", help="character image (any RGB image file; default: the built-in face)")
+    demo.add_argument("--portrait", action="store_true",
+                      help="animate --image at its own resolution, moved by the model's rig stream (a photo or painted "
+                      "portrait: docs/PORTRAIT.md), instead of redrawing it as the model's 64-px face")
+    demo.add_argument("--size", type=int, default=256, help="with --portrait: the long side of the video, 256–512 px (default 256)")
     demo.add_argument("--voice", help="eSpeak NG voice, e.g. en-gb-x-rp+f2 (default: en-us+m3)")
     _add_session_flags(demo)
     demo.set_defaults(func=_cmd_demo)

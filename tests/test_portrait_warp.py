@@ -45,3 +45,31 @@ def test_bad_sizes_are_refused():
     image = FaceRenderer(Identity.from_seed(0), 256).render(FaceState())
     with pytest.raises(ValueError, match="portrait size must be 256–512"):
         PortraitRig(image, size=128)
+
+
+def test_a_portrait_is_driven_by_the_models_rig_stream():
+    """Session.set_portrait: the chunks carry the portrait at its own size, moved by the rig stream of the same
+    chunks (its mouth opens where the rig's jawOpen is high); a picture without a face is refused clearly, and
+    set_character goes back to the model's face."""
+    from mfruntime import Session
+    from mfruntime.portrait.drive import face_controls_of
+    from mfruntime.rig import CONTROLS
+
+    image = FaceRenderer(Identity.from_seed(2), 256).render(FaceState())
+    s = Session(device="cpu", backend="eager", threads=2)
+    s.set_portrait(image, size=256)
+    assert s.frame_size == (256, 256)
+    chunks = list(s.say("Hello, my name is Ada and I am a portrait."))
+    frames = np.concatenate([c.frames for c in chunks])
+    rig = np.concatenate([c.rig for c in chunks])
+    assert frames.shape == (len(rig), 256, 256, 3)
+    jaw = rig[:, CONTROLS.index("jawOpen")]
+    # Each frame is the warp of the rig frame of the same index.
+    i = int(jaw.argmax())
+    assert np.array_equal(frames[i], s._portrait.rig.render(face_controls_of(rig[i])))
+    closed = int(jaw.argmin())
+    assert not np.array_equal(frames[i], frames[closed])
+    with pytest.raises(ValueError, match="face"):
+        s.set_portrait(np.full((300, 300, 3), 200, np.uint8))
+    s.set_character(image)
+    assert s.frame_size == (64, 64) and next(iter(s.say("Hi."))).frames.shape == (4, 64, 64, 3)

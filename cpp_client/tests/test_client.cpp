@@ -120,17 +120,21 @@ class Peer {
         requests_.push_back(r);
       }
       if (!answer) continue;
-      if (stale_first) reply(r.identity, Value::map({{"v", 1}, {"id", 999}, {"status", "ok"}, {"utterance", 77}}));
+      if (stale_first) reply(r.identity, Value::map({{"v", 2}, {"id", 999}, {"status", "ok"}, {"utterance", 77}}));
       reply(r.identity, answer_to(r.body));
     }
   }
 
   static Value answer_to(const Value& req) {
     const std::string op = req.at("op").as_string();
-    Value reply = Value::map({{"v", 1}, {"id", req.at("id")}, {"status", "ok"}});
-    if (op == "ping") reply.set("protocol", 1);
+    Value reply = Value::map({{"v", 2}, {"id", req.at("id")}, {"status", "ok"}});
+    if (op == "ping") reply.set("protocol", 2);
     if (op == "say" || op == "interrupt") reply.set("utterance", 4);
-    if (op == "state") reply = Value::map({{"v", 1}, {"id", req.at("id")}, {"status", "error"}, {"error", "no character 'x'"}});
+    if (op == "set_outputs") {  // as the server: what was asked, video on and rig on where left out
+      reply.set("video", req.find("video") ? req.at("video").as_bool() : true);
+      reply.set("rig", req.find("rig") ? req.at("rig").as_bool() : true);
+    }
+    if (op == "state") reply = Value::map({{"v", 2}, {"id", req.at("id")}, {"status", "error"}, {"error", "no character 'x'"}});
     return reply;
   }
 
@@ -217,13 +221,22 @@ TEST(replies_are_matched_by_id_and_stale_ones_skipped) {
   CHECK_EQ(reqs[0].body.at("character").as_string(), std::string("default"));
   CHECK_EQ(reqs[0].body.at("text").as_string(), std::string("Hi."));
   CHECK_THROWS(f.client->state(), mfruntime::ServerError, "no character 'x'");
-  CHECK_EQ(f.client->ping().at("protocol").as_int(), 1);
+  CHECK_EQ(f.client->ping().at("protocol").as_int(), 2);
+  mfruntime::OutputSettings rig_only = f.client->set_outputs(false);
+  CHECK(!rig_only.video && rig_only.rig);
+  mfruntime::OutputSettings no_rig = f.client->set_outputs(std::nullopt, false);
+  CHECK(no_rig.video && !no_rig.rig);
   reqs = f.peer.requests();
-  CHECK_EQ(reqs.size(), 3u);
-  if (reqs.size() != 3) return;
+  CHECK_EQ(reqs.size(), 5u);
+  if (reqs.size() != 5) return;
   CHECK(reqs[1].body.at("id").as_int() != reqs[0].body.at("id").as_int());
   CHECK(reqs[2].body.at("id").as_int() != reqs[1].body.at("id").as_int());
   CHECK(reqs[0].identity == reqs[2].identity);  // one control connection throughout
+  // set_outputs sends only what was given (a setting left out stays as it is on the server).
+  CHECK_EQ(reqs[3].body.at("op").as_string(), std::string("set_outputs"));
+  CHECK_EQ(reqs[3].body.at("character").as_string(), std::string("default"));
+  CHECK(!reqs[3].body.at("video").as_bool() && !reqs[3].body.find("rig"));
+  CHECK(!reqs[4].body.find("video") && !reqs[4].body.at("rig").as_bool());
   CHECK_EQ(f.client->client_stats().timeouts, 0);
 }
 
@@ -252,16 +265,20 @@ TEST(bad_stream_messages_are_counted_and_logged_not_fatal) {
   bad[2].pop_back();  // a video part one byte short
   f.peer.publish(bad);
   f.peer.publish({Bytes{'d', 'e', 'f', 'a', 'u', 'l', 't'}});  // one part (the topic alone)
+  std::vector<Bytes> four = mfruntime::encode_chunk(chunk(1, 0, 0));
+  four.pop_back();  // no rig part: the shape of protocol version 1
+  f.peer.publish(four);
   f.peer.publish(mfruntime::encode_chunk(chunk(1, 0, 0)));
   CHECK(f.wait_chunks(1));
   CHECK_EQ(f.chunks.load(), 1);
-  CHECK_EQ(f.client->client_stats().bad_messages, 2);
-  CHECK_EQ(f.client->client_stats().messages, 3);
+  CHECK_EQ(f.client->client_stats().bad_messages, 3);
+  CHECK_EQ(f.client->client_stats().messages, 4);
   CHECK_EQ(f.client->player().newest_utterance(), 1);
   auto logs = f.log_lines();
-  CHECK_EQ(logs.size(), 2u);
-  CHECK(logs.size() == 2 && logs[0].find("video part") != std::string::npos &&
-        logs[1].find("stream message rejected") != std::string::npos);
+  CHECK_EQ(logs.size(), 3u);
+  CHECK(logs.size() == 3 && logs[0].find("video part") != std::string::npos &&
+        logs[1].find("stream message rejected") != std::string::npos &&
+        logs[2].find("got 4 (a protocol version 1 server sends 4: update mf serve)") != std::string::npos);
 }
 
 TEST(a_server_restart_on_the_stream_resets_the_player) {

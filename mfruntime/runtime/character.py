@@ -24,7 +24,12 @@ def default_character(size: int, seed: int = 0) -> np.ndarray:
 
 
 def prepare_image(image, size: int) -> np.ndarray:
-    """Any RGB image → (size, size, 3) uint8: centre-cropped to a square and resized.
+    """Any RGB image (:func:`load_image`) → (size, size, 3) uint8: centre-cropped to a square and resized."""
+    return np.array(square_resize(load_image(image), size))  # a writable copy: the caller's image is never shared
+
+
+def load_image(image) -> np.ndarray:
+    """Any RGB image → (H, W, 3) uint8 at its own size.
 
     Accepts a (H, W, 3) uint8 array, a PIL image or a path to an image file (read by :func:`read_image`:
     EXIF orientation applied, transparency composited on :data:`IMAGE_BACKGROUND`, 16-bit and grayscale
@@ -59,7 +64,7 @@ def prepare_image(image, size: int) -> np.ndarray:
                          "if it is float in [0, 1]")
     if min(image.shape[:2]) < MIN_IMAGE_SIDE:
         raise ValueError(f"character image is {image.shape[1]}×{image.shape[0]}, smaller than {MIN_IMAGE_SIDE} px on a side")
-    return np.array(square_resize(image, size))  # a writable copy: the caller's image is never shared
+    return image
 
 
 def decode_image_bytes(data: bytes, what: str = "image") -> np.ndarray:

@@ -219,9 +219,9 @@ class Server:
         return self.characters[cid]
 
     def _enqueue(self, cid: str, chunk: Chunk) -> None:
-        size = self.characters[cid].session.size if cid in self.characters else 0
+        h, w = self.characters[cid].session.frame_size if cid in self.characters else (0, 0)
         parts = encode_chunk(cid, chunk.utterance, chunk.seq, chunk.pts, chunk.frames, chunk.pcm, chunk.fps,
-                             chunk.sample_rate, chunk.last, chunk.interrupted, rig=chunk.rig, size=(size, size))
+                             chunk.sample_rate, chunk.last, chunk.interrupted, rig=chunk.rig, size=(w, h))
         try:
             self._out.put_nowait(parts)
         except queue.Full:

@@ -31,7 +31,7 @@ from mfruntime.engine.backends import kernels_for, pick_backend, resolve_device
 from mfruntime.config import DEFAULT_STEPS
 from mfruntime.engine.generator import GenerationOptions, Generator, check_steps
 from mfruntime.engine.utterance import Utterance
-from mfruntime.runtime.character import as_voice, default_character, prepare_image, voice_sample
+from mfruntime.runtime.character import as_voice, default_character, load_image, prepare_image, voice_sample
 from mfruntime.runtime.registry import shared_model
 from mfruntime.runtime.threads import THREADS_AUTO, ThreadPolicy
 
@@ -202,6 +202,7 @@ class Session:
         self._voice = as_voice(voice, Voice())
         self._image = default_character(self.size) if character is None else prepare_image(character, self.size)
         self._generator: Generator | None = None  # rebuilt when the character or voice changes
+        self._portrait = None  # a PortraitRenderer (set_portrait): frames come from it, moved by the rig stream
         self._lock = threading.RLock()
         self._interrupt = threading.Event()
         self._utterance = 0  # id of the newest utterance; older iterators stop
@@ -272,7 +273,27 @@ class Session:
         """Swap identity from the next utterance on. Any RGB image (array, PIL image or file); resized."""
         img = prepare_image(image, self.size)
         with self._lock:
-            self._image, self._generator = img, None
+            self._image, self._generator, self._portrait = img, None, None
+
+    def set_portrait(self, image, size: int = 256) -> None:
+        """Animate a portrait — a photo, a painting, a render — at its own resolution (``size`` px on its long side,
+        256–512) instead of the model's own 64-px face, from the next utterance on: the model's rig stream moves
+        it (docs/PORTRAIT.md). Refused with a ValueError when the image shows no usable face. ``set_character``
+        goes back to the model's face."""
+        from mfruntime.portrait.drive import PortraitRenderer
+
+        if not self.has_rig:
+            raise ValueError("a portrait is driven by the rig stream, and this model has no rig head: use the "
+                             "bundled model or one exported with a rig stage")
+        renderer = PortraitRenderer(load_image(image), size)
+        with self._lock:
+            self._portrait = renderer
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(height, width) of the frames chunks carry: the model's, or the portrait's."""
+        p = self._portrait
+        return p.frame_size if p is not None else (self.size, self.size)
 
     def set_voice(self, voice: Voice | str) -> None:
         """The default voice of later say() calls."""
@@ -358,6 +379,7 @@ class Session:
         """Pull chunks from the model's generator one at a time (compute happens inside next())."""
         n = utt.chunks
         source = None  # the Generator's iterator, made on the first chunk (a character swap applies next utterance)
+        portrait = None
         for seq in range(n):
             t0 = time.perf_counter()
             # CPU threads for this chunk (fixed, or what other processes leave free); set before the generator is
@@ -367,16 +389,23 @@ class Session:
                 if uid != self._utterance:
                     return  # a newer utterance took over
                 if source is None:
-                    source = self._ensure_generator().run(utt, steps, video=self._video, rig=self._rig)
+                    portrait = self._portrait  # fixed for the utterance, like the character
+                    # A portrait is drawn from the rig frames: the model's own frames are not decoded.
+                    source = self._ensure_generator().run(utt, steps, video=self._video and portrait is None,
+                                                          rig=self._rig or portrait is not None)
             # The model runs without the lock, so stats(), interrupt() and set_character() never wait for a chunk.
             out = next(source)
+            frames, rig = out.frames, out.rig
+            if portrait is not None:
+                frames = portrait.frames(out.rig) if self._video else None
+                rig = rig if self._rig else None
             compute = time.perf_counter() - t0
             with self._lock:
                 interrupted = self._interrupt.is_set() and seq < n - 1
                 last = interrupted or seq == n - 1
                 chunk = Chunk(utterance=uid, seq=seq, pts=self.clock,
-                              frames=out.frames, pcm=out.pcm, sample_rate=self.sample_rate,
-                              fps=self.fps, last=last, interrupted=interrupted, compute_seconds=compute, rig=out.rig)
+                              frames=frames, pcm=out.pcm, sample_rate=self.sample_rate,
+                              fps=self.fps, last=last, interrupted=interrupted, compute_seconds=compute, rig=rig)
                 self._clock_chunks += 1
                 self._record(chunk, start if seq == 0 else None)
             yield chunk

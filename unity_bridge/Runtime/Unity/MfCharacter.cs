@@ -1,6 +1,8 @@
 // A talking character in a Unity scene: connects to mf serve in the background, shows the face on a Texture2D
 // (uploaded on the main thread) and plays the voice through this GameObject's AudioSource (OnAudioFilterRead, on
-// Unity's audio thread). All logic lives in the engine-free core (MfClient, Player); this is only the Unity shell.
+// Unity's audio thread). The rig frame due with the shown frame is kept in RigFrame for MfRigDriver (a rigged
+// character's blendshapes); requestVideo = false asks the server for rig-only mode (audio and rig frames, no pixels).
+// All logic lives in the engine-free core (MfClient, Player); this is only the Unity shell.
 // Not compiled in the repository's CI (there is no Unity there); the core it calls is tested with mono.
 using System;
 using System.Threading.Tasks;
@@ -30,6 +32,11 @@ namespace Mfruntime.Unity
         [Range(0, 1000)] public int prebufferMs = 80;
         [Tooltip("Optional: this renderer's material shows the face.")]
         public Renderer faceRenderer;
+        [Tooltip("Video frames (FaceTexture). Off = rig-only mode: the server skips its video decoder and sends the voice " +
+                 "and rig frames only, for a 3D character driven by an MfRigDriver. Sent to the server when enabled.")]
+        public bool requestVideo = true;
+        [Tooltip("Rig frames (face controls and OVR visemes) for an MfRigDriver. Sent to the server when enabled.")]
+        public bool requestRig = true;
 
         public UtteranceEvent onUtteranceStarted = new UtteranceEvent();
         public UtteranceEndedEvent onUtteranceEnded = new UtteranceEndedEvent();
@@ -40,7 +47,21 @@ namespace Mfruntime.Unity
         /// <summary>The engine-free client (requests, stats, the Player); null while disabled.</summary>
         public MfClient Client { get { return client; } }
 
+        /// <summary>The rig frame due now: the one of the video frame shown (also in rig-only mode, where no video frame
+        /// is). Taken in Update, so read it in LateUpdate (MfRigDriver does). Null before the first and while disabled.</summary>
+        public RigFrame RigFrame { get; private set; }
+
+        /// <summary>The utterance whose voice is playing now; 0 between lines (a rig then rests).</summary>
+        public long SoundingUtterance { get { var c = client; return c == null ? 0 : c.Player.Sounding; } }
+
+        /// <summary>What the server sends this character (video, rig) once it has answered set_outputs; null before.</summary>
+        public StreamOutputs Outputs
+        {
+            get { var t = outputs; return t != null && t.Status == TaskStatus.RanToCompletion ? t.Result : null; }
+        }
+
         private volatile MfClient client;  // read by Unity's audio thread
+        private Task<StreamOutputs> outputs;  // set_outputs of OnEnable; Say and Drive wait for it
         private byte[] upload;
 
         private void OnEnable()
@@ -62,6 +83,8 @@ namespace Mfruntime.Unity
             c.Log += message => Debug.LogWarning(message, this);  // Debug.Log* may be called from any thread
             c.Connect();  // returns at once; sockets connect (and reconnect) on their own threads
             client = c;
+            // The server keeps these per character (another client may have changed them): make them this component's.
+            outputs = Watch(c.SetOutputsAsync(requestVideo, requestRig), "set_outputs");
             AudioSettings.OnAudioConfigurationChanged += AudioChanged;
             var source = GetComponent<AudioSource>();
             if (!source.isPlaying) source.Play();  // OnAudioFilterRead runs while the source plays
@@ -72,6 +95,7 @@ namespace Mfruntime.Unity
             AudioSettings.OnAudioConfigurationChanged -= AudioChanged;
             var c = client;
             client = null;
+            RigFrame = null;
             if (c != null) c.Dispose();
         }
 
@@ -92,8 +116,11 @@ namespace Mfruntime.Unity
         {
             var c = client;
             if (c == null) return;
-            var frame = c.Player.TakeFrame();
+            VideoFrame frame;
+            RigFrame rig;
+            c.Player.TakeFrames(out frame, out rig);  // one reading of the audio clock: the rig frame is the video frame's
             if (frame != null) Show(frame);
+            if (rig != null) RigFrame = rig;
             PlayerEvent e;
             while (c.Player.TryGetEvent(out e))
             {
@@ -125,7 +152,9 @@ namespace Mfruntime.Unity
         /// <summary>Speak a line (the request runs off the main thread; errors go to the console).</summary>
         public Task<long> Say(string text)
         {
-            return Watch(Live().SayAsync(text, string.IsNullOrEmpty(voice) ? null : voice, steps), "Say");
+            string v = string.IsNullOrEmpty(voice) ? null : voice;
+            int n = steps;
+            return AfterOutputs("Say", c => c.Say(text, v, n));
         }
 
         /// <summary>Lip-sync a clip (any rate and channel count; it is mixed to mono).</summary>
@@ -135,7 +164,36 @@ namespace Mfruntime.Unity
             var data = new float[clip.samples * clip.channels];
             if (!clip.GetData(data, 0))
                 throw new ArgumentException("cannot read the samples of '" + clip.name + "': set its Load Type to Decompress On Load");
-            return Watch(Live().DriveAsync(Media.Mono(data, clip.channels), clip.frequency, steps), "Drive");
+            float[] mono = Media.Mono(data, clip.channels);
+            int rate = clip.frequency, n = steps;
+            return AfterOutputs("Drive", c => c.Drive(mono, rate, n));
+        }
+
+        /// <summary>Choose what the server sends this character from its next line on (see requestVideo, requestRig).</summary>
+        public Task<StreamOutputs> SetOutputs(bool video, bool rig)
+        {
+            requestVideo = video;
+            requestRig = rig;
+            var t = Watch(Live().SetOutputsAsync(video, rig), "set_outputs");
+            outputs = t;
+            return t;
+        }
+
+        /// <summary>Run a line's request off the main thread once the set_outputs request has been answered, so a line
+        /// sent right after enabling already has the settings. A set_outputs that failed (e.g. the server was not up
+        /// yet) is sent again first; if it fails again (logged, e.g. rig-only mode with a model that has no rig head),
+        /// the line goes ahead with the server's settings.</summary>
+        private Task<long> AfterOutputs(string what, Func<MfClient, long> request)
+        {
+            var c = Live();
+            var o = outputs;
+            if (o == null || o.IsFaulted || o.IsCanceled) outputs = o = Watch(c.SetOutputsAsync(requestVideo, requestRig), "set_outputs");
+            return Watch(Task.Run(() =>
+            {
+                try { o.Wait(); }
+                catch (AggregateException) { }  // already logged
+                return request(c);
+            }), what);
         }
 
         /// <summary>Stop talking now: the voice fades out at once and the server ends the line.</summary>
