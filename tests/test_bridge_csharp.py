@@ -46,7 +46,8 @@ def test_every_protocol_vector_through_the_csharp_decoder(built):
 
 def test_csharp_playback_core(built):
     out = _run(built, "player")
-    assert "14 passed, 0 failed" in out
+    assert "14 passed, 0 failed" in out  # playback and media
+    assert "7 passed, 0 failed" in out  # rig frames on the audio clock, the rig name map and smoothing
 
 
 def test_csharp_client_live_against_mf_serve(built):
@@ -72,6 +73,7 @@ def test_csharp_client_live_against_mf_serve(built):
         server.__exit__(None, None, None)
     out = "".join(lines)
     assert proc.returncode == 0 and "4 passed, 0 failed" in out, out
+    assert "1 passed, 0 failed" in out, out  # the rig stream and rig-only mode, live
     assert "say -> first chunk:" in out
 
 

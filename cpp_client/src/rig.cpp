@@ -39,6 +39,19 @@ long find_name(const std::vector<std::string>& names, const std::string& name, b
 
 float clamp01(float v) { return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v); }
 
+// "a|b|c" → {"a", "b", "c"} (empty spellings left out).
+std::vector<std::string> spellings(const std::string& target) {
+  std::vector<std::string> out;
+  std::size_t from = 0;
+  while (from <= target.size()) {
+    std::size_t bar = target.find('|', from);
+    if (bar == std::string::npos) bar = target.size();
+    if (bar > from) out.push_back(target.substr(from, bar - from));
+    from = bar + 1;
+  }
+  return out;
+}
+
 }  // namespace
 
 const std::vector<std::string>& rig_controls() {
@@ -85,7 +98,14 @@ RigMap& RigMap::add_arkit(float scale, const std::string& target_prefix) {
 }
 
 RigMap& RigMap::add_ovr_visemes(float scale, const std::string& target_prefix) {
-  for (const std::string& c : rig_viseme_controls()) add(c, target_prefix + c, scale);
+  for (const std::string& c : rig_viseme_controls()) {
+    std::string target = target_prefix + c;
+    // Ready Player Me's spelling of three of them.
+    if (c == "viseme_ih") target += "|" + target_prefix + "viseme_I";
+    if (c == "viseme_oh") target += "|" + target_prefix + "viseme_O";
+    if (c == "viseme_ou") target += "|" + target_prefix + "viseme_U";
+    add(c, target, scale);
+  }
   return *this;
 }
 
@@ -96,6 +116,11 @@ RigMapper::RigMapper(const RigMap& map, const std::vector<std::string>& mesh_tar
   set_smoothing(smoothing_seconds);
   for (const RigMapEntry& e : map.entries()) {
     const std::string what = "rig map entry " + e.control + " -> " + e.target + ": ";
+    const std::vector<std::string> names = spellings(e.target);
+    if (e.control.empty() || names.empty()) {
+      unmatched_.push_back({e, what + "an entry needs a control and a morph target name"});
+      continue;
+    }
     if (!std::isfinite(e.scale)) {
       unmatched_.push_back({e, what + "the scale is not a finite number"});
       continue;
@@ -109,10 +134,14 @@ RigMapper::RigMapper(const RigMap& map, const std::vector<std::string>& mesh_tar
       unmatched_.push_back({e, msg});
       continue;
     }
-    const long target = find_name(mesh_targets, e.target, true);
+    long target = -1;
+    for (std::size_t i = 0; i < names.size() && target < 0; ++i) target = find_name(mesh_targets, names[i], true);
     if (target < 0) {
+      std::string missing;
+      for (std::size_t i = 0; i < names.size(); ++i)
+        missing += (i == 0 ? "'" : i + 1 == names.size() ? " or '" : ", '") + names[i] + "'";
       unmatched_.push_back({e, what + (mesh_targets.empty() ? "the mesh has no morph targets"
-                                                            : "the mesh has no morph target '" + e.target + "'")});
+                                                            : "the mesh has no morph target " + missing)});
       continue;
     }
     const std::string& spelled = mesh_targets[static_cast<std::size_t>(target)];
@@ -134,7 +163,14 @@ void RigMapper::set_smoothing(double seconds) {
   tau_ = seconds;
 }
 
+void RigMapper::set_rest_after(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0.0)
+    throw std::invalid_argument("rig rest_after must be a time >= 0 seconds, got " + std::to_string(seconds));
+  rest_after_ = seconds;
+}
+
 void RigMapper::set_frame(const float* values, std::size_t count) {
+  since_frame_ = 0.0;
   std::fill(goals_.begin(), goals_.end(), 0.0f);
   for (const Term& t : terms_) {
     if (t.control >= count) continue;  // an older or empty rig: this control is not there
@@ -157,6 +193,14 @@ void RigMapper::set_frame(const float* values, std::size_t count) {
 void RigMapper::rest() { set_frame(nullptr, 0); }
 
 void RigMapper::update(double dt) {
+  if (dt > 0.0 && std::isfinite(dt)) {
+    since_frame_ += dt;
+    if (rest_after_ > 0.0 && since_frame_ >= rest_after_ - 1e-9) {  // (sums of ticks round)
+      const double idle = since_frame_;
+      rest();  // (resets the timer: keep counting from where it was)
+      since_frame_ = idle;
+    }
+  }
   if (tau_ <= 0.0) {
     weights_ = goals_;
     head_ = head_goal_;

@@ -111,6 +111,20 @@ TEST(rig_ovr_viseme_preset_reports_the_visemes_the_mesh_lacks) {
   float sum = 0.0f;
   for (float w : m.weights()) sum += w;
   CHECK_NEAR(sum, 0.9, 1e-6);  // viseme_TH's share has nowhere to go
+  // Ready Player Me names three visemes viseme_I, viseme_O, viseme_U: the preset finds those too.
+  std::vector<std::string> rpm;
+  for (const std::string& v : mfruntime::rig_viseme_controls()) rpm.push_back(v);
+  rpm[12] = "viseme_I";
+  rpm[13] = "viseme_O";
+  rpm[14] = "viseme_U";
+  RigMapper r(RigMap::ovr_visemes(), rpm);
+  CHECK(r.unmatched().empty());
+  CHECK_EQ(r.targets().size(), 15u);
+  r.set_frame(frame_with({{"viseme_oh", 0.8f}}));
+  CHECK_NEAR(weight(r, "viseme_O"), 0.8, 1e-6);
+  RigMapper lacks(RigMap::ovr_visemes(), {"viseme_sil"});
+  CHECK(reported(lacks, "rig map entry viseme_ou -> viseme_ou|viseme_U: the mesh has no morph target 'viseme_ou' or "
+                        "'viseme_U'"));
   // Both presets at once, onto a mesh without any morph targets: every entry reported.
   RigMapper none(RigMap().add_arkit().add_ovr_visemes(), {});
   CHECK_EQ(none.matched(), 0u);
@@ -161,13 +175,22 @@ TEST(rig_unknown_names_are_reported_not_dropped) {
       .add("smile", "Smile")                                  // no such control
       .add("jawOpen", "Jaw_Open")                             // no such morph target
       .add("jawOpen", "Jaw", std::numeric_limits<float>::infinity())  // a scale that is not a number
-      .add("jawOpen", "Jaw");                                 // fine
+      .add("jawOpen", "Jaw")                                  // fine
+      .add("", "Jaw")                                         // no control
+      .add("jawOpen", "|");                                   // no target
   RigMapper m(map, {"Jaw", "Smile"});
   CHECK_EQ(m.matched(), 1u);
-  CHECK_EQ(m.unmatched().size(), 4u);
+  CHECK_EQ(m.unmatched().size(), 6u);
+  CHECK(reported(m, "rig map entry  -> Jaw: an entry needs a control and a morph target name"));
+  CHECK(reported(m, "rig map entry jawOpen -> |: an entry needs a control and a morph target name"));
   CHECK(reported(m, "rig map entry jawopen -> Jaw: 'jawopen' is not a rig control (did you mean 'jawOpen'?)"));
   CHECK(reported(m, "'smile' is not a rig control (the 28 names are in ping's rig.controls)"));
   CHECK(reported(m, "rig map entry jawOpen -> Jaw_Open: the mesh has no morph target 'Jaw_Open'"));
+  // Several spellings: the first the mesh has (here the second).
+  RigMapper alt(RigMap().add("jawOpen", "JawOpen|Jaw|Smile"), {"Smile", "Jaw"});
+  CHECK(alt.unmatched().empty() && alt.targets() == std::vector<std::string>({"Jaw"}));
+  RigMapper none(RigMap().add("jawOpen", "A|B|C"), {"Jaw"});
+  CHECK(reported(none, "the mesh has no morph target 'A', 'B' or 'C'"));
   CHECK(reported(m, "the scale is not a finite number"));
   CHECK(m.targets() == std::vector<std::string>({"Jaw"}));
   // Against the server's own list (ping's rig.controls): a newer list with a name appended maps it too.
@@ -217,6 +240,34 @@ TEST(rig_smoothing_is_exponential_with_a_time_constant) {
   CHECK_NEAR(weight(fine, "jawOpen"), 0.3, 1e-6);
   CHECK_THROWS(fine.set_smoothing(-0.1), std::invalid_argument, "rig smoothing must be a time >= 0 seconds");
   CHECK_THROWS(fine.set_smoothing(std::nan("")), std::invalid_argument, "rig smoothing");
+}
+
+TEST(rig_relaxes_to_rest_when_no_frame_comes) {
+  RigMapper m(RigMap::arkit(), mfruntime::rig_blendshape_controls());
+  CHECK_EQ(m.rest_after(), 0.0);  // never, by default
+  m.set_frame(frame_with({{"jawOpen", 0.6f}, {"headPitch", 0.2f}}));
+  m.update(10.0);
+  CHECK_NEAR(weight(m, "jawOpen"), 0.6, 1e-6);
+  m.set_rest_after(0.2);
+  m.set_frame(frame_with({{"jawOpen", 0.6f}, {"headPitch", 0.2f}}));
+  for (int i = 0; i < 9; ++i) m.update(0.02);  // 180 ms without a new frame: held
+  CHECK_NEAR(weight(m, "jawOpen"), 0.6, 1e-6);
+  m.update(0.02);  // 200 ms: rest
+  CHECK_NEAR(weight(m, "jawOpen"), 0.0, 1e-6);
+  CHECK_NEAR(m.head_pose().pitch, 0.0, 1e-6);
+  m.update(0.02);
+  CHECK_NEAR(weight(m, "jawOpen"), 0.0, 1e-6);
+  m.set_frame(frame_with({{"jawOpen", 0.4f}}));  // frames again: the timer starts over
+  m.update(0.19);
+  CHECK_NEAR(weight(m, "jawOpen"), 0.4, 1e-6);
+  // With smoothing the relaxing is smooth too: τ after the rest it is at e⁻¹ of the held weight.
+  m.set_smoothing(0.05);
+  m.update(0.01);  // rest (0.2 s since the frame)
+  const float at_rest = weight(m, "jawOpen");
+  CHECK_NEAR(at_rest, 0.4 * std::exp(-0.01 / 0.05), 1e-5);
+  m.update(0.05);
+  CHECK_NEAR(weight(m, "jawOpen"), at_rest * std::exp(-1.0), 1e-5);
+  CHECK_THROWS(m.set_rest_after(-1.0), std::invalid_argument, "rest_after must be a time >= 0 seconds");
 }
 
 TEST(rig_frames_from_the_player_drive_the_mapper) {

@@ -53,8 +53,19 @@ def format_table(result: dict) -> str:
                          f"{sp['fd']:>9.2f}{sp['identity_error']:>8.3f}{sp['pesq']:>7.2f}{sp['stoi']:>7.3f}")
     if all("rig_jaw_r" in r for r in result["rows"]):
         lines.append("")
-        lines.append("rig stream vs frames and voice (jawOpen ~ probe mouth r; viseme top-1 vs the phonemes): " + "; ".join(
-            f"{_label(r)} {r['steps']}: r {r['rig_jaw_r']:.2f}, top-1 {r['rig_viseme_top1']:.2f}" for r in result["rows"]))
+        lines.append("rig stream (docs/RIG.md): jawOpen r vs the true opening / vs the frames' mouth; dominant viseme = "
+                     "the phonemes' (all frames / spoken); rig offset vs the audio:")
+        for r in result["rows"]:
+            lines.append(f"  {_label(r):<28}{r['steps']:>3} steps: r {r['rig_jaw_r']:.3f} / {r['rig_frames_r']:.3f}, "
+                         f"visemes {r['rig_viseme_agree']:.3f} / {r['rig_viseme_agree_spoken']:.3f}, "
+                         f"offset {r['rig_offset_ms']:+.1f} ± {r['rig_offset_std_ms']:.1f} ms")
+    if "rig_drive" in result:
+        d = result["rig_drive"]
+        lines.append(f"  drive, unseen voices ({d['steps']} steps): rig offset {d['unseen_rig_offset_ms']:+.1f} ± "
+                     f"{d['unseen_rig_offset_std_ms']:.1f} ms, frames {d['unseen_frames_offset_ms']:+.1f} ± "
+                     f"{d['unseen_frames_offset_std_ms']:.1f} ms (conf {d['unseen_confidence']:.2f}); at {d['level_db']:g} dB "
+                     f"vs 0 dB: mouth max {d['level_mouth_max_ratio']:.3f}, mean {d['level_mouth_mean_ratio']:.3f}, "
+                     f"jawOpen max {d['level_jaw_max_ratio']:.3f}, mean {d['level_jaw_mean_ratio']:.3f}")
     v = result["offset_validation"]
     lines.append("")
     lines.append(f"offset estimator: natural lag {v['bias_ms']:+.1f} ms (std {v['natural_lag_std_ms']:.1f} over clips); "

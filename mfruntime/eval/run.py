@@ -11,9 +11,8 @@ the same voice (speaker reference). Then:
 - **FD**: Fréchet distance between face-probe features of all generated and all reference frames.
 - **PESQ-wb / STOI** of the generated audio against the reference speech.
 - **s per s**: compute seconds per second of output; **TTFC**: time to the first chunk.
-- **Rig** (a model with a rig head): how well the rig stream agrees with the frames and the voice — the
-  correlation of its ``jawOpen`` with the face probe's mouth opening of the generated frames, and the share of
-  spoken frames whose strongest viseme is the one the clip's phonemes call for (:func:`mfruntime.rig.ovr_weights`).
+- **Rig** (a model with a rig head): accuracy, visemes, sync of the rig stream, drive mode with voices outside
+  the corpus and at −12 dB (:mod:`mfruntime.eval.rig`).
 
 Drift: one long reference (``drift_seconds``) is generated once and every metric is reported per window.
 Results go to ``<out>/eval.json`` and PNG plots; the table is printed.
@@ -38,6 +37,7 @@ from mfruntime.eval.metrics import frechet_distance, psnr, speech_quality, ssim
 from mfruntime.eval.offset import estimate_offset, shift_audio
 from mfruntime.eval.probe import FaceProbe
 from mfruntime.eval.references import Reference, reference_clips
+from mfruntime.eval.rig import JAW, LEVEL_DB, UNSEEN_VOICES, nan_mean, nan_std, rig_scores, summarize, unseen_voice
 from mfruntime.eval.report import save_contact_sheet, save_plots, write_json
 from mfruntime.eval.syncnet import sync_score
 from mfruntime.eval.weights import load_probe, load_syncnet
@@ -70,6 +70,7 @@ class EvalConfig:
     # Show the network at most this step size d (overrides the model's own trained range,
     # ModelConfig.max_step_size): to measure what out-of-range d does. None keeps the model's.
     max_step_size: float | None = None
+    rig_drive: bool = True  # a model with a rig head: drive with unseen voices and at −12 dB (docs/RIG.md)
 
     def __post_init__(self) -> None:
         if self.clips < 1:
@@ -185,13 +186,16 @@ class Evaluator:
                          "abs_error_per_clip_mean_ms": float(np.abs(got - shift).mean()),
                          "abs_error_per_clip_max_ms": float(np.abs(got - shift).max()),
                          "abs_error_relative_max_ms": float(np.abs(rel - shift).max())})
-        return {"bias_ms": bias, "natural_lag_std_ms": float(np.std(natural)), "shifts": rows}
+        # The rig's jawOpen is scored against the natural lag of the ground-truth opening (what it learns).
+        rig_natural = [estimate_offset(r.mouth_open, self.fps, r.audio, self.sr).offset_ms for r in refs]
+        return {"bias_ms": bias, "natural_lag_std_ms": float(np.std(natural)), "shifts": rows,
+                "rig_bias_ms": float(np.mean(rig_natural))}
 
     # --- generated side ------------------------------------------------------------------------
     def score(self, refs: list[Reference], outs: list[Generated], bias: float, real_feats: np.ndarray,
-              real_inception: np.ndarray | None = None) -> dict:
+              real_inception: np.ndarray | None = None, rig_bias: float = 0.0) -> dict:
         offs, confs, pesqs, stois, feats, lse, psnrs, ssims, idents, shuffled = [], [], [], [], [], [], [], [], [], []
-        rig_jaw, rig_vis = [], []
+        rig_clips, rig_offsets = [], []
         for i, (ref, g) in enumerate(zip(refs, outs)):
             n = min(len(ref.frames), len(g.frames))  # same timing: frame-aligned with the reference
             psnrs.append(psnr(ref.frames[:n], g.frames[:n]))
@@ -212,13 +216,12 @@ class Evaluator:
             stois.append(s)
             feats.append(self.probe.measure(g.frames)[1])
             if g.rig is not None:
-                jaw, top1 = rig_agreement(g.rig, self.probe.measure(g.frames)[0], ref.phonemes, self.fps)
-                rig_jaw.append(jaw)
-                rig_vis.append(top1)
+                rig_clips.append(rig_scores(g.rig, ref.mouth_open, self.probe.measure(g.frames)[0], ref.phonemes, self.fps))
+                rig_offsets.append(estimate_offset(g.rig[:, JAW], self.fps, g.audio, self.sr).offset_ms - rig_bias)
         seconds = sum(len(g.frames) for g in outs) / self.fps
         extra = {"lse_d": float(np.mean([x[0] for x in lse])), "lse_c": float(np.mean([x[1] for x in lse]))} if lse else {}
-        if rig_jaw:
-            extra.update(rig_jaw_r=float(np.nanmean(rig_jaw)), rig_viseme_top1=float(np.nanmean(rig_vis)))
+        if rig_clips:
+            extra.update(summarize(rig_clips, rig_offsets))
         if self.inception is not None and real_inception is not None:
             extra["fid"] = frechet_distance(np.concatenate([self.inception.features(g.frames) for g in outs]), real_inception)
         return {**extra, "offset_ms": float(np.mean(offs)), "offset_std_ms": float(np.std(offs)),
@@ -255,16 +258,56 @@ class Evaluator:
                         if variant == "mutual" and seed == cfg.seeds[0]:
                             sheet["rows"].append((f"{steps} steps", [g.frames for g in outs[:SHEET_CLIPS]]))
                         result["per_seed"].append({"variant": variant, "steps": steps, "seed": seed,
-                                                   **self.score(refs, outs, calib["bias_ms"], real_feats, real_inception)})
+                                                   **self.score(refs, outs, calib["bias_ms"], real_feats, real_inception,
+                                                                calib["rig_bias_ms"])})
                 # Audio-driven mode (Session.drive): the face follows the reference speech it is given.
                 outs = [drive_like(self.models["mutual"], r, cfg.drift_steps, seed, bar) for r in refs]
                 result["per_seed"].append({"variant": "drive", "steps": cfg.drift_steps, "seed": seed,
-                                           **self.score(refs, outs, calib["bias_ms"], real_feats, real_inception)})
+                                           **self.score(refs, outs, calib["bias_ms"], real_feats, real_inception,
+                                                        calib["rig_bias_ms"])})
+        if self.models["mutual"].rig is not None and cfg.rig_drive:
+            result["rig_drive"] = self.rig_drive(refs, calib)
         result["rows"] = mean_over_seeds(result["per_seed"])
         if drift_ref is not None:
             result["drift"] = self.drift(drift_ref, calib["bias_ms"], real_feats)
         result["contact_sheet"] = sheet
         return result
+
+    def rig_drive(self, refs: list[Reference], calib: dict) -> dict:
+        """Drive mode beyond the corpus (first seed): each clip's text spoken by an unseen voice, offsets of the
+        rig and of the frames against it; and each clip's own speech at 0 dB and −12 dB, mouth opening kept."""
+        from mfruntime.data.speech import synthesize
+
+        cfg, model = self.cfg, self.models["mutual"]
+        unseen: dict[str, list[float]] = {"rig": [], "frames": [], "confidence": []}
+        level: dict[str, list[float]] = {"mouth_max": [], "mouth_mean": [], "jaw_max": [], "jaw_mean": []}
+        for i, ref in enumerate(tqdm(refs, desc="eval rig drive", unit="clip", disable=not self.progress)):
+            speech = synthesize(ref.text, unseen_voice(i), self.sr).pcm.astype(np.float32)
+            g = drive_like(model, dataclasses.replace(ref, audio=speech, frames=ref.frames[:1].repeat(
+                len(speech) * self.fps // self.sr + 1, 0)), cfg.drift_steps, cfg.seeds[0])
+            try:
+                rig_off = estimate_offset(g.rig[:, JAW], self.fps, g.audio, self.sr).offset_ms - calib["rig_bias_ms"]
+                o, c = self.offset(g.frames, g.audio)
+            except ValueError:  # a fast voice made the line too short for the ±300 ms search: not scored
+                rig_off = o = c = float("nan")
+            unseen["rig"].append(rig_off)
+            unseen["frames"].append(o - calib["bias_ms"])
+            unseen["confidence"].append(c)
+            loud = drive_like(model, ref, cfg.drift_steps, cfg.seeds[0])
+            quiet = drive_like(model, dataclasses.replace(ref, audio=ref.audio * 10 ** (LEVEL_DB / 20)), cfg.drift_steps,
+                               cfg.seeds[0])
+            ml, mq = self.probe.measure(loud.frames)[0], self.probe.measure(quiet.frames)[0]
+            level["mouth_max"].append(mq.max() / ml.max())
+            level["mouth_mean"].append(mq.mean() / ml.mean())
+            level["jaw_max"].append(quiet.rig[:, JAW].max() / max(loud.rig[:, JAW].max(), 1e-6))
+            level["jaw_mean"].append(quiet.rig[:, JAW].mean() / max(loud.rig[:, JAW].mean(), 1e-6))
+        return {"voices": [v.to_dict() for v in UNSEEN_VOICES], "level_db": LEVEL_DB, "steps": cfg.drift_steps,
+                "unseen_scored": int(np.isfinite(unseen["rig"]).sum()),
+                "unseen_rig_offset_ms": nan_mean(unseen["rig"]), "unseen_rig_offset_std_ms": nan_std(unseen["rig"]),
+                "unseen_frames_offset_ms": nan_mean(unseen["frames"]),
+                "unseen_frames_offset_std_ms": nan_std(unseen["frames"]),
+                "unseen_confidence": nan_mean(unseen["confidence"]),
+                **{f"level_{k}_ratio": nan_mean(v) for k, v in level.items()}}
 
     def drift(self, ref: Reference, bias: float, real_feats: np.ndarray) -> dict:
         cfg = self.cfg
@@ -285,21 +328,6 @@ class Evaluator:
         per_chunk = g.chunk_seconds
         return {"steps": cfg.drift_steps, "seconds": cfg.drift_seconds, "windows": windows,
                 "chunk_ms": [1000 * t for t in per_chunk]}
-
-
-def rig_agreement(rig: np.ndarray, mouth: np.ndarray, phonemes, fps: int) -> tuple[float, float]:
-    """(correlation of the rig's jawOpen with the probe's mouth opening of the same frames, share of spoken frames
-    whose strongest rig viseme is the strongest viseme of ``phonemes``)."""
-    from mfruntime.rig import CONTROLS, FACE_CONTROLS, OVR_VISEMES, ovr_weights
-
-    n = min(len(rig), len(mouth))
-    jaw = rig[:n, CONTROLS.index("jawOpen")]
-    r = float(np.corrcoef(jaw, mouth[:n])[0, 1]) if jaw.std() > 0 and mouth[:n].std() > 0 else float("nan")
-    truth = ovr_weights(phonemes, np.arange(n) / fps)
-    spoken = truth[:, OVR_VISEMES.index("sil")] < 0.5
-    k = len(FACE_CONTROLS)
-    top1 = float((rig[:n, k:][spoken].argmax(1) == truth[spoken].argmax(1)).mean()) if spoken.any() else float("nan")
-    return r, top1
 
 
 def mean_over_seeds(per_seed: list[dict]) -> list[dict]:

@@ -150,8 +150,9 @@ class Character:
                 return True
         elif not self.ended:  # superseded by a newer utterance, or failed: still close it for receivers
             s = self.session
-            publish(self.cid, Chunk(utterance=uid, seq=self.seq, pts=s.clock,
-                                    frames=np.zeros((0, s.size, s.size, 3), np.uint8), pcm=np.zeros(0, np.float32),
+            h, w = s.frame_size
+            frames = np.zeros((0, h, w, 3), np.uint8) if s.outputs["video"] else None  # the header's video as its chunks'
+            publish(self.cid, Chunk(utterance=uid, seq=self.seq, pts=s.clock, frames=frames, pcm=np.zeros(0, np.float32),
                                     sample_rate=s.sample_rate, fps=s.fps, last=True, interrupted=True))
             self.ended = True
         self.current = None

@@ -27,7 +27,8 @@ int rig_control_index(const std::string& name);
 /// A `ping` reply's rig.controls (the server's names, in order); empty when the reply has none (an older server).
 std::vector<std::string> rig_controls_from_ping(const Value& reply);
 
-/// One line of a RigMap: rig control `control` drives morph target `target` with weight value × scale.
+/// One line of a RigMap: rig control `control` drives morph target `target` with weight value × scale. `target` may
+/// list several spellings separated by '|' ("viseme_ih|viseme_I"): the first one the mesh has is used.
 struct RigMapEntry {
   std::string control;
   std::string target;
@@ -42,7 +43,8 @@ class RigMap {
   /// ARKit preset: the 8 blendshape face controls (jawOpen …) onto morph targets of the same names (with a prefix,
   /// e.g. "ARKit_"). The head pose is not a blendshape: see RigMapper::head_pose().
   RigMap& add_arkit(float scale = 1.0f, const std::string& target_prefix = "");
-  /// OVR visemes preset: viseme_sil … viseme_ou onto morph targets of the same names (with a prefix).
+  /// OVR visemes preset: viseme_sil … viseme_ou onto morph targets of the same names (with a prefix); for viseme_ih,
+  /// viseme_oh and viseme_ou the Ready Player Me names viseme_I, viseme_O and viseme_U are tried too.
   RigMap& add_ovr_visemes(float scale = 1.0f, const std::string& target_prefix = "");
   static RigMap arkit() { return RigMap().add_arkit(); }
   static RigMap ovr_visemes() { return RigMap().add_ovr_visemes(); }
@@ -68,9 +70,9 @@ struct HeadPose {
 };
 
 /// A RigMap resolved once against one mesh's morph target names. A target matches exactly, or else ignoring ASCII
-/// case (as Unreal's FName does). Entries naming an unknown control or a missing target are left out and reported
-/// in unmatched(), never dropped silently. Then, per game tick: set_frame() with the rig frame that is due (or
-/// rest()), update(dt), and apply weights() to targets().
+/// case (as Unreal's FName does); of several spellings ('|') the first the mesh has wins. Entries naming an unknown
+/// control or a missing target are left out and reported in unmatched(), never dropped silently. Then, per game
+/// tick: set_frame() with the rig frame that is due (or rest()), update(dt), and apply weights() to targets().
 ///
 /// Smoothing: per target, y += (1 − exp(−dt/τ))·(x − y), with τ = smoothing seconds (0: none, the weights follow
 /// the frames at once). It does not depend on the tick rate: a step reaches 1 − e⁻¹ of its size after τ, in one
@@ -91,6 +93,11 @@ class RigMapper {
   /// τ in seconds (0: no smoothing). Throws std::invalid_argument when negative or not finite.
   void set_smoothing(double seconds);
   double smoothing() const { return tau_; }
+  /// When update() has run this long since the last set_frame(), the goal becomes the rest pose (rest()): the face
+  /// relaxes when no frame comes (the line ended or was cut, or playback stalls). 0 (the default): never.
+  /// Throws std::invalid_argument when negative or not finite.
+  void set_rest_after(double seconds);
+  double rest_after() const { return rest_after_; }
 
   /// The values of a new rig frame, named by the constructor's `controls`. Fewer values (an older rig version, or
   /// none: a chunk without a rig) leave the missing controls at 0; values beyond the names are ignored; a value that
@@ -99,7 +106,7 @@ class RigMapper {
   void set_frame(const std::vector<float>& values) { set_frame(values.data(), values.size()); }
   /// The rest pose: every target 0 and the head pose 0 (e.g. when a line ends).
   void rest();
-  /// Advances the smoothing by dt seconds (dt ≤ 0 changes nothing).
+  /// Advances the smoothing (and the rest_after timer) by dt seconds (dt ≤ 0 changes nothing).
   void update(double dt_seconds);
 
   /// Per target (targets() order): the smoothed weight, 0–1.
@@ -123,6 +130,8 @@ class RigMapper {
   int head_index_[kHeadValues] = {-1, -1, -1, -1, -1};
   HeadPose head_goal_, head_;
   double tau_ = 0.0;
+  double rest_after_ = 0.0;
+  double since_frame_ = 0.0;  // seconds of update() since the last set_frame()
 };
 
 }  // namespace mfruntime

@@ -149,9 +149,20 @@ void UMfCharacterComponent::TickComponent(float DeltaTime, ELevelTick TickType, 
 		return;
 	}
 	mfruntime::Player& Player = State->Client->player();
+	// One frame carries both the pixels and the rig values of the same frame index, due on the audio clock.
 	if (std::optional<mfruntime::Frame> Frame = Player.take_frame())
 	{
-		ShowFrame(Frame->width, Frame->height, Frame->rgb.data());
+		if (Frame->has_video)
+		{
+			ShowFrame(Frame->width, Frame->height, Frame->rgb.data());
+		}
+		if (!Frame->rig.empty())
+		{
+			RigValues.SetNumUninitialized(static_cast<int32>(Frame->rig.size()));
+			FMemory::Memcpy(RigValues.GetData(), Frame->rig.data(), Frame->rig.size() * sizeof(float));
+			++RigFramesTaken;
+			OnRigFrame.Broadcast(RigValues);
+		}
 	}
 	while (std::optional<mfruntime::PlayerEvent> Event = Player.poll_event())
 	{
@@ -206,6 +217,7 @@ int64 UMfCharacterComponent::Say(const FString& Text)
 		UE_LOG(LogMfRuntime, Error, TEXT("MfCharacterComponent::Say: not connected (BeginPlay failed or EndPlay ran)"));
 		return -1;
 	}
+	EnsureOutputs();
 	try
 	{
 		return State->Client->say(Utf8(Text), Utf8(Voice), Steps);
@@ -224,6 +236,7 @@ int64 UMfCharacterComponent::Drive(const TArray<float>& Pcm, int32 SampleRate)
 		UE_LOG(LogMfRuntime, Error, TEXT("MfCharacterComponent::Drive: not connected"));
 		return -1;
 	}
+	EnsureOutputs();
 	try
 	{
 		return State->Client->drive(Pcm.GetData(), static_cast<size_t>(Pcm.Num()), SampleRate, Steps);
@@ -299,4 +312,54 @@ bool UMfCharacterComponent::SetCharacterFromTexture(UTexture2D* Texture)
 float UMfCharacterComponent::GetBufferedMs() const
 {
 	return (State && State->Client) ? static_cast<float>(State->Client->player().buffered_ms()) : 0.0f;
+}
+
+bool UMfCharacterComponent::SetOutputs(bool bNewVideo, bool bNewRig)
+{
+	bVideo = bNewVideo;
+	bRig = bNewRig;
+	OutputsSentAtRestarts = -1;
+	if (!State || !State->Client)
+	{
+		return true;  // sent before the first Say once connected
+	}
+	return EnsureOutputs();
+}
+
+bool UMfCharacterComponent::EnsureOutputs()
+{
+	if (!State || !State->Client)
+	{
+		return false;
+	}
+	// A restarted server starts with its defaults again: send the settings once per server run.
+	const int64 Restarts = State->Client->client_stats().restarts;
+	if (OutputsSentAtRestarts == Restarts)
+	{
+		return true;
+	}
+	try
+	{
+		const mfruntime::OutputSettings Now = State->Client->set_outputs(bVideo, bRig);
+		OutputsSentAtRestarts = Restarts;
+		if (Now.video != bVideo || Now.rig != bRig)
+		{
+			UE_LOG(LogMfRuntime, Warning, TEXT("MfCharacterComponent: asked for video %d rig %d, the server streams video %d "
+				"rig %d (rig false: its model has no rig head)"), bVideo ? 1 : 0, bRig ? 1 : 0, Now.video ? 1 : 0,
+				Now.rig ? 1 : 0);
+		}
+		return true;
+	}
+	catch (const mfruntime::ServerError& E)
+	{
+		// Refused (e.g. rig-only with a model without a rig head): asking again would not help.
+		OutputsSentAtRestarts = Restarts;
+		LogError(TEXT("MfCharacterComponent: set_outputs refused"), E);
+		return false;
+	}
+	catch (const std::exception& E)
+	{
+		LogError(TEXT("MfCharacterComponent: set_outputs"), E);  // tried again before the next Say/Drive
+		return false;
+	}
 }

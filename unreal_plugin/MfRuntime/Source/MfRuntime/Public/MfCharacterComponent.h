@@ -1,5 +1,6 @@
-// A character streamed from `mf serve`: its face on a texture, its voice on a procedural sound wave, lips on the
-// audio clock. All protocol and playback logic lives in the mfruntime C++ client (cpp_client/); this is the glue.
+// A character streamed from `mf serve`: its face on a texture, its voice on a procedural sound wave, its rig frames
+// (face controls and visemes, for UMfRigComponent) - all on the audio clock. All protocol and playback logic lives in
+// the mfruntime C++ client (cpp_client/); this is the glue.
 #pragma once
 
 #include "Components/ActorComponent.h"
@@ -15,6 +16,7 @@ struct FMfRuntimeState;  // the client and its player (Private/MfCharacterCompon
 DECLARE_DYNAMIC_MULTICAST_DELEGATE_OneParam(FMfUtteranceStarted, int64, Utterance);
 DECLARE_DYNAMIC_MULTICAST_DELEGATE_TwoParams(FMfUtteranceEnded, int64, Utterance, bool, bInterrupted);
 DECLARE_DYNAMIC_MULTICAST_DELEGATE_OneParam(FMfFrameTextureCreated, UTexture2D*, Texture);
+DECLARE_DYNAMIC_MULTICAST_DELEGATE_OneParam(FMfRigFrame, const TArray<float>&, Values);
 
 /** A procedural sound wave whose PCM comes from the character's player (resampled, on the audio clock). */
 UCLASS()
@@ -87,6 +89,21 @@ public:
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "MfRuntime|Security")
 	FString ClientSecretKeyFile;
 
+	/** Video frames on FrameTexture. Off: rig-only mode - the voice and the rig frames only (UMfRigComponent), the server
+	 *  skips its video decoder. Sent to the server (set_outputs) before the first Say/Drive and after a server restart;
+	 *  applies from the character's next line. Change it at run time with SetOutputs. */
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "MfRuntime|Rig")
+	bool bVideo = true;
+
+	/** Rig frames (face controls and OVR viseme weights) with each frame; needs a model with a rig head. */
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "MfRuntime|Rig")
+	bool bRig = true;
+
+	/** The rig values of the latest frame that was due (named by MfRigComponent::GetControlNames: rig version 1 has
+	 *  28), empty before the first. */
+	UPROPERTY(BlueprintReadOnly, Transient, Category = "MfRuntime|Rig")
+	TArray<float> RigValues;
+
 	/** The character's face (RGBA8), created when the first frame arrives; bind it to a material. */
 	UPROPERTY(BlueprintReadOnly, Transient, Category = "MfRuntime")
 	TObjectPtr<UTexture2D> FrameTexture;
@@ -105,6 +122,10 @@ public:
 
 	UPROPERTY(BlueprintAssignable, Category = "MfRuntime")
 	FMfFrameTextureCreated OnFrameTextureCreated;
+
+	/** A new rig frame is due (at most once per tick: the newest one), with its values. */
+	UPROPERTY(BlueprintAssignable, Category = "MfRuntime|Rig")
+	FMfRigFrame OnRigFrame;
 
 	/** Speak a line; returns its utterance id, or -1 on error (logged). */
 	UFUNCTION(BlueprintCallable, Category = "MfRuntime")
@@ -126,6 +147,15 @@ public:
 	UFUNCTION(BlueprintPure, Category = "MfRuntime")
 	float GetBufferedMs() const;
 
+	/** What the character's chunks carry from its next line on: bNewVideo false is rig-only mode. Asks the server now
+	 *  (waits for its reply on this thread, like Say); false when it refused (logged), e.g. rig-only with a model
+	 *  that has no rig head. */
+	UFUNCTION(BlueprintCallable, Category = "MfRuntime|Rig")
+	bool SetOutputs(bool bNewVideo, bool bNewRig);
+
+	/** Rig frames taken so far: it changes when a new one is in RigValues. */
+	int64 GetRigFramesTaken() const { return RigFramesTaken; }
+
 protected:
 	virtual void BeginPlay() override;
 	virtual void EndPlay(const EEndPlayReason::Type EndPlayReason) override;
@@ -133,6 +163,11 @@ protected:
 
 private:
 	void ShowFrame(int32 Width, int32 Height, const uint8* Rgb);
+	/** Sends bVideo/bRig once per server run (before the first Say/Drive, and again after a restart); false when that
+	 *  failed (logged). */
+	bool EnsureOutputs();
 
 	TSharedPtr<FMfRuntimeState, ESPMode::ThreadSafe> State;
+	int64 RigFramesTaken = 0;
+	int64 OutputsSentAtRestarts = -1;  // client_stats().restarts when bVideo/bRig were last sent; -1: not yet
 };
