@@ -68,6 +68,19 @@ class Stage(nn.Module, metaclass=ABCMeta):
         raise ValueError(f"stage {self.name} cannot start from {stage}")
 
     # --- helpers ---------------------------------------------------------------------------
+    def frozen_codecs(self) -> dict:
+        """The trained codecs (stages codec-video and codec-audio), frozen: {"video": …, "audio": …}."""
+        from safetensors.torch import load_file
+
+        from mfruntime.model.codec_audio import make_audio_codec
+        from mfruntime.model.codec_video import VideoCodec
+
+        vc = VideoCodec(self.cfg.video_codec)
+        vc.load_state_dict(load_file(str(self.stage_output("codec-video"))))
+        ac = make_audio_codec(self.cfg.audio_codec)
+        ac.load_state_dict(load_file(str(self.stage_output("codec-audio"))))
+        return {"video": vc.freeze(), "audio": ac.freeze()}
+
     def stage_output(self, stage: str) -> Path:
         path = self.run_root / stage / "final.safetensors"
         if not path.is_file():

@@ -14,12 +14,10 @@ import logging
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch.func import functional_call
 
 from mfruntime.config import MULTI_STEP_D
-from mfruntime.model.codec_audio import make_audio_codec
-from mfruntime.model.codec_video import VideoCodec
 from mfruntime.model.phonemes import PhonemeTrack, PhonemeWindow
 from mfruntime.model.transformer import TwinStreamTransformer
 from mfruntime.sampling import FlowMatching
@@ -70,14 +68,10 @@ class DiffusionStage(Stage):
         return int(round(self.data_recipe.window_seconds / self.cfg.media.chunk_seconds))
 
     def prepare(self) -> int:
-        vc = VideoCodec(self.cfg.video_codec)
-        vc.load_state_dict(load_file(str(self.stage_output("codec-video"))))
-        ac = make_audio_codec(self.cfg.audio_codec)
-        ac.load_state_dict(load_file(str(self.stage_output("codec-audio"))))
-        self.codecs = {"video": vc.freeze(), "audio": ac.freeze()}
+        self.codecs = self.frozen_codecs()
         d = self.data_recipe
         self.bank = ClipBank(d.corpus, "train", self.cfg.video_codec.size, d.val_fraction, d.split_seed, self.progress)
-        self.latents = LatentBank(self.bank, vc, ac, d.cache, self.progress)
+        self.latents = LatentBank(self.bank, self.codecs["video"], self.codecs["audio"], d.cache, self.progress)
         self.items = window_items(self.bank, self.cfg, self.window_chunks)
         return len(self.items)
 

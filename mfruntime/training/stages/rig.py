@@ -12,10 +12,6 @@ import logging
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
-
-from mfruntime.model.codec_audio import make_audio_codec
-from mfruntime.model.codec_video import VideoCodec
 from mfruntime.model.rig_head import RigHead, rig_loss
 from mfruntime.rig import FACE_CONTROLS, OVR_VISEMES
 from mfruntime.training.data import ClipBank, LatentBank
@@ -55,11 +51,7 @@ class RigStage(Stage):
         return video, audio, truth
 
     def prepare(self) -> int:
-        vc = VideoCodec(self.cfg.video_codec)
-        vc.load_state_dict(load_file(str(self.stage_output("codec-video"))))
-        ac = make_audio_codec(self.cfg.audio_codec)
-        ac.load_state_dict(load_file(str(self.stage_output("codec-audio"))))
-        self.codecs = {"video": vc.freeze(), "audio": ac.freeze()}
+        self.codecs = self.frozen_codecs()
         self.video, self.audio, self.truth = self._chunks("train", self.progress)
         if not self.truth:
             raise ValueError(f"stage rig needs clips whose sidecars hold the per-frame face state (sidecar version 2): "
