@@ -179,6 +179,9 @@ class ModelConfig:
     audio_ref_steps: int = 16  # audio latent steps in the speaker-reference sink (0.32 s at 50 Hz)
     phonemes: tuple[str, ...] = PHONEME_VOCAB  # phoneme vocabulary (ids index it; stored in the bundle)
     aligned_phonemes: bool = True  # add the phoneme sounding at each latent step / frame to its token (ablation: False)
+    # Show the network the step size d at all (an embedding added to the noise level's). False: no d input, the
+    # paper's plain multi-step baseline (recipes/ablations/tiny-no-step-d.toml); every d a caller passes is ignored.
+    step_conditioning: bool = True
     reference_anchor: bool = True  # add the reference frame's latent patch to each video token (ablation: False)
     rope_time_min_hz: float = 0.2  # slowest rotary frequency on the time axis
     rope_time_max_hz: float = 25.0  # fastest rotary frequency on the time axis

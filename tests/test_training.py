@@ -450,6 +450,26 @@ def test_few_step_sizes_outside_the_trained_range_are_shown_the_largest_trained_
     assert not torch.equal(c(wide, 1.0), c(wide, 0.125)) and torch.equal(c(wide, 0.125), c(net, 0.125))
 
 
+def test_without_step_conditioning_the_network_has_no_d_input(tmp_path):
+    """The paper's plain multi-step baseline (step_conditioning = false): no step-size embedding, the output
+    does not depend on d, a recipe may switch it off, and the mutual stage (which trains d) refuses it."""
+    from mfruntime.model.transformer import TwinStreamTransformer
+    from mfruntime.training.recipe import load_recipe
+    from mfruntime.training.stages.mutual import MutualStage
+
+    cfg = dataclasses.replace(preset("tiny"), step_conditioning=False)
+    net = TwinStreamTransformer(cfg)
+    assert net.streams["video"].d_embed is None and not any("d_embed" in k for k in net.state_dict())
+    c = lambda d: net.conditioning("video", 0.5, d, 1, 1, "cpu")  # noqa: E731
+    assert torch.equal(c(0.0), c(1.0)) and torch.equal(c(0.125), c(0.25))
+    p = tmp_path / "r.toml"
+    p.write_text('preset = "tiny"\n[model]\nstep_conditioning = false\n[stages.mutual]\nsteps = 1\n')
+    r = load_recipe(p)
+    assert r.model_config().step_conditioning is False
+    with pytest.raises(ValueError, match="step_conditioning = false"):
+        MutualStage(r.model_config(), r.stage("mutual"))
+
+
 @pytest.mark.parametrize("rig", ["", "av"])
 def test_unpack_then_export_gives_back_the_bundle(tmp_path, rig):
     """mf export --unpack writes a bundle's parts as stage outputs (to train later stages from a shipped

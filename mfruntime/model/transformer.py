@@ -70,7 +70,9 @@ class Stream(nn.Module):
         self.sink_in = nn.Linear(in_dim, dim)
         self.sink_null = nn.Parameter(torch.randn(sink_tokens, dim) * 0.02)  # used when no reference is given
         self.t_embed = ScalarEmbedding(dim)
-        self.d_embed = ScalarEmbedding(dim)
+        # The step size's embedding (the shortcut input of the few-step modes); absent in the no-step-conditioning
+        # baseline, which is told the noise level only.
+        self.d_embed = ScalarEmbedding(dim) if model.step_conditioning else None
         vocab = len(model.phonemes)
         self.ph_embed = nn.Embedding(vocab, dim)
         self.ph_stress = nn.Embedding(2, dim)
@@ -97,8 +99,9 @@ class Stream(nn.Module):
             nn.init.zeros_(lin.bias)
 
     def condition(self, t: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        """(B, C) noise levels and step sizes → (B, C, dim)."""
-        return self.t_embed(t) + self.d_embed(d)
+        """(B, C) noise levels and step sizes → (B, C, dim); d is ignored without step conditioning."""
+        c = self.t_embed(t)
+        return c if self.d_embed is None else c + self.d_embed(d)
 
     def phoneme_tokens(self, ph: PhonemeWindow | None, batch: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Phoneme tokens (B, 1 + C·P, dim), their centre times (B, 1 + C·P) and validity (B, 1 + C·P)."""

@@ -103,7 +103,7 @@ class StageRecipe:
 
 #: ModelConfig fields a recipe's [model] table may change (switches for ablations), with their types; anything
 #: else is an error.
-MODEL_OVERRIDES: dict[str, type] = {"aligned_phonemes": bool, "reference_anchor": bool}
+MODEL_OVERRIDES: dict[str, type] = {"aligned_phonemes": bool, "reference_anchor": bool, "step_conditioning": bool}
 #: ModelConfig fields a stage's output may differ in from its preset: the [model] switches, and the trained range
 #: of the step size (set by the mutual stage's ``few_step_d``). final.json records them; mf export applies them.
 STAGE_CONFIG_FIELDS = (*MODEL_OVERRIDES, "max_step_size", "rig")

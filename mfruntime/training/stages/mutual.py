@@ -63,6 +63,10 @@ class MutualStage(JointStage):
     name = "mutual"
 
     def __init__(self, cfg, recipe, *args, **kw) -> None:
+        if not cfg.step_conditioning:
+            raise ValueError("the mutual stage trains the few-step modes through the step size d, but this recipe's "
+                             "[model] sets step_conditioning = false (the plain multi-step baseline): remove that "
+                             "line, or train the baseline's stages only (audio, video, joint)")
         if recipe.few_step_d:  # the few-step sizes are trained here: the network (and the export) sees them
             cfg = dataclasses.replace(cfg, max_step_size=1.0)
         super().__init__(cfg, recipe, *args, **kw)
