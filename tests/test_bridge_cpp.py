@@ -88,7 +88,7 @@ def test_live_client_against_mf_serve(built):
         server.__exit__(None, None, None)
     out = "".join(lines)
     assert proc.returncode == 0 and restarts == 1, out
-    assert re.search(r"^8 passed, 0 failed$", out, re.M), out
+    assert re.search(r"^9 passed, 0 failed$", out, re.M), out
     assert "say -> first chunk:" in out, out
     assert "ok   the_client_goes_on_after_the_server_restarts" in out, out
     print(out)

@@ -73,7 +73,7 @@ def test_csharp_client_live_against_mf_serve(built):
         server.__exit__(None, None, None)
     out = "".join(lines)
     assert proc.returncode == 0 and "4 passed, 0 failed" in out, out
-    assert "1 passed, 0 failed" in out, out  # the rig stream and rig-only mode, live
+    assert "2 passed, 0 failed" in out, out  # the rig stream, rig-only mode and idle, live
     assert "say -> first chunk:" in out
 
 

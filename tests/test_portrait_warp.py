@@ -69,6 +69,14 @@ def test_a_portrait_is_driven_by_the_models_rig_stream():
     assert np.array_equal(frames[i], s._portrait.rig.render(face_controls_of(rig[i])))
     closed = int(jaw.argmin())
     assert not np.array_equal(frames[i], frames[closed])
+    # Listening: the portrait blinks with the idle rig, and the model does not run for it.
+    model_chunks = s._generator.state.chunk
+    idle = list(s.reserve_idle(6.0, paced=False).chunks())
+    irig, iframes = np.concatenate([c.rig for c in idle]), np.concatenate([c.frames for c in idle])
+    b = int(irig[:, CONTROLS.index("eyeBlinkLeft")].argmax())
+    assert irig[b, CONTROLS.index("eyeBlinkLeft")] > 0.9 and iframes.shape[1:] == (256, 256, 3)
+    assert np.array_equal(iframes[b], s._portrait.rig.render(face_controls_of(irig[b])))
+    assert s._generator.state.chunk == model_chunks  # the portrait listens without the model running
     with pytest.raises(ValueError, match="face"):
         s.set_portrait(np.full((300, 300, 3), 200, np.uint8))
     s.set_character(image)

@@ -282,3 +282,41 @@ def test_say_replies_before_espeak_and_unknown_voices_fail_at_once(server, clien
         client.request("say", character="default", text="Hi.", voice="zz-nowhere+m1")
     assert client.request("state", character="default")["utterance"] == uid  # the bad request ended nothing
     client.request("interrupt", character="default")
+
+
+def test_a_listening_character_streams_idle_chunks_between_lines(server, client):
+    """op idle on: whenever nothing is queued the character listens — silent chunks with the idle rig, paced to real
+    time (never far ahead) — a say takes over at once, and listening resumes after the line; off stops it."""
+    client.request("set_character", character="listener", face_seed=1)
+    with _subscribe(server, ["listener"]) as sub:
+        assert client.request("idle", character="listener", on=True)["idle"] is True
+        t0 = time.perf_counter()
+        got = [sub.recv(30) for _ in range(8)]
+        waited = time.perf_counter() - t0
+        u = got[0].header["utterance"]
+        st = client.request("state", character="listener")
+        assert st["idle"] is True and st["idling"] is True
+        assert all(g.header["utterance"] == u and not g.pcm.any() and g.rig.shape == (4, g.header["controls"])
+                   for g in got)
+        assert waited >= (8 - 1 - 3) * 0.16 - 0.05  # paced: idle chunks are not made far ahead of real time
+        said = client.request("say", character="listener", text="Hello.")["utterance"]
+        ends, after = {}, None
+        while after is None:
+            m = sub.recv(30)
+            if m.header["eou"]:
+                ends[m.header["utterance"]] = m.header
+            elif said in ends:
+                after = m  # listening again after the line
+        assert ends[u]["interrupted"] and not ends[said]["interrupted"]
+        assert after.header["utterance"] > said and not after.pcm.any()
+        assert client.request("idle", character="listener", on=False)["idle"] is False
+        while not sub.recv(30).header["eou"]:
+            pass
+        deadline = time.monotonic() + 5  # the end marker may be sent a moment before the engine moves on
+        while client.request("state", character="listener")["idling"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert client.request("state", character="listener")["idling"] is False
+    with pytest.raises(ServerError, match="must be bool"):
+        client.request("idle", character="listener", on=1)
+    with pytest.raises(ServerError, match="needs the field 'on'"):
+        client.request("idle", character="listener")

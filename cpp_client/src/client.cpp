@@ -290,6 +290,11 @@ OutputSettings Client::set_outputs(std::optional<bool> video, std::optional<bool
   return out;
 }
 
+bool Client::set_idle(bool on) {
+  Value r = roundtrip("idle", [&](std::int64_t id) { return encode_idle(id, cfg_.character, on); });
+  return r.at("idle").as_bool();
+}
+
 Value Client::state() {
   return roundtrip("state", [&](std::int64_t id) { return encode_state(id, cfg_.character); });
 }

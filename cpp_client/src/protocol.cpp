@@ -262,6 +262,13 @@ Bytes encode_set_outputs(std::int64_t id, const std::string& character, std::opt
   return pack_value(r);
 }
 
+Bytes encode_idle(std::int64_t id, const std::string& character, bool on) {
+  Value r = request("idle", id);
+  r.set("character", character);
+  r.set("on", on);
+  return pack_value(r);
+}
+
 Bytes encode_stats(std::int64_t id, const std::string& character) {
   Value r = request("stats", id);
   if (!character.empty()) r.set("character", character);
@@ -277,8 +284,8 @@ Bytes encode_state(std::int64_t id, const std::string& character) {
 // --- decoding control messages ---------------------------------------------------------------------
 
 const std::vector<std::string>& protocol_ops() {
-  static const std::vector<std::string> ops = {"ping",      "say",         "drive", "interrupt", "set_character",
-                                               "set_steps", "set_outputs", "stats", "state"};
+  static const std::vector<std::string> ops = {"ping",      "say",       "drive",       "idle",  "interrupt",
+                                               "set_character", "set_steps", "set_outputs", "stats", "state"};
   return ops;
 }
 
@@ -304,6 +311,7 @@ const std::vector<FieldRule>& request_fields(const std::string& op) {
   static const std::vector<FieldRule> set_outputs = {{"character", T::String, true}, {"video", T::Bool, false},
                                                      {"rig", T::Bool, false}};
   static const std::vector<FieldRule> stats = {{"character", T::String, false}};
+  static const std::vector<FieldRule> idle = {{"character", T::String, true}, {"on", T::Bool, true}};
   if (op == "say") return say;
   if (op == "drive") return drive;
   if (op == "interrupt" || op == "state") return character_only;
@@ -311,6 +319,7 @@ const std::vector<FieldRule>& request_fields(const std::string& op) {
   if (op == "set_steps") return set_steps;
   if (op == "set_outputs") return set_outputs;
   if (op == "stats") return stats;
+  if (op == "idle") return idle;
   return none;  // ping
 }
 }  // namespace

@@ -266,6 +266,41 @@ TEST(rig_only_mode_plays_voice_and_rig_and_interrupt_cuts_it_at_once) {
   CHECK(c.state().at("video").as_bool());
 }
 
+TEST(a_listening_character_streams_idle_chunks_until_it_is_told_to_stop) {
+  mfruntime::Client& c = client();
+  const std::int64_t before = c.state().at("utterance").as_int();
+  CHECK(c.set_idle(true));
+  // The idle utterance: silent PCM, the rig's mouth closed and the sil viseme, paced to real time.
+  std::int64_t idle = 0;
+  CHECK(g_rx.wait([&](auto& all) {
+    for (auto& k : all)
+      if (k.first.utterance > before) idle = k.first.utterance;
+    if (idle == 0) return false;
+    int n = 0;
+    for (auto& k : all) n += k.first.utterance == idle;
+    return n >= 4;
+  }, 30.0));
+  mfruntime::Value st = c.state();
+  CHECK(st.at("idle").as_bool() && st.at("idling").as_bool());
+  // The rig eases from the last frame shown before (a line cut short) into the idle pose: the jaw closes and the
+  // sil viseme takes over, steadily.
+  float jaw = 2.0f, sil = -1.0f;
+  for (const auto& ch : g_rx.of(idle)) {
+    const StreamChunk& k = ch.first;
+    if (k.is_end_marker()) continue;
+    for (float v : k.pcm) CHECK_EQ(v, 0.0f);
+    CHECK(k.has_rig());
+    for (int f = 0; f < k.frames; ++f) {
+      CHECK(k.rig_frame(f)[0] <= jaw + 1e-6f && k.rig_frame(f)[13] >= sil - 1e-6f);  // jawOpen, viseme_sil
+      jaw = k.rig_frame(f)[0];
+      sil = k.rig_frame(f)[13];
+    }
+  }
+  CHECK(jaw < 0.1f && sil > 0.5f);
+  CHECK(!c.set_idle(false));
+  CHECK(g_rx.wait([&](auto& all) { return has_eou(all, idle); }, 30.0));
+}
+
 TEST(a_malformed_request_gets_the_servers_error_and_the_client_keeps_working) {
   mfruntime::Client& c = client();
   CHECK_THROWS(c.say(""), mfruntime::ServerError, "empty");

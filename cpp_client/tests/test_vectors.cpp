@@ -148,6 +148,7 @@ static Bytes encode_like(const Value& r) {
                                    static_cast<int>(r.at("sample_rate").as_int()), opt_int("steps"));
   }
   if (op == "interrupt") return mfruntime::encode_interrupt(id, r.at("character").as_string());
+  if (op == "idle") return mfruntime::encode_idle(id, r.at("character").as_string(), r.at("on").as_bool());
   if (op == "set_outputs") {
     auto opt_bool = [&](const char* k) { return r.find(k) ? std::optional<bool>(r.at(k).as_bool()) : std::nullopt; };
     return mfruntime::encode_set_outputs(id, r.at("character").as_string(), opt_bool("video"), opt_bool("rig"));
@@ -376,7 +377,8 @@ TEST(request_decoder_checks_fields_and_version) {
                             mfruntime::encode_set_outputs(12, "a", std::nullopt, std::nullopt),
                             mfruntime::encode_stats(8),
                             mfruntime::encode_stats(9, "a"),
-                            mfruntime::encode_state(10, "a")};
+                            mfruntime::encode_state(10, "a"),
+                            mfruntime::encode_idle(13, "a", true)};
   float pcm[3] = {0.5f, -0.25f, 0.0f};
   all.push_back(mfruntime::encode_drive(3, "a", pcm, 3, 22050, 2));
   std::set<std::string> ops;

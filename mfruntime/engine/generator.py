@@ -155,7 +155,13 @@ class Generator:
         offset = self.state.chunk * cfg.media.chunk_seconds
         track = PhonemeTrack.from_phonemes(utt.phonemes, offset, cfg.phonemes) if utt.phonemes is not None else None
         driven = None
-        if utt.driving is not None:
+        if utt.idle:  # listening: the model lip-syncs silence (the same every chunk)
+            if "audio" not in tr.active or "video" not in tr.active:
+                raise ValueError("idle generation needs a joint audio-video model")
+            silence = np.zeros(cfg.media.samples_per_chunk, np.float32)
+            with torch.no_grad():
+                driven = self.model.audio_codec.encode(torch.from_numpy(silence).to(self.device)[None])  # (1, S, Ca)
+        elif utt.driving is not None:
             if "audio" not in tr.active or "video" not in tr.active:
                 raise ValueError("audio-driven generation needs a joint audio-video model")
             # The model hears the speech at the level it was trained on (causal, chunk by chunk: engine/level.py);
@@ -176,7 +182,8 @@ class Generator:
             x = {s: self._noise(s) for s in tr.active}
             if driven is not None:
                 s_per = cfg.latent_steps_per_chunk
-                x["audio"] = driven[:, i * s_per:(i + 1) * s_per][:, None]  # (1, 1, S, Ca) clean
+                j = 0 if utt.idle else i  # idle: one chunk of silence, repeated
+                x["audio"] = driven[:, j * s_per:(j + 1) * s_per][:, None]  # (1, 1, S, Ca) clean
 
             def step_fn(xs, t, d, _cond):
                 tt = {s: (t if s in generated else 0.0) for s in tr.active}
@@ -196,7 +203,9 @@ class Generator:
                         # The rig head reads the latents the model made (and, driven, the speech it heard).
                         audio_latents = x["audio"][:, 0] if "audio" in x else None  # (1, S, Ca)
                         rig_out = self.model.rig.controls(z[:, 0], audio_latents)[0].cpu().numpy()  # (F, C)
-                if driven is not None:  # audio-driven: the audio that came in goes out, untouched
+                if utt.idle:
+                    pcm_out = np.zeros(cfg.media.samples_per_chunk, np.float32)
+                elif driven is not None:  # audio-driven: the audio that came in goes out, untouched
                     pcm_out = utt.driving_chunk(i, cfg.media)
                 elif "audio" in x:
                     # Generated speech can overshoot full scale a little; the chunk contract (and the wire protocol)

@@ -1,7 +1,7 @@
 """The utterance contract: what one line will produce, decided once, before its first chunk.
 
 An :class:`Utterance` is a plan — how many chunks, and what drives them (phonemes with times from the line's
-start, or speech to lip-sync, padded to whole chunks). ``Generator.run`` turns a plan into chunks; the
+start, speech to lip-sync, padded to whole chunks, or nothing: idle, the character listening). ``Generator.run`` turns a plan into chunks; the
 Session, the server and ``mf eval`` all build their plans here, so every caller gets the same chunk count,
 the same padding and the same PCM contract: chunks carry float32 in [−1, 1] (generated speech is clipped, given
 speech passes through untouched).
@@ -23,12 +23,20 @@ class Utterance:
     chunks: int  # chunks the utterance produces (≥ 1)
     phonemes: tuple[Phoneme, ...] | None  # what to say, times from the utterance's start; None when driven
     driving: np.ndarray | None  # (chunks · samples_per_chunk,) float32 speech to lip-sync, zero-padded; or None
+    idle: bool = False  # nothing is said: silence, the mouth closed (the model lip-syncs silence; mfruntime/idle.py)
 
     def __post_init__(self) -> None:
         if self.chunks < 1:
             raise ValueError(f"an utterance has at least one chunk, got {self.chunks}")
-        if (self.phonemes is None) == (self.driving is None):
-            raise ValueError("an utterance is driven by phonemes (say) or by speech (drive): give exactly one")
+        given = (self.phonemes is not None) + (self.driving is not None) + bool(self.idle)
+        if given != 1:
+            raise ValueError("an utterance is driven by phonemes (say), by speech (drive) or by nothing (idle): "
+                             "give exactly one")
+
+    @classmethod
+    def silence(cls, chunks: int) -> "Utterance":
+        """Idle for ``chunks`` chunks: the character listens (silent PCM, the mouth closed)."""
+        return cls(chunks, None, None, idle=True)
 
     @classmethod
     def speech(cls, phonemes: Sequence[Phoneme], media: MediaConfig, duration: float | None = None,

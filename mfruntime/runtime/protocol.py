@@ -23,7 +23,7 @@ STREAM_PARTS = 5
 MAX_REQUEST_BYTES = 32 * 1024 * 1024  # decoded with an error reply above this
 MAX_SOCKET_MESSAGE_BYTES = 64 * 1024 * 1024  # ZeroMQ drops the connection of a peer that sends more
 MAX_CHARACTER_ID = 64  # bytes of UTF-8
-OPS = ("ping", "say", "drive", "interrupt", "set_character", "set_steps", "set_outputs", "stats", "state")
+OPS = ("ping", "say", "drive", "idle", "interrupt", "set_character", "set_steps", "set_outputs", "stats", "state")
 
 #: Header keys in the order they are written, with their msgpack types.
 HEADER_FIELDS = {
@@ -50,6 +50,7 @@ REQUEST_FIELDS: dict[str, dict[str, tuple[type | tuple, bool]]] = {
     "ping": {},
     "say": {"character": (str, True), "text": (str, True), "voice": (str, False), "steps": (int, False)},
     "drive": {"character": (str, True), "pcm": (bytes, True), "sample_rate": (int, True), "steps": (int, False)},
+    "idle": {"character": (str, True), "on": (bool, True)},
     "interrupt": {"character": (str, True)},
     "set_character": {"character": (str, True), "image": (bytes, False), "width": (int, False), "height": (int, False),
                       "face_seed": (int, False), "voice": (str, False)},
@@ -107,8 +108,11 @@ def _check_request(req: dict) -> dict:
             continue
         value = req[name]
         ok = isinstance(value, typ) and not (typ is int and isinstance(value, bool))
+        if isinstance(value, bool) and bool not in (typ if isinstance(typ, tuple) else (typ,)):
+            ok = False  # msgpack's true/false is not a number
         if not ok:
-            raise ProtocolError(f"{op}: field {name!r} must be {typ.__name__}, got {type(value).__name__}")
+            want = " or ".join(t.__name__ for t in (typ if isinstance(typ, tuple) else (typ,)))
+            raise ProtocolError(f"{op}: field {name!r} must be {want}, got {type(value).__name__}")
     if "character" in req:
         check_character_id(req["character"])
     return req

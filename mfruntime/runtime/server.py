@@ -112,32 +112,55 @@ class Character:
     def __init__(self, cid: str, session: Session) -> None:
         self.cid, self.session = cid, session
         self.jobs: deque[PendingUtterance] = deque()  # waiting utterances, in order; appended on request
-        self.current: tuple | None = None  # (utterance id, chunk iterator) being generated
+        self.current: tuple | None = None  # (utterance id, chunk iterator, idle) being generated
         self.seq = 0  # next chunk of the current utterance
         self.ended = True  # the current utterance's end (eou) has been published
+        self.listen = False  # op idle: stream idle chunks (the character listening) whenever nothing is queued
+        # Taking an utterance id and queueing it is one step (say on the control thread, idle on the engine's), so
+        # an idle utterance can never supersede a line that is being queued.
+        self.lock = threading.Lock()
 
     @property
     def speaking(self) -> bool:
         return self.current is not None or bool(self.jobs)
 
-    def submit(self, pending: PendingUtterance) -> int:
-        """Queue an utterance (Session.reserve_say/reserve_drive: checked, id taken); returns its id."""
-        self.jobs.append(pending)
-        return pending.uid
+    @property
+    def idle(self) -> bool:
+        """The utterance being generated is an idle one (the character listening)."""
+        return self.current is not None and self.current[2]
+
+    def submit(self, reserve) -> PendingUtterance:
+        """Queue an utterance: ``reserve()`` (Session.reserve_say/reserve_drive: checked, id taken) is called with
+        the character's lock held."""
+        with self.lock:
+            pending = reserve()
+            self.jobs.append(pending)
+        return pending
+
+    def _start_idle(self) -> None:
+        """Listening and nothing queued: queue an idle utterance (paced here, by step())."""
+        with self.lock:
+            if not self.jobs and self.current is None:
+                self.jobs.append(self.session.reserve_idle(paced=False))
 
     def step(self, publish) -> bool:
         """Generate and publish this character's next chunk; False when it has nothing to do (yet)."""
+        if self.current is None and self.listen and not self.jobs:
+            self._start_idle()
         if self.current is None:
             if not self.jobs or not self.jobs[0].ready.is_set():
                 return False  # nothing queued, or its phoneme timing is still being made
             pending = self.jobs.popleft()
             self.seq, self.ended = 0, False
             try:
-                self.current = (pending.uid, pending.chunks())
+                self.current = (pending.uid, pending.chunks(), pending.idle)
             except Exception:  # e.g. eSpeak failed: end the utterance for receivers below
                 log.exception("character %s: utterance %d could not be prepared", self.cid, pending.uid)
-                self.current = (pending.uid, iter(()))
-        uid, chunks = self.current
+                self.current = (pending.uid, iter(()), False)
+        uid, chunks, idle = self.current
+        if idle and not self.session.interrupted and self.session.utterance == uid \
+                and time.perf_counter() < self.session.idle_due:
+            return False  # listening: the next idle chunk is not due yet (made in real time, never far ahead)
         try:
             chunk = next(chunks, None)
         except Exception:  # a failing utterance must not take the character (or the server) down
@@ -160,6 +183,7 @@ class Character:
 
     def finish(self, publish) -> None:
         """At shutdown: drop queued utterances and end the running one (interrupt: one more chunk)."""
+        self.listen = False
         self.jobs.clear()
         self.session.interrupt()
         while self.current is not None:
@@ -269,6 +293,12 @@ class Server:
             return self._start_utterance(req)
         ch = self._character(req)
         s = ch.session
+        if op == "idle":
+            ch.listen = req["on"]
+            if not ch.listen and ch.idle:
+                s.interrupt()  # stop listening now (an idle utterance ends within a chunk)
+            self._work.set()
+            return {"idle": ch.listen}
         if op == "interrupt":
             s.interrupt()
             return {"utterance": s.utterance if ch.speaking else None}
@@ -279,7 +309,7 @@ class Server:
             s.set_outputs(video=req.get("video"), rig=req.get("rig"))
             return s.outputs
         if op == "state":
-            return {"utterance": s.utterance, "speaking": ch.speaking, "next_seq": ch.seq if ch.current is not None else 0,
+            return {"utterance": s.utterance, "speaking": ch.speaking, "idle": ch.listen, "idling": ch.idle, "next_seq": ch.seq if ch.current is not None else 0,
                     "clock": s.clock,
                     "width": s.size, "height": s.size, "fps": s.fps, "sample_rate": s.sample_rate, "steps": s.steps,
                     **s.outputs, "has_rig": s.has_rig}
@@ -320,13 +350,12 @@ class Server:
         if not on_preparer and self._prepare.full():
             raise self._busy()
         if req["op"] == "say":
-            pending = s.reserve_say(req["text"], req.get("voice"), req.get("steps"))
+            pending = ch.submit(lambda: s.reserve_say(req["text"], req.get("voice"), req.get("steps")))
         else:
             if len(req["pcm"]) % 4:
                 raise ProtocolError("drive: pcm must be float32 little-endian samples (a multiple of 4 bytes)")
             pcm = np.frombuffer(req["pcm"], "<f4").astype(np.float32)
-            pending = s.reserve_drive(pcm, req["sample_rate"], req.get("steps"))
-        ch.submit(pending)
+            pending = ch.submit(lambda: s.reserve_drive(pcm, req["sample_rate"], req.get("steps")))
         if on_preparer:
             pending.prepare()
         else:  # only the control thread adds to the queue, and it checked for room above

@@ -31,6 +31,7 @@ from mfruntime.engine.backends import kernels_for, pick_backend, resolve_device
 from mfruntime.config import DEFAULT_STEPS
 from mfruntime.engine.generator import GenerationOptions, Generator, check_steps
 from mfruntime.engine.utterance import Utterance
+from mfruntime.idle import IdleMotion
 from mfruntime.runtime.character import as_voice, default_character, load_image, prepare_image, voice_sample
 from mfruntime.runtime.registry import shared_model
 from mfruntime.runtime.threads import THREADS_AUTO, ThreadPolicy
@@ -38,6 +39,8 @@ from mfruntime.runtime.threads import THREADS_AUTO, ThreadPolicy
 log = logging.getLogger(__name__)
 
 MAX_DRIVE_SECONDS = 600.0
+MAX_IDLE_SECONDS = 600.0  # one idle() call listens at most this long (call it again to go on)
+IDLE_LEAD_CHUNKS = 3  # idle chunks are made at most this many chunks ahead of real time (they would never end)
 MAX_DRIVE_PEAK = 2.0  # float driving audio louder than this is refused (wrong scale); above 1.0 it is clipped with a warning
 SPEECH_CACHE = 256  # (text, voice) pairs whose eSpeak timing is kept
 
@@ -56,6 +59,7 @@ class Chunk:
     last: bool  # the utterance's final chunk (its end, or an interrupt)
     interrupted: bool = False  # ended early by interrupt()
     compute_seconds: float = 0.0  # wall time spent generating this chunk
+    idle: bool = False  # a chunk of idle() (the character listening: silent PCM, closed mouth, blinks)
     # (F, len(mfruntime.rig.CONTROLS)) float32: per video frame, the face controls and OVR viseme weights of what
     # was generated (docs/RIG.md); None for a model without a rig head or with Session(rig=False).
     rig: np.ndarray | None = None
@@ -148,8 +152,10 @@ class PendingUtterance:
     thread; ``chunks()`` then iterates. A server takes the id on the thread that answers requests and
     prepares elsewhere, so its replies never wait for eSpeak."""
 
-    def __init__(self, session: "Session", uid: int, start: float, steps: int, make) -> None:
-        self.session, self.uid, self.start, self.steps = session, uid, start, steps
+    def __init__(self, session: "Session", uid: int, start: float, steps: int, make, idle: bool = False,
+                 paced: bool = True) -> None:
+        self.session, self.uid, self.start, self.steps, self.idle = session, uid, start, steps, idle
+        self.paced = paced  # idle: wait in chunks() for each chunk's time (a server checks Session.idle_due instead)
         self._make = make  # () → Utterance
         self._plan = None
         self.ready = threading.Event()
@@ -174,7 +180,7 @@ class PendingUtterance:
             raise self._plan
         if self._plan is None:
             return iter(())
-        return self.session._run(self.uid, self.start, self._plan, self.steps)
+        return self.session._run(self.uid, self.start, self._plan, self.steps, self.paced)
 
 
 class Session:
@@ -203,6 +209,9 @@ class Session:
         self._image = default_character(self.size) if character is None else prepare_image(character, self.size)
         self._generator: Generator | None = None  # rebuilt when the character or voice changes
         self._portrait = None  # a PortraitRenderer (set_portrait): frames come from it, moved by the rig stream
+        self._idle = IdleMotion(self.fps, self.seed)  # the idle layer's blinks and sway (mfruntime/idle.py)
+        self._last_rig: np.ndarray | None = None  # the latest rig frame sent (idle eases from it)
+        self._idle_due = 0.0  # perf_counter time the next idle chunk is due (idle_due)
         self._lock = threading.RLock()
         self._interrupt = threading.Event()
         self._utterance = 0  # id of the newest utterance; older iterators stop
@@ -354,6 +363,46 @@ class Session:
     def _drive_plan(self, audio: np.ndarray, sample_rate: int) -> Utterance:
         return Utterance.drive(resample_pcm(audio, sample_rate, self.sample_rate), self.cfg.media)
 
+    def idle(self, seconds: float | None = None, steps: int | None = None) -> Iterator[Chunk]:
+        """Listen between lines: chunks of silence in which the character keeps the mouth closed, blinks and moves
+        its head a little (in every output: frames, rig), until the next say()/drive(), interrupt(), or
+        ``seconds`` (at most MAX_IDLE_SECONDS). The rig frames come from the idle layer (mfruntime/idle.py); the
+        model's own face is generated lip-syncing silence, a portrait is moved by the idle rig. With no frames
+        of the model's own face to make (rig-only mode, or a portrait) the model does not run at all."""
+        return self.reserve_idle(seconds, steps).chunks()
+
+    def reserve_idle(self, seconds: float | None = None, steps: int | None = None, paced: bool = True) -> PendingUtterance:
+        """Like idle(): the checks run now, nothing slow is left to prepare. Idle chunks are paced to real time
+        (at most IDLE_LEAD_CHUNKS ahead of the call): ``paced=False`` leaves the waiting to the caller, which
+        makes the next chunk once ``time.perf_counter() >= idle_due`` (a server's engine never sleeps)."""
+        start = time.perf_counter()
+        steps = self._steps if steps is None else check_steps(steps)
+        n = self._idle_chunks(seconds)
+        with self._lock:
+            uid = self._begin()
+        pending = PendingUtterance(self, uid, start, steps, lambda: Utterance.silence(n), idle=True, paced=paced)
+        pending.prepare()
+        return pending
+
+    def _idle_chunks(self, seconds) -> int:
+        if seconds is None:
+            seconds = MAX_IDLE_SECONDS
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.integer, np.floating)) \
+                or not 0 < seconds <= MAX_IDLE_SECONDS:
+            raise ValueError(f"idle seconds must be a number above 0 and at most {MAX_IDLE_SECONDS:g} (leave it out to "
+                             f"listen until the next line), got {seconds!r}")
+        return max(1, int(np.ceil(float(seconds) / self.cfg.media.chunk_seconds - 1e-9)))
+
+    @property
+    def interrupted(self) -> bool:
+        """interrupt() was called and the utterance it ends has not ended yet."""
+        return self._interrupt.is_set()
+
+    @property
+    def idle_due(self) -> float:
+        """``time.perf_counter()`` at which the running idle utterance's next chunk is due (0 when not idling)."""
+        return self._idle_due
+
     def interrupt(self) -> None:
         """End the current utterance: at most one more chunk comes out (marked last and interrupted)."""
         self._interrupt.set()
@@ -364,6 +413,7 @@ class Session:
             self._voice, self._generator = voice, None
         self._utterance += 1
         self._interrupt.clear()
+        self._idle_due = 0.0
         return self._utterance
 
     def _ensure_generator(self) -> Generator:
@@ -375,12 +425,17 @@ class Session:
                                         kernels=self._kernels)
         return self._generator
 
-    def _run(self, uid: int, start: float, utt: Utterance, steps: int) -> Iterator[Chunk]:
+    def _run(self, uid: int, start: float, utt: Utterance, steps: int, paced: bool = True) -> Iterator[Chunk]:
         """Pull chunks from the model's generator one at a time (compute happens inside next())."""
         n = utt.chunks
         source = None  # the Generator's iterator, made on the first chunk (a character swap applies next utterance)
         portrait = None
+        idle_from = idle_last = None  # idle: the stream frame idling began at, and the rig frame shown before it
+        fpc = self.cfg.frames_per_chunk
         for seq in range(n):
+            if utt.idle and paced:  # wait for this chunk's time; a new utterance or interrupt() ends the wait
+                while time.perf_counter() < self._idle_due and uid == self._utterance and not self._interrupt.is_set():
+                    self._interrupt.wait(min(0.02, max(0.0, self._idle_due - time.perf_counter())))
             t0 = time.perf_counter()
             # CPU threads for this chunk (fixed, or what other processes leave free); set before the generator is
             # made too, since making it runs the model (reference encoding, sinks).
@@ -390,23 +445,39 @@ class Session:
                     return  # a newer utterance took over
                 if source is None:
                     portrait = self._portrait  # fixed for the utterance, like the character
-                    # A portrait is drawn from the rig frames: the model's own frames are not decoded.
-                    source = self._ensure_generator().run(utt, steps, video=self._video and portrait is None,
-                                                          rig=self._rig or portrait is not None)
+                    if utt.idle:
+                        idle_from, idle_last = self._clock_chunks * fpc, self._last_rig
+                        # the model runs while idle only to draw its own face; the rig comes from the idle layer
+                        source = self._ensure_generator().run(utt, steps, video=True, rig=False) \
+                            if self._video and portrait is None else iter(())
+                    else:
+                        # A portrait is drawn from the rig frames: the model's own frames are not decoded.
+                        source = self._ensure_generator().run(utt, steps, video=self._video and portrait is None,
+                                                              rig=self._rig or portrait is not None)
+                frame0 = self._clock_chunks * fpc
             # The model runs without the lock, so stats(), interrupt() and set_character() never wait for a chunk.
-            out = next(source)
-            frames, rig = out.frames, out.rig
+            out = next(source, None)
+            if utt.idle:
+                frames = out.frames if out is not None else None
+                pcm = np.zeros(self.cfg.media.samples_per_chunk, np.float32)
+                rig = self._idle.frames(frame0, fpc, idle_last, idle_from) \
+                    if self.has_rig and (self._rig or portrait is not None) else None
+            else:
+                frames, rig, pcm = out.frames, out.rig, out.pcm
             if portrait is not None:
-                frames = portrait.frames(out.rig) if self._video else None
+                frames = portrait.frames(rig) if self._video else None
                 rig = rig if self._rig else None
             compute = time.perf_counter() - t0
             with self._lock:
                 interrupted = self._interrupt.is_set() and seq < n - 1
                 last = interrupted or seq == n - 1
                 chunk = Chunk(utterance=uid, seq=seq, pts=self.clock,
-                              frames=frames, pcm=out.pcm, sample_rate=self.sample_rate,
-                              fps=self.fps, last=last, interrupted=interrupted, compute_seconds=compute, rig=rig)
+                              frames=frames, pcm=pcm, sample_rate=self.sample_rate, fps=self.fps, last=last,
+                              interrupted=interrupted, compute_seconds=compute, rig=rig, idle=utt.idle)
                 self._clock_chunks += 1
+                self._idle_due = start + (seq + 1 - IDLE_LEAD_CHUNKS) * self.cfg.media.chunk_seconds if utt.idle else 0.0
+                if rig is not None:
+                    self._last_rig = rig[-1].copy()
                 self._record(chunk, start if seq == 0 else None)
             yield chunk
             if last:

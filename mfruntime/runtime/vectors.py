@@ -89,8 +89,9 @@ def build() -> dict[str, tuple[list[bytes] | bytes, dict]]:
                                                 image=bytes(range(12))),
         "request_interrupt": encode_request("interrupt", id=5, character="npc-1"),
         "request_set_outputs": encode_request("set_outputs", id=6, character="npc-1", video=False, rig=True),
+        "request_idle": encode_request("idle", id=7, character="npc-1", on=True),
         "reply_say_ok": encode_reply(2, utterance=3),
-        "reply_error": encode_reply(9, "error", "unknown op 'dance': use one of ping, say, drive, interrupt, "
+        "reply_error": encode_reply(9, "error", "unknown op 'dance': use one of ping, say, drive, idle, interrupt, "
                                                 "set_character, set_steps, set_outputs, stats, state"),
     }
     for name, payload in requests.items():

@@ -262,5 +262,43 @@ namespace Mfruntime.Tests
                 Check.True(back.Video && back.Rig, "back to video and rig: " + back);
             }
         }
+        [Test]
+        public static void AListeningCharacterStreamsIdleChunksUntilToldToStop(LiveTests.Server s)
+        {
+            var sink = new List<StreamChunk>();
+            var client = new MfClient(new ClientSettings { ControlAddress = s.Control, StreamAddress = s.Stream, RequestTimeoutMs = 60000 });
+            client.ChunkReceived += c => { lock (sink) sink.Add(c); };
+            client.Connect();
+            try
+            {
+                Thread.Sleep(300);  // the SUB connection
+                Check.True(client.SetIdle(true), "idle on");
+                var watch = Stopwatch.StartNew();
+                List<StreamChunk> got = null;
+                while (got == null && watch.Elapsed.TotalSeconds < 60)
+                {
+                    lock (sink) if (sink.Count(c => !c.Eou) >= 4) got = sink.ToList();
+                    Thread.Sleep(10);
+                }
+                Check.True(got != null, "idle chunks arrive");
+                Check.True((bool)client.State()["idling"], "state says it is listening");
+                foreach (var c in got.Where(c => c.Samples > 0))
+                    Check.True(c.Pcm.All(v => v == 0f) && c.Controls == RigControls.Names.Length, "seq " + c.Seq + ": silent, with rig frames");
+                Check.True(!client.SetIdle(false), "idle off");
+                long u = got[0].Utterance;
+                watch.Restart();
+                bool ended = false;
+                while (!ended && watch.Elapsed.TotalSeconds < 30)
+                {
+                    lock (sink) ended = sink.Any(c => c.Utterance == u && c.Eou);
+                    Thread.Sleep(10);
+                }
+                Check.True(ended, "the idle utterance ends when listening is turned off");
+            }
+            finally
+            {
+                client.Dispose();
+            }
+        }
     }
 }

@@ -87,6 +87,9 @@ class Client {
   /// What this character's chunks carry from its next utterance on: video = false is rig-only mode (audio and rig
   /// frames, empty video parts); nullopt leaves a setting as it is. Returns the settings now.
   OutputSettings set_outputs(std::optional<bool> video, std::optional<bool> rig = std::nullopt);
+  /// Listening between lines: on = true makes the server stream idle chunks (silence, the mouth closed, blinks and
+  /// a slow head sway) whenever this character has nothing to say; a say takes over at once. Returns the setting.
+  bool set_idle(bool on);
   Value state();
   Value stats();
   /// Any request (e.g. an op newer than this client): {v, op, id} plus `fields` (a map).

@@ -86,6 +86,9 @@ Bytes encode_set_steps(std::int64_t id, const std::string& character, int steps)
 /// video = false is rig-only mode (no video decoding on the server, empty video parts).
 Bytes encode_set_outputs(std::int64_t id, const std::string& character, std::optional<bool> video,
                          std::optional<bool> rig = std::nullopt);
+/// Listening between lines: on = true streams idle chunks (silence, closed mouth, blinks) whenever the character
+/// has nothing to say; a say takes over at once.
+Bytes encode_idle(std::int64_t id, const std::string& character, bool on);
 /// character "" asks for every character's stats.
 Bytes encode_stats(std::int64_t id, const std::string& character = "");
 Bytes encode_state(std::int64_t id, const std::string& character);

@@ -252,6 +252,18 @@ namespace Mfruntime
             return Utterance(r);
         }
 
+        /// <summary>Listening between lines: <paramref name="on"/> = true makes the server stream idle chunks (silence,
+        /// the mouth closed, blinks and a slow head sway) whenever this character has nothing to say; a Say takes over
+        /// at once. Returns the setting.</summary>
+        public bool SetIdle(bool on)
+        {
+            var r = Request("idle", Protocol.F("character", Settings.Character), Protocol.F("on", on));
+            object v;
+            if (!r.TryGetValue("idle", out v) || !(v is bool))
+                throw new ProtocolException("the idle reply has no idle setting: is the server of protocol version " + Protocol.Version + "?");
+            return (bool)v;
+        }
+
         /// <summary>Lip-sync given speech: mono float samples in [-1, 1] at <paramref name="sampleRate"/> Hz.</summary>
         public long Drive(float[] pcm, int sampleRate, int steps = 0)
         {
@@ -300,6 +312,7 @@ namespace Mfruntime
         public Task<long> DriveAsync(float[] pcm, int sampleRate, int steps = 0) { return Task.Run(() => Drive(pcm, sampleRate, steps)); }
         public Task<long?> InterruptAsync() { return Task.Run(() => Interrupt()); }
         public Task<StreamOutputs> SetOutputsAsync(bool? video = null, bool? rig = null) { return Task.Run(() => SetOutputs(video, rig)); }
+        public Task<bool> SetIdleAsync(bool on) { return Task.Run(() => SetIdle(on)); }
 
         private long Utterance(Dictionary<string, object> reply)
         {

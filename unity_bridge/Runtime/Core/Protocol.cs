@@ -213,6 +213,6 @@ namespace Mfruntime
             return map;
         }
 
-        public static readonly string[] Ops = { "ping", "say", "drive", "interrupt", "set_character", "set_steps", "set_outputs", "stats", "state" };
+        public static readonly string[] Ops = { "ping", "say", "drive", "idle", "interrupt", "set_character", "set_steps", "set_outputs", "stats", "state" };
     }
 }
