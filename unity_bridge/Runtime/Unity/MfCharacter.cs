@@ -37,6 +37,9 @@ namespace Mfruntime.Unity
         public bool requestVideo = true;
         [Tooltip("Rig frames (face controls and OVR visemes) for an MfRigDriver. Sent to the server when enabled.")]
         public bool requestRig = true;
+        [Tooltip("Between lines the character listens: the server streams idle chunks (silence, the mouth closed, blinks " +
+                 "and a slow head sway in the rig) whenever it has nothing to say. Sent to the server when enabled.")]
+        public bool listenBetweenLines = false;
 
         public UtteranceEvent onUtteranceStarted = new UtteranceEvent();
         public UtteranceEndedEvent onUtteranceEnded = new UtteranceEndedEvent();
@@ -85,6 +88,7 @@ namespace Mfruntime.Unity
             client = c;
             // The server keeps these per character (another client may have changed them): make them this component's.
             outputs = Watch(c.SetOutputsAsync(requestVideo, requestRig), "set_outputs");
+            if (listenBetweenLines) Watch(c.SetIdleAsync(true), "idle");
             AudioSettings.OnAudioConfigurationChanged += AudioChanged;
             var source = GetComponent<AudioSource>();
             if (!source.isPlaying) source.Play();  // OnAudioFilterRead runs while the source plays
@@ -177,6 +181,13 @@ namespace Mfruntime.Unity
             var t = Watch(Live().SetOutputsAsync(video, rig), "set_outputs");
             outputs = t;
             return t;
+        }
+
+        /// <summary>Listen between lines (see listenBetweenLines), or stop listening.</summary>
+        public Task<bool> SetListening(bool on)
+        {
+            listenBetweenLines = on;
+            return Watch(Live().SetIdleAsync(on), "idle");
         }
 
         /// <summary>Run a line's request off the main thread once the set_outputs request has been answered, so a line
