@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 from mfruntime import __version__
-from mfruntime.config import DEFAULT_STEPS
+from mfruntime.config import (DEFAULT_BACKEND, DEFAULT_BIND, DEFAULT_DEVICE, DEFAULT_MAX_CHARACTERS, DEFAULT_MODEL,
+                              DEFAULT_SEND_HWM, DEFAULT_STEPS, DEFAULT_THREADS)
 from mfruntime.engine import BACKENDS
 from mfruntime.errors import UserFacingError
 
@@ -221,13 +222,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _add_session_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="tiny", help="bundled model name or bundle path (default: tiny)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
-    p.add_argument("--backend", default="auto", choices=BACKENDS,
-                   help="chunk-step backend (default: auto = the fastest that works here)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled model name or bundle path (default: {DEFAULT_MODEL})")
+    p.add_argument("--device", default=DEFAULT_DEVICE, help=f"auto, cpu or cuda[:N] (default: {DEFAULT_DEVICE})")
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS,
+                   help=f"chunk-step backend (default: {DEFAULT_BACKEND}; auto = the fastest that works here)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                    help=f"denoising steps per chunk: 1-4 live, 8-50 quality (default: {DEFAULT_STEPS})")
-    p.add_argument("--threads", type=_threads_arg, default="auto",
+    p.add_argument("--threads", type=_threads_arg, default=DEFAULT_THREADS,
                    help="CPU threads for generation: a number, or auto = the cores other processes leave free, "
                         "re-measured every chunk (default: auto)")
 
@@ -321,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         "distance on face-probe features, PESQ-wb, STOI, compute seconds per second of output and time to "
         "first chunk; plus metrics per window over a long generation (drift). Writes eval.json and PNG plots.",
     )
-    ev.add_argument("--model", default="tiny", help="bundled model name or bundle path, labelled 'Mutual Forcing' "
+    ev.add_argument("--model", default=DEFAULT_MODEL, help="bundled model name or bundle path, labelled 'Mutual Forcing' "
                     "in the table (default: tiny, the bundled joint-stage model)")
     ev.add_argument("--baseline", help="bundle of the same model without the Mutual Forcing stage for the "
                     "with/without rows (the bundled tiny is one: mf eval --model runs/tiny-mutual.safetensors "
@@ -330,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seconds", type=float, default=4.0, help="length of each reference clip (default: 4)")
     ev.add_argument("--steps", type=int, nargs="+", default=[50, 8, 4, 1], help="step counts to compare (default: 50 8 4 1)")
     ev.add_argument("--drift-seconds", type=float, default=30.0, help="length of the drift run, 0 to skip (default: 30)")
-    ev.add_argument("--drift-steps", type=int, default=4, help="step count of the drift run (default: 4)")
+    ev.add_argument("--drift-steps", type=int, default=DEFAULT_STEPS,
+                    help=f"step count of the drift run (default: {DEFAULT_STEPS})")
     ev.add_argument("--long", action="store_true", help="a 120-s drift run instead")
     ev.add_argument("--instruments", help="evaluation weights from mf export --eval-out (default: the bundled ones)")
     ev.add_argument("--inception-weights", metavar="FILE",
@@ -387,16 +389,17 @@ def build_parser() -> argparse.ArgumentParser:
     keys.set_defaults(func=_cmd_keys)
 
     serve = verbs.add_parser("serve", parents=[leaf], help="stream characters to game engines over ZeroMQ",
-                             description="Serve characters: a ROUTER control socket (say, drive, interrupt, "
-                             "set_character, set_steps, ping, stats, state) and a PUB stream socket of chunks "
+                             description="Serve characters: a ROUTER control socket (say, drive, idle, interrupt, "
+                             "set_character, set_steps, set_outputs, ping, stats, state) and a PUB stream socket of chunks "
                              "[topic, msgpack header, video, pcm]. See docs/PROTOCOL.md.")
-    serve.add_argument("--bind", default="tcp://127.0.0.1:5555", help="control address (default: tcp://127.0.0.1:5555)")
+    serve.add_argument("--bind", default=DEFAULT_BIND, help=f"control address (default: {DEFAULT_BIND})")
     serve.add_argument("--stream", help="stream address (default: the control port + 1)")
     serve.add_argument("--character", action="append", default=None,
                        help="character id to create at start, repeatable (default: default)")
-    serve.add_argument("--max-characters", type=int, default=16, help="most characters at once (default: 16)")
-    serve.add_argument("--send-hwm", type=int, default=64,
-                       help="messages queued per subscriber before a slow one misses chunks (default: 64)")
+    serve.add_argument("--max-characters", type=int, default=DEFAULT_MAX_CHARACTERS,
+                       help=f"most characters at once (default: {DEFAULT_MAX_CHARACTERS})")
+    serve.add_argument("--send-hwm", type=int, default=DEFAULT_SEND_HWM,
+                       help=f"messages queued per subscriber before a slow one misses chunks (default: {DEFAULT_SEND_HWM})")
     serve.add_argument("--allow-remote", action="store_true",
                        help="allow binding to non-loopback addresses (needs --curve-secret and --curve-clients)")
     serve.add_argument("--curve-secret", metavar="FILE",

@@ -20,6 +20,17 @@ MULTI_STEP_D: tuple[float, ...] = (0.0, 1 / 50, 1 / 32, 1 / 16, 1 / 8)
 MIN_STEPS, MAX_STEPS = 1, 50
 DEFAULT_STEPS = 4
 
+#: What a Session, mf demo, mf serve and mf eval use unless told otherwise.
+DEFAULT_MODEL = "tiny"  # the bundled model
+DEFAULT_DEVICE = "auto"  # CUDA when there is one, else the CPU
+DEFAULT_BACKEND = "auto"  # the fastest chunk-step backend that works here
+DEFAULT_THREADS = "auto"  # CPU threads per chunk: the cores other processes leave free, re-measured every chunk
+
+#: mf serve's defaults (runtime/server/config.py's ServeConfig and the CLI read them here).
+DEFAULT_BIND = "tcp://127.0.0.1:5555"  # the control socket; the stream socket takes the next port
+DEFAULT_MAX_CHARACTERS = 16
+DEFAULT_SEND_HWM = 64  # messages queued per subscriber before ZeroMQ drops for a slow one
+
 
 @dataclass(frozen=True)
 class MediaConfig:

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from mfruntime.config import FRAME_SIZES, MediaConfig
+from mfruntime.config import DEFAULT_MEDIA, FRAME_SIZES, MediaConfig
 from mfruntime.data.media import DecodedClip, MediaError, read_clip
 from mfruntime.data.speech import Phoneme
 
@@ -39,8 +39,8 @@ class LoaderConfig:
     """How clips are decoded and cut into windows."""
 
     size: int = 64  # output frame size (square), pixels: 64, 128 or 256
-    fps: int = 25  # output frame rate
-    sample_rate: int = 16_000  # output audio rate (mono)
+    fps: int = DEFAULT_MEDIA.fps  # output frame rate
+    sample_rate: int = DEFAULT_MEDIA.sample_rate  # output audio rate (mono)
     window_seconds: float = 1.92  # window length (a whole number of frames; 1.92 s = 12 chunks of 160 ms)
     hop_seconds: float | None = None  # distance between window starts; None = window_seconds (no overlap)
     val_fraction: float = 0.1  # fraction of clips held out for validation

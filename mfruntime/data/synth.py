@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mfruntime.config import FRAME_SIZES, MediaConfig
+from mfruntime.config import DEFAULT_MEDIA, FRAME_SIZES, MediaConfig
 from mfruntime.data.animation import animate
 from mfruntime.data.media import write_clip
 from mfruntime.data.render import FaceRenderer, Identity
@@ -43,8 +43,8 @@ class SynthConfig:
     size: int = 64  # frame size in pixels (square): 64, 128 or 256
     seed: int = 0  # corpus seed; clip i depends only on (seed, i)
     workers: int = 0  # worker processes; 0 = one per CPU core
-    fps: int = 25  # video frame rate
-    sample_rate: int = 16_000  # audio sample rate
+    fps: int = DEFAULT_MEDIA.fps  # video frame rate
+    sample_rate: int = DEFAULT_MEDIA.sample_rate  # audio sample rate
 
     def __post_init__(self) -> None:
         if self.clips < 1 or self.clips > 1_000_000:

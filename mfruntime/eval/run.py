@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mfruntime.config import MAX_STEPS, MIN_STEPS, MULTI_STEP_D
+from mfruntime.config import DEFAULT_MODEL, DEFAULT_STEPS, MAX_STEPS, MIN_STEPS, MULTI_STEP_D
 from mfruntime.engine.generator import GenerationOptions, Generator
 from mfruntime.engine.utterance import Utterance
 from mfruntime.errors import UserFacingError
@@ -52,14 +52,14 @@ SHEET_CLIPS = 2  # clips shown in the contact sheet
 
 @dataclass(frozen=True)
 class EvalConfig:
-    model: str = "tiny"  # bundled model name or bundle path
+    model: str = DEFAULT_MODEL  # bundled model name or bundle path
     baseline: str | None = None  # the same model without the Mutual Forcing stage (bundle path), if any
     clips: int = 8  # held-out reference clips
     seconds: float = 4.0  # length of each reference clip
     steps: tuple[int, ...] = (50, 8, 4, 1)  # step counts to compare (rows)
     drift_seconds: float = 30.0  # length of the drift run (0 = skip)
     drift_window: float = 5.0  # metric window of the drift run, seconds
-    drift_steps: int = 4  # step count of the drift run
+    drift_steps: int = DEFAULT_STEPS  # step count of the drift run
     out: str = "runs/eval"
     cache: str = "cache"
     instruments: str | None = None  # evaluation weights (face probe, SyncNet); default: the bundled ones

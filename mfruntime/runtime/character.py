@@ -79,6 +79,19 @@ def decode_image_bytes(data: bytes, what: str = "image") -> np.ndarray:
                          "PNG/JPEG/BMP/… file") from exc
 
 
+def decode_raw_rgb(data: bytes, width, height, what: str = "image") -> np.ndarray:
+    """Raw RGB bytes of a ``width`` × ``height`` image → (height, width, 3) uint8, with the same size limits as
+    image files (:data:`MIN_IMAGE_SIDE`, :data:`MAX_IMAGE_PIXELS`); ValueError if the numbers do not fit."""
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < MIN_IMAGE_SIDE:
+            raise ValueError(f"{what}: {name} must be a whole number of pixels, at least {MIN_IMAGE_SIDE}, got {value!r}")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ValueError(f"{what} is {width}×{height}, more than {MAX_IMAGE_PIXELS} pixels: give a smaller image")
+    if len(data) != width * height * 3:
+        raise ValueError(f"{what}: {len(data)} bytes is not {width}×{height}×3 RGB")
+    return np.frombuffer(data, np.uint8).reshape(height, width, 3)
+
+
 #: Transparent pixels of a character image are composited on this colour (RGB).
 IMAGE_BACKGROUND = (255, 255, 255)
 

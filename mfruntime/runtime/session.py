@@ -28,7 +28,7 @@ from scipy.signal import resample_poly
 from mfruntime.data.speech import Voice, synthesize, voice_known
 from mfruntime.data.spoken_text import prepare_text
 from mfruntime.engine.backends import kernels_for, pick_backend, resolve_device
-from mfruntime.config import DEFAULT_STEPS
+from mfruntime.config import DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_MEDIA, DEFAULT_MODEL, DEFAULT_STEPS
 from mfruntime.engine.generator import GenerationOptions, Generator, check_steps
 from mfruntime.engine.utterance import Utterance
 from mfruntime.idle import IdleMotion
@@ -186,7 +186,8 @@ class PendingUtterance:
 class Session:
     """A talking character backed by a (shared) model. See the module doc for an example."""
 
-    def __init__(self, model: str = "tiny", device: str = "auto", steps: int = DEFAULT_STEPS, backend: str = "auto",
+    def __init__(self, model: str = DEFAULT_MODEL, device: str = DEFAULT_DEVICE, steps: int = DEFAULT_STEPS,
+                 backend: str = DEFAULT_BACKEND,
                  character=None, voice: Voice | str | None = None, seed: int = 0,
                  threads: int | str = THREADS_AUTO, video: bool = True, rig: bool = True) -> None:
         """video=False: rig-only mode (no frames are decoded: for a client that drives a 3D character);
@@ -346,12 +347,12 @@ class Session:
         speech = speak_timing(text, voice, self.sample_rate)
         return Utterance.speech(speech.phonemes, self.cfg.media, duration=speech.duration)
 
-    def drive(self, pcm, sample_rate: int = 16_000, steps: int | None = None) -> Iterator[Chunk]:
+    def drive(self, pcm, sample_rate: int = DEFAULT_MEDIA.sample_rate, steps: int | None = None) -> Iterator[Chunk]:
         """Lip-sync given speech: frames are generated, the PCM of each chunk is the input (at 16 kHz)."""
         pending = self.reserve_drive(pcm, sample_rate, steps)
         return pending.chunks()
 
-    def reserve_drive(self, pcm, sample_rate: int = 16_000, steps: int | None = None) -> PendingUtterance:
+    def reserve_drive(self, pcm, sample_rate: int = DEFAULT_MEDIA.sample_rate, steps: int | None = None) -> PendingUtterance:
         """Like drive(), but the resampling runs in ``prepare()``; the checks run now."""
         start = time.perf_counter()
         steps = self._steps if steps is None else check_steps(steps)

@@ -17,7 +17,9 @@ import time
 
 import torch
 
-THREADS_AUTO = "auto"
+from mfruntime.config import DEFAULT_THREADS
+
+THREADS_AUTO = DEFAULT_THREADS
 MAX_THREADS = 256  # the largest fixed thread count accepted
 _SMOOTHING = 0.5  # weight of the newest reading in the moving average of other processes' busy cores
 _ROUND_UP = 0.35  # free cores are rounded down unless this close to the next whole core
