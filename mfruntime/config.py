@@ -28,6 +28,7 @@ DEFAULT_THREADS = "auto"  # CPU threads per chunk: the cores other processes lea
 
 #: mf serve's defaults (runtime/server/config.py's ServeConfig and the CLI read them here).
 DEFAULT_BIND = "tcp://127.0.0.1:5555"  # the control socket; the stream socket takes the next port
+DEFAULT_STREAM = "tcp://127.0.0.1:5556"  # where a client finds the stream of a server on DEFAULT_BIND
 DEFAULT_MAX_CHARACTERS = 16
 DEFAULT_SEND_HWM = 64  # messages queued per subscriber before ZeroMQ drops for a slow one
 

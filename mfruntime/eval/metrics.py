@@ -49,14 +49,17 @@ def ssim(x: np.ndarray, y: np.ndarray) -> float:
     return float(s[:, 3:-3, 3:-3].mean())
 
 
-def speech_quality(reference: np.ndarray, degraded: np.ndarray, sample_rate: int = 16_000) -> tuple[float, float]:
+PESQ_RATE = 16_000  # PESQ wideband (and our STOI) work at 16 kHz: the metrics' own rate, not the media's
+
+
+def speech_quality(reference: np.ndarray, degraded: np.ndarray, sample_rate: int = PESQ_RATE) -> tuple[float, float]:
     """(PESQ wideband, STOI) of ``degraded`` against ``reference`` (mono float PCM, same rate).
     The shorter length is used. PESQ-wb ranges about 1.0–4.64, STOI 0–1."""
     from pesq import pesq
     from pesq.cypesq import NoUtterancesError
     from pystoi import stoi
 
-    if sample_rate != 16_000:
+    if sample_rate != PESQ_RATE:
         raise ValueError(f"PESQ wideband needs 16 kHz audio, got {sample_rate} Hz")
     n = min(len(reference), len(degraded))
     if n < sample_rate // 4:

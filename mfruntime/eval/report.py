@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mfruntime.config import DEFAULT_MEDIA
+
 
 def _finite(x):
     """NaN and ±inf become None (JSON has no NaN), recursively."""
@@ -135,7 +137,7 @@ def save_plots(result: dict, out: Path) -> list[Path]:
             ax.plot(t, [w[key] for w in d["windows"]], marker="o")
             ax.set_xlabel("window start (s)")
             ax.set_title(key)
-        axes[3].plot(np.arange(len(d["chunk_ms"])) * 0.16, d["chunk_ms"])
+        axes[3].plot(np.arange(len(d["chunk_ms"])) * DEFAULT_MEDIA.chunk_seconds, d["chunk_ms"])
         axes[3].set_xlabel("stream time (s)")
         axes[3].set_title("chunk compute ms")
         fig.tight_layout()

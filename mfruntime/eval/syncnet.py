@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mfruntime.config import DEFAULT_MEDIA
+
 WINDOW_FRAMES = 5  # video frames per window (0.2 s at 25 fps)
 MEL_BANDS = 40
 MEL_HOP = 160  # 10 ms at 16 kHz
@@ -45,7 +47,7 @@ def mel_filterbank(sample_rate: int, n_fft: int, bands: int, fmin: float = 50.0,
 
 
 class LogMel(nn.Module):
-    def __init__(self, sample_rate: int = 16_000) -> None:
+    def __init__(self, sample_rate: int = DEFAULT_MEDIA.sample_rate) -> None:
         super().__init__()
         self.register_buffer("fb", torch.from_numpy(mel_filterbank(sample_rate, 512, MEL_BANDS)), persistent=False)
         self.register_buffer("window", torch.hann_window(400), persistent=False)
@@ -113,7 +115,7 @@ class SyncScore:
 
 
 @torch.no_grad()
-def sync_score(net: SyncNet, frames: np.ndarray, pcm: np.ndarray, fps: int = 25) -> SyncScore:
+def sync_score(net: SyncNet, frames: np.ndarray, pcm: np.ndarray, fps: int = DEFAULT_MEDIA.fps) -> SyncScore:
     """LSE-D / LSE-C / offset of one clip (frames (T, H, H, 3) uint8, pcm (S,) float32 at 16 kHz)."""
     net.eval()
     if len(frames) < WINDOW_FRAMES + 2 * MAX_OFFSET + 1:

@@ -6,6 +6,7 @@ from typing import Iterator
 
 import zmq
 
+from mfruntime.config import DEFAULT_BIND, DEFAULT_STREAM
 from mfruntime.runtime.protocol import ProtocolError, StreamChunk, decode_chunk, decode_reply, encode_request
 
 
@@ -27,7 +28,7 @@ class ServerError(RuntimeError):
 class Client:
     """Control requests over a DEALER socket. ``request`` waits for the matching reply (by id)."""
 
-    def __init__(self, address: str = "tcp://127.0.0.1:5555", timeout: float = 10.0,
+    def __init__(self, address: str = DEFAULT_BIND, timeout: float = 10.0,
                  context: zmq.Context | None = None, server_key: str | None = None, client_key: str | None = None) -> None:
         """server_key/client_key: for a server with CURVE — its public key file and this client's secret key file."""
         self.ctx = context or zmq.Context.instance()
@@ -68,7 +69,7 @@ class Client:
 class Subscriber:
     """Stream messages of some characters (all with ``characters=None``), decoded and checked."""
 
-    def __init__(self, address: str = "tcp://127.0.0.1:5556", characters: list[str] | None = None,
+    def __init__(self, address: str = DEFAULT_STREAM, characters: list[str] | None = None,
                  rcvhwm: int = 1000, context: zmq.Context | None = None, server_key: str | None = None,
                  client_key: str | None = None) -> None:
         self.ctx = context or zmq.Context.instance()

@@ -5,6 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mfruntime.config import DEFAULT_MEDIA
 from mfruntime.eval.offset import shift_audio
 from mfruntime.eval.syncnet import MAX_OFFSET, MEL_FRAMES_PER_VIDEO_FRAME, WINDOW_FRAMES, SyncNet, sync_score
 from mfruntime.training.data import ClipBank
@@ -89,7 +90,7 @@ class SyncNetStage(Stage):
         if not clips:
             return {}
         in_sync = [sync_score(self.net, c.video, c.audio) for c in clips]
-        found = [abs(sync_score(self.net, c.video, shift_audio(c.audio, 16_000, 240.0)).offset_frames - 6) <= 1
+        found = [abs(sync_score(self.net, c.video, shift_audio(c.audio, DEFAULT_MEDIA.sample_rate, 240.0)).offset_frames - 6) <= 1
                  for c in clips]
         return {"val_lse_d": float(np.mean([s.lse_d for s in in_sync])),
                 "val_lse_c": float(np.mean([s.lse_c for s in in_sync])),
