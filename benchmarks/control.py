@@ -79,7 +79,9 @@ def run(repeats: int, lines: int = 20, n_characters: int = 4) -> dict:
     from mfruntime.runtime.server import ServeConfig, Server
 
     characters = [f"npc{i}" for i in range(n_characters)]
-    cfg = ServeConfig(bind="tcp://127.0.0.1:*", stream="tcp://127.0.0.1:*", backend="eager", characters=tuple(characters))
+    # admission off: this measures control replies under load, so lines must be taken even when they fall behind
+    cfg = ServeConfig(bind="tcp://127.0.0.1:*", stream="tcp://127.0.0.1:*", backend="eager", characters=tuple(characters),
+                      admission=False)
     rounds = []
     with Server(cfg) as server:
         one_round(server, 2, 99, characters)  # warm-up: each path once

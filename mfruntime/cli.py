@@ -200,7 +200,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from mfruntime.runtime.server import ServeConfig, Server
 
     cfg = ServeConfig(bind=args.bind, stream=args.stream, model=args.model, device=args.device, backend=args.backend,
-                      steps=args.steps, characters=tuple(args.character or ["default"]), max_characters=args.max_characters,
+                      steps=args.steps, min_steps=args.min_steps, admission=not args.no_admission, characters=tuple(args.character or ["default"]),
+                      max_characters=args.max_characters,
                       send_hwm=args.send_hwm, allow_remote=args.allow_remote, threads=args.threads,
                       curve_secret=args.curve_secret, curve_clients=args.curve_clients)
     server = Server(cfg)
@@ -398,6 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="character id to create at start, repeatable (default: default)")
     serve.add_argument("--max-characters", type=int, default=DEFAULT_MAX_CHARACTERS,
                        help=f"most characters at once (default: {DEFAULT_MAX_CHARACTERS})")
+    serve.add_argument("--min-steps", type=int, default=None,
+                       help="fewest steps a chunk may get when a stream would fall behind (default: --steps, never "
+                            "lowered); e.g. 1 for graceful overload")
+    serve.add_argument("--no-admission", action="store_true",
+                       help="take every line even when the running streams would fall behind (default: answer busy)")
     serve.add_argument("--send-hwm", type=int, default=DEFAULT_SEND_HWM,
                        help=f"messages queued per subscriber before a slow one misses chunks (default: {DEFAULT_SEND_HWM})")
     serve.add_argument("--allow-remote", action="store_true",

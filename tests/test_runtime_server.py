@@ -21,7 +21,10 @@ TEXT = "Hello there, nice to meet you."
 @pytest.fixture(scope="module")
 def server():
     # A fixed thread count: "auto" may change it between chunks, and results are then equal only up to rounding.
-    srv = Server(ServeConfig(bind="tcp://127.0.0.1:*", device="cpu", backend="eager", send_hwm=4, threads=2)).start()
+    # No admission: these tests run characters at once on a machine that may be too slow for them in real time
+    # (admission is tested in test_deadlines.py).
+    srv = Server(ServeConfig(bind="tcp://127.0.0.1:*", device="cpu", backend="eager", send_hwm=4, threads=2,
+                             admission=False)).start()
     yield srv
     srv.close()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -67,6 +67,7 @@ class GeneratedChunk:
     latents: dict[str, torch.Tensor]  # per stream (1, 1, ...) latents of the chunk
     compute_seconds: float  # wall time spent on this chunk
     rig: np.ndarray | None = None  # (F, len(rig.CONTROLS)) float32 rig frames, None without a rig head (or not asked)
+    steps: int = 0  # denoising steps this chunk was made with
 
 
 def check_reference_image(image, size: int) -> np.ndarray:
@@ -142,16 +143,18 @@ class Generator:
             utt = Utterance.speech(phonemes, media, chunks=n_chunks)
         return self.run(utt, steps)
 
-    def run(self, utt: Utterance, steps: int | None = None, video: bool = True, rig: bool = True) -> Iterator[GeneratedChunk]:
+    def run(self, utt: Utterance, steps: int | None = None, video: bool = True, rig: bool = True,
+            steps_of: Callable[[int], int] | None = None) -> Iterator[GeneratedChunk]:
         """Yield the chunks of ``utt`` as they finish (``utt.chunks`` of them). Generated speech is clipped to
         [−1, 1]; in audio-driven mode each chunk carries the given speech itself, not a re-synthesis of it.
 
         video: decode frames (False: ``frames`` is None and the video decoder does not run — rig-only mode; the
         video latents are still generated, so the stream and its cache are the same); rig: compute the rig frames
-        (when the model has a rig head)."""
+        (when the model has a rig head); steps_of: the step count of chunk ``i`` of the utterance, asked just before
+        it is made (a scheduler lowers it when a deadline is near); by default ``steps`` for every chunk."""
         cfg, tr = self.cfg, self.model.transformer
         steps = check_steps(steps if steps is not None else self.options.steps)
-        schedule = SCHEDULES[self.options.schedule](steps)
+        schedules = {steps: SCHEDULES[self.options.schedule](steps)}
         offset = self.state.chunk * cfg.media.chunk_seconds
         track = PhonemeTrack.from_phonemes(utt.phonemes, offset, cfg.phonemes) if utt.phonemes is not None else None
         driven = None
@@ -174,6 +177,10 @@ class Generator:
 
         for i in range(utt.chunks):
             start = time.perf_counter()
+            n = steps if steps_of is None else check_steps(steps_of(i))
+            if n not in schedules:
+                schedules[n] = SCHEDULES[self.options.schedule](n)
+            schedule = schedules[n]
             k = self.state.chunk
             ph = None
             if track is not None:
@@ -213,5 +220,5 @@ class Generator:
                     pcm = self.model.audio_codec.decode_stream(x["audio"][:, 0], self.audio_state)[0].cpu().numpy()
                     pcm_out = np.clip(pcm, -1.0, 1.0)
             yield GeneratedChunk(index=k, pts=k * cfg.media.chunk_seconds, frames=frames, pcm=pcm_out,
-                                 latents={s: v.detach() for s, v in x.items()}, rig=rig_out,
+                                 latents={s: v.detach() for s, v in x.items()}, rig=rig_out, steps=n,
                                  compute_seconds=time.perf_counter() - start)

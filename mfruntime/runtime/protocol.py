@@ -54,7 +54,7 @@ REQUEST_FIELDS: dict[str, dict[str, tuple[type | tuple, bool]]] = {
     "interrupt": {"character": (str, True)},
     "set_character": {"character": (str, True), "image": (bytes, False), "width": (int, False), "height": (int, False),
                       "face_seed": (int, False), "voice": (str, False)},
-    "set_steps": {"character": (str, True), "steps": (int, True)},
+    "set_steps": {"character": (str, True), "steps": (int, True), "min_steps": (int, False)},
     "set_outputs": {"character": (str, True), "video": (bool, False), "rig": (bool, False)},
     "stats": {"character": (str, False)},
     "state": {"character": (str, True)},

@@ -17,7 +17,7 @@ import functools
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from math import gcd
 from typing import Iterator
@@ -60,6 +60,7 @@ class Chunk:
     interrupted: bool = False  # ended early by interrupt()
     compute_seconds: float = 0.0  # wall time spent generating this chunk
     idle: bool = False  # a chunk of idle() (the character listening: silent PCM, closed mouth, blinks)
+    steps: int = 0  # denoising steps it was made with (a server under load may lower them: min_steps); 0 = none ran
     # (F, len(mfruntime.rig.CONTROLS)) float32: per video frame, the face controls and OVR viseme weights of what
     # was generated (docs/RIG.md); None for a model without a rig head or with Session(rig=False).
     rig: np.ndarray | None = None
@@ -85,6 +86,8 @@ class SessionStats:
     chunk_ms_p95: float | None
     chunk_ms_max: float | None
     chunk_ms: list[float] = field(default_factory=list)  # the most recent chunk compute times (up to 256)
+    min_steps: int = 0  # the floor a server may lower the steps to under load (Session.min_steps)
+    steps_used: dict[int, int] = field(default_factory=dict)  # chunks made at each step count (model chunks only)
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,9 @@ class Session:
         self._utterances_started = 0
         self._ttfc_total = 0.0
         self._chunk_times: deque[float] = deque(maxlen=256)
+        self._min_steps = self._steps
+        self.next_chunk_steps: int | None = None  # set by a scheduler: the steps of the next chunk (None: the utterance's)
+        self._steps_used: Counter = Counter()
         self._compute_total = 0.0
         self._media_total = 0.0
         self._chunks = 0
@@ -232,8 +238,23 @@ class Session:
 
     @steps.setter
     def steps(self, steps: int) -> None:
-        """Denoising steps per chunk from the next utterance on (1–4 live, 8–50 quality)."""
+        """Denoising steps per chunk from the next utterance on (1–4 live, 8–50 quality); the floor
+        (``min_steps``) follows it down."""
         self._steps = check_steps(steps)
+        self._min_steps = min(self._min_steps, self._steps)
+
+    @property
+    def min_steps(self) -> int:
+        """The fewest steps a server may give a chunk of this character when a deadline is near (its target is
+        ``steps``). Equal to ``steps`` by default: never lowered."""
+        return self._min_steps
+
+    @min_steps.setter
+    def min_steps(self, n: int) -> None:
+        n = check_steps(n)
+        if n > self._steps:
+            raise ValueError(f"min_steps ({n}) cannot be above steps ({self._steps}): lower the floor or raise steps")
+        self._min_steps = n
 
     @property
     def has_rig(self) -> bool:
@@ -395,6 +416,11 @@ class Session:
         return max(1, int(np.ceil(float(seconds) / self.cfg.media.chunk_seconds - 1e-9)))
 
     @property
+    def idle_runs_model(self) -> bool:
+        """Whether idle chunks need the model: only to draw the model's own face (not rig-only, not a portrait)."""
+        return self._video and self._portrait is None
+
+    @property
     def interrupted(self) -> bool:
         """interrupt() was called and the utterance it ends has not ended yet."""
         return self._interrupt.is_set()
@@ -454,10 +480,12 @@ class Session:
                     else:
                         # A portrait is drawn from the rig frames: the model's own frames are not decoded.
                         source = self._ensure_generator().run(utt, steps, video=self._video and portrait is None,
-                                                              rig=self._rig or portrait is not None)
+                                                              rig=self._rig or portrait is not None,
+                                                              steps_of=lambda _i: self.next_chunk_steps or steps)
                 frame0 = self._clock_chunks * fpc
             # The model runs without the lock, so stats(), interrupt() and set_character() never wait for a chunk.
             out = next(source, None)
+            made_with = out.steps if out is not None else 0
             if utt.idle:
                 frames = out.frames if out is not None else None
                 pcm = np.zeros(self.cfg.media.samples_per_chunk, np.float32)
@@ -474,7 +502,8 @@ class Session:
                 last = interrupted or seq == n - 1
                 chunk = Chunk(utterance=uid, seq=seq, pts=self.clock,
                               frames=frames, pcm=pcm, sample_rate=self.sample_rate, fps=self.fps, last=last,
-                              interrupted=interrupted, compute_seconds=compute, rig=rig, idle=utt.idle)
+                              interrupted=interrupted, compute_seconds=compute, rig=rig, idle=utt.idle,
+                              steps=made_with)
                 self._clock_chunks += 1
                 self._idle_due = start + (seq + 1 - IDLE_LEAD_CHUNKS) * self.cfg.media.chunk_seconds if utt.idle else 0.0
                 if rig is not None:
@@ -490,6 +519,8 @@ class Session:
             self._utterances_started += 1
             self._ttfc_total += self._last_ttfc
         self._chunks += 1
+        if chunk.steps:
+            self._steps_used[chunk.steps] += 1
         self._chunk_times.append(chunk.compute_seconds)
         self._compute_total += chunk.compute_seconds
         self._media_total += chunk.duration
@@ -505,4 +536,5 @@ class Session:
                 chunks=self._chunks, ttfc_ms=1000 * self._last_ttfc if self._utterances_started else None,
                 ttfc_ms_mean=1000 * self._ttfc_total / self._utterances_started if self._utterances_started else None,
                 rtf=self._compute_total / self._media_total if self._media_total else None,
-                chunk_ms_p50=pct(50), chunk_ms_p95=pct(95), chunk_ms_max=max(ms) if ms else None, chunk_ms=ms)
+                chunk_ms_p50=pct(50), chunk_ms_p95=pct(95), chunk_ms_max=max(ms) if ms else None, chunk_ms=ms,
+                min_steps=self._min_steps, steps_used=dict(sorted(self._steps_used.items())))

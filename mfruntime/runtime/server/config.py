@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from mfruntime.config import (DEFAULT_BACKEND, DEFAULT_BIND, DEFAULT_DEVICE, DEFAULT_MAX_CHARACTERS, DEFAULT_MODEL,
-                              DEFAULT_SEND_HWM, DEFAULT_STEPS, DEFAULT_THREADS)
+                              DEFAULT_SEND_HWM, DEFAULT_STEPS, DEFAULT_THREADS, MIN_STEPS)
 from mfruntime.runtime.threads import check_threads
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -21,6 +21,8 @@ class ServeConfig:
     device: str = DEFAULT_DEVICE
     backend: str = DEFAULT_BACKEND
     steps: int = DEFAULT_STEPS
+    min_steps: int | None = None  # the floor the steps may drop to when a deadline is near (None: never lowered)
+    admission: bool = True  # refuse (busy) a line that could not be kept in real time beside the running ones
     characters: tuple[str, ...] = ("default",)  # made at start with the built-in face
     max_characters: int = DEFAULT_MAX_CHARACTERS
     send_hwm: int = DEFAULT_SEND_HWM  # PUB high-water mark: messages queued per subscriber before ZeroMQ drops for it
@@ -50,6 +52,8 @@ class ServeConfig:
         if bool(self.curve_secret) != bool(self.curve_clients):
             raise ValueError("CURVE needs both the server's secret key file (--curve-secret) and the folder of "
                              "authorised client keys (--curve-clients)")
+        if self.min_steps is not None and not MIN_STEPS <= self.min_steps <= self.steps:
+            raise ValueError(f"min_steps must be from {MIN_STEPS} to steps ({self.steps}), got {self.min_steps}")
         if self.max_characters < 1 or self.send_hwm < 1 or self.publish_queue < 1 or self.prepare_queue < 1:
             raise ValueError("max_characters, send_hwm, publish_queue and prepare_queue must be at least 1")
 

@@ -124,6 +124,10 @@ class Handlers:
         for ch in chars:
             st = asdict(ch.session.stats())
             st.pop("chunk_ms")
+            st["steps_used"] = {str(k): v for k, v in st["steps_used"].items()}  # msgpack map keys are strings
+            p = ch.pacing
+            st.update(margin_ms=None if p.margin is None else round(1000 * p.margin, 1), chunks_late=p.late,
+                      chunks_sent=p.sent, steps_now=p.steps or ch.session.steps)
             per[ch.cid] = st
         info = self.info()
         return {"server": {**info["counters"], "uptime_s": round(time.time() - info["started"], 3)}, "characters": per}
@@ -144,6 +148,7 @@ class Handlers:
         s = ch.session
         if not on_preparer and self.prepare.full():
             raise self.busy()
+        self.scheduler.admit(ch.cid)  # busy when it could not be kept in real time (deadlines.py)
         if req["op"] == "say":
             pending = ch.submit(lambda: s.reserve_say(req["text"], req.get("voice"), req.get("steps")))
         else:
@@ -177,7 +182,9 @@ class Handlers:
     def set_steps(self, req: dict) -> dict:
         s = self._character(req).session
         s.steps = req["steps"]
-        return {"steps": s.steps}
+        if "min_steps" in req:
+            s.min_steps = req["min_steps"]
+        return {"steps": s.steps, "min_steps": s.min_steps}
 
     def set_outputs(self, req: dict) -> dict:
         s = self._character(req).session

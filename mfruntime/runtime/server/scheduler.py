@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from mfruntime.runtime.character import default_character
+from mfruntime.runtime.server.deadlines import CostModel, Pacing
 from mfruntime.runtime.session import Chunk, PendingUtterance, Session
 
 log = logging.getLogger(__name__)
@@ -25,10 +26,12 @@ Publish = Callable[[str, Chunk], None]
 class Character:
     """One character: its Session and its queue of utterances, advanced a chunk at a time by the engine."""
 
-    def __init__(self, cid: str, session: Session) -> None:
+    def __init__(self, cid: str, session: Session, cost: CostModel | None = None) -> None:
         self.cid, self.session = cid, session
+        self.cost = cost if cost is not None else CostModel()  # shared by a server's characters
+        self.pacing = Pacing(session.cfg.media.chunk_seconds)
         self.jobs: deque[PendingUtterance] = deque()  # waiting utterances, in order; appended on request
-        self.current: tuple | None = None  # (utterance id, chunk iterator, idle) being generated
+        self.current: tuple | None = None  # (utterance id, chunk iterator, idle, target steps) being generated
         self.seq = 0  # next chunk of the current utterance
         self.ended = True  # the current utterance's end (eou) has been published
         self.listen = False  # op idle: stream idle chunks (the character listening) whenever nothing is queued
@@ -69,14 +72,17 @@ class Character:
             pending = self.jobs.popleft()
             self.seq, self.ended = 0, False
             try:
-                self.current = (pending.uid, pending.chunks(), pending.idle)
+                self.current = (pending.uid, pending.chunks(), pending.idle, pending.steps)
             except Exception:  # e.g. eSpeak failed: end the utterance for receivers below
                 log.exception("character %s: utterance %d could not be prepared", self.cid, pending.uid)
-                self.current = (pending.uid, iter(()), False)
-        uid, chunks, idle = self.current
+                self.current = (pending.uid, iter(()), False, pending.steps)
+        uid, chunks, idle, target = self.current
         if idle and not self.session.interrupted and self.session.utterance == uid \
                 and time.perf_counter() < self.session.idle_due:
             return False  # listening: the next idle chunk is not due yet (made in real time, never far ahead)
+        # The steps of this chunk: the floor while listening, else what its deadline allows (deadlines.py).
+        self.session.next_chunk_steps = self.session.min_steps if idle else \
+            self.pacing.choose(self.seq, target, min(self.session.min_steps, target), self.cost)
         try:
             chunk = next(chunks, None)
         except Exception:  # a failing utterance must not take the character (or the server) down
@@ -84,6 +90,10 @@ class Character:
             chunk = None
         if chunk is not None:
             publish(self.cid, chunk)
+            if chunk.steps:
+                self.cost.observe(chunk.steps, chunk.compute_seconds)
+            if not idle:
+                self.pacing.sent_chunk(uid, chunk.seq)
             self.seq, self.ended = chunk.seq + 1, chunk.last
             if not chunk.last:
                 return True
@@ -95,7 +105,16 @@ class Character:
                                     sample_rate=s.sample_rate, fps=s.fps, last=True, interrupted=True))
             self.ended = True
         self.current = None
+        self.pacing.end()
         return True
+
+    @property
+    def generating(self) -> bool:
+        """It will need the model in the coming chunks: a line is running or queued, or it listens with the
+        model drawing its face (a listening portrait or rig-only character costs next to nothing)."""
+        if self.jobs or (self.current is not None and not self.current[2]):
+            return True
+        return self.idle and self.session.idle_runs_model
 
     def finish(self, publish: Publish) -> None:
         """At shutdown: drop queued utterances and end the running one (interrupt: one more chunk)."""
@@ -109,10 +128,11 @@ class Character:
 class Scheduler:
     """The characters of one server and the engine loop over them."""
 
-    def __init__(self, make_session: Callable[[], Session], max_characters: int) -> None:
-        self.make_session, self.max_characters = make_session, max_characters
+    def __init__(self, make_session: Callable[[], Session], max_characters: int, admission: bool = True) -> None:
+        self.make_session, self.max_characters, self.admission = make_session, max_characters, admission
         self.characters: dict[str, Character] = {}
         self.work = threading.Event()  # set when something is queued: wakes the engine
+        self.cost = CostModel()  # seconds per chunk at each step count, measured on this server's chunks
 
     def check_room(self, creating: int = 0) -> None:
         """A ValueError when the server cannot take one more character (``creating``: others on their way)."""
@@ -128,7 +148,7 @@ class Scheduler:
             session.set_character(image)
         if voice is not None:
             session.set_voice(voice)
-        ch = Character(cid, session)
+        ch = Character(cid, session, self.cost)
         self.characters[cid] = ch
         log.info("character %s ready (%s, %d steps)", cid, session.backend, session.steps)
         return ch
@@ -138,6 +158,25 @@ class Scheduler:
             raise ValueError(f"no character {cid!r} (characters: {', '.join(self.characters)}); "
                              "make it with set_character")
         return self.characters[cid]
+
+    def admit(self, cid: str) -> None:
+        """A ValueError (busy) when a new line for ``cid`` could not be kept in real time: the characters that
+        would be generating, at their min_steps, need more than ADMIT_BUDGET of real time (deadlines.py). A line
+        with no other character generating is always taken (there is no running stream to protect; on a machine
+        too slow for one stream it plays with gaps, and stats show its margin)."""
+        from mfruntime.runtime.server.deadlines import ADMIT_BUDGET, admission_error
+
+        others = [c for c in self.characters.values() if c.cid != cid and c.generating]
+        if not self.admission or not others:
+            return
+        me = self.get(cid)
+        costs = [self.cost.estimate(c.session.min_steps) for c in [*others, me]]
+        if any(c is None for c in costs):
+            return  # nothing measured yet: admit
+        need = sum(costs)  # type: ignore[arg-type]
+        cs = me.session.cfg.media.chunk_seconds
+        if need > ADMIT_BUDGET * cs:
+            raise admission_error(need, cs, len(costs), costs[-1])  # type: ignore[arg-type]
 
     def run(self, stop: threading.Event, publish: Publish) -> None:
         """Round robin over the characters, one chunk each, until ``stop``; then end what is running."""

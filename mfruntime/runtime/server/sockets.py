@@ -46,8 +46,7 @@ class Server:
         self._engine_done = threading.Event()
         self._ready = threading.Event()
         self._prepare: queue.Queue = queue.Queue(maxsize=cfg.prepare_queue)  # PendingUtterance | Deferred | None
-        self.scheduler = Scheduler(lambda: Session(cfg.model, cfg.device, cfg.steps, cfg.backend, seed=cfg.seed,
-                                                   threads=cfg.threads), cfg.max_characters)
+        self.scheduler = Scheduler(self._new_session, cfg.max_characters, admission=cfg.admission)
         self.handlers = Handlers(cfg, self.scheduler, self._prepare, self._info)
         self._replies_address = f"inproc://mf-replies-{id(self):x}"
         self._failed: BaseException | None = None
@@ -61,6 +60,13 @@ class Server:
         # Load the model (and fail on a bad model/backend) before any socket is bound.
         for cid in cfg.characters:
             self.scheduler.add(cid)
+
+    def _new_session(self) -> Session:
+        cfg = self.cfg
+        s = Session(cfg.model, cfg.device, cfg.steps, cfg.backend, seed=cfg.seed, threads=cfg.threads)
+        if cfg.min_steps is not None:
+            s.min_steps = cfg.min_steps
+        return s
 
     @property
     def characters(self):

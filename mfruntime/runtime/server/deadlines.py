@@ -1,0 +1,126 @@
+"""Deadline-aware steps and admission: the server trades a chunk's denoising steps for time when a stream would
+fall behind, and refuses a new line it cannot keep in real time.
+
+A chunk's *deadline* is when its client needs it: a client starts playing an utterance as soon as its first
+chunk is in (plus its prebuffer, :data:`GRACE_SECONDS`), so chunk k of an utterance whose first chunk was sent
+at ``t0`` is due at ``t0 + GRACE_SECONDS + k · chunk_seconds``. The *margin* of a chunk is its deadline minus
+the time it was sent (negative: late, the client's audio ran dry).
+
+Steps (the paper's adaptive step schedules, applied per chunk): before a character's chunk is made, its margin
+after this chunk is predicted from the measured cost of a chunk at each step count (:class:`CostModel`). Below
+:data:`LOW_MARGIN` the chunk gets one notch fewer steps (the ladder halves: 4 → 2 → 1), never below the
+character's ``min_steps``; above :data:`HIGH_MARGIN` one notch more, up to its target ``steps``. Idle chunks
+(a listening character) are always made at ``min_steps``.
+
+Admission: a say/drive is refused with a ``busy`` error when the characters already generating, plus the new
+one, would need more than :data:`ADMIT_BUDGET` of each chunk's time even at their ``min_steps``; a line with no
+other character generating is always taken.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from mfruntime.config import DEFAULT_MEDIA, MIN_STEPS
+
+GRACE_SECONDS = 0.08  # the clients' default prebuffer: how long after the first chunk playback starts
+LOW_MARGIN = 0.25  # seconds: below this (after the chunk is made) the next chunk gets fewer steps
+HIGH_MARGIN = 1.0  # seconds: above this the steps go back up towards the target
+ADMIT_BUDGET = 0.9  # share of real time the generating characters may need at their min_steps
+EWMA = 0.2  # weight of the newest measurement in the cost model
+
+
+def step_down(steps: int, floor: int) -> int:
+    """One notch fewer steps: half (rounded down), not below ``floor``."""
+    return max(floor, MIN_STEPS, steps // 2)
+
+
+def step_up(steps: int, target: int) -> int:
+    """One notch more steps: double, not above ``target``."""
+    return min(target, max(steps * 2, steps + 1))
+
+
+@dataclass
+class CostModel:
+    """Wall seconds per chunk at each step count, learned from the chunks made (one model and backend per
+    server, so one cost model). A step count never measured is estimated from the measured ones: a chunk costs
+    a fixed part (the commit forward, decoding) plus a part per step."""
+
+    seconds: dict[int, float] = field(default_factory=dict)
+
+    def observe(self, steps: int, seconds: float) -> None:
+        if steps < MIN_STEPS or not seconds > 0:
+            return
+        old = self.seconds.get(steps)
+        self.seconds[steps] = seconds if old is None else (1 - EWMA) * old + EWMA * seconds
+
+    def estimate(self, steps: int) -> float | None:
+        """Seconds per chunk at ``steps``, or None before any chunk was measured."""
+        if steps in self.seconds:
+            return self.seconds[steps]
+        if not self.seconds:
+            return None
+        known = sorted(self.seconds)
+        if len(known) == 1:  # one measurement: a chunk is (steps + 1) forwards
+            s0 = known[0]
+            return self.seconds[s0] * (steps + 1) / (s0 + 1)
+        lo, hi = known[0], known[-1]
+        per_step = max((self.seconds[hi] - self.seconds[lo]) / (hi - lo), 0.0)
+        return max(self.seconds[lo] + per_step * (steps - lo), 0.0)
+
+
+@dataclass
+class Pacing:
+    """One character's deadlines within its current utterance, and its record."""
+
+    chunk_seconds: float = DEFAULT_MEDIA.chunk_seconds
+    t0: float | None = None  # perf_counter time the utterance's first chunk was sent
+    uid: int = 0  # the utterance these deadlines belong to
+    steps: int = 0  # the step count the character's chunks are made with now (0: its target)
+    margin: float | None = None  # the latest chunk's margin, seconds
+    late: int = 0  # chunks sent after their deadline, over the server's life
+    sent: int = 0  # chunks sent
+
+    def deadline(self, seq: int) -> float | None:
+        return None if self.t0 is None else self.t0 + GRACE_SECONDS + seq * self.chunk_seconds
+
+    def choose(self, seq: int, target: int, floor: int, cost: CostModel, now: float | None = None) -> int:
+        """The steps of chunk ``seq`` of the current utterance."""
+        steps = min(max(self.steps or target, floor), target)
+        due = self.deadline(seq)
+        if due is None:  # the first chunk of an utterance: no deadline yet
+            self.steps = steps
+            return steps
+        now = time.perf_counter() if now is None else now
+        c = cost.estimate(steps)
+        if c is not None and due - (now + c) < LOW_MARGIN:
+            steps = step_down(steps, floor)
+        elif steps < target:
+            up = step_up(steps, target)
+            cu = cost.estimate(up)
+            if cu is not None and due - (now + cu) > HIGH_MARGIN:
+                steps = up
+        self.steps = steps
+        return steps
+
+    def sent_chunk(self, uid: int, seq: int, now: float | None = None) -> None:
+        """A chunk of utterance ``uid`` went out: its margin, and whether it was late."""
+        now = time.perf_counter() if now is None else now
+        if uid != self.uid or self.t0 is None:
+            self.uid, self.t0 = uid, now - seq * self.chunk_seconds  # a new utterance: its clock starts now
+        self.sent += 1
+        self.margin = self.deadline(seq) - now  # type: ignore[operator]
+        if self.margin < 0:
+            self.late += 1
+
+    def end(self) -> None:
+        """The utterance ended: the next one starts its own clock."""
+        self.t0 = None
+
+
+def admission_error(need: float, chunk_seconds: float, count: int, cost_floor: float) -> ValueError:
+    capacity = int(ADMIT_BUDGET * chunk_seconds / cost_floor) if cost_floor > 0 else count
+    return ValueError(f"busy: the server cannot keep another line in real time — the {count} characters that would "
+                      f"be generating need {1000 * need:.0f} ms of compute per {1000 * chunk_seconds:.0f}-ms chunk even "
+                      f"at their fewest steps (min_steps); its capacity is about {capacity} at once. Try again when "
+                      "a line ends, or lower min_steps")
