@@ -31,11 +31,12 @@ def test_steps_drop_when_a_deadline_is_near_never_below_the_floor_and_come_back_
     assert p.choose(0, target=4, floor=1, cost=cost, now=0.0) == 4  # first chunk: no deadline yet
     p.sent_chunk(uid=1, seq=0, now=10.0)
     assert p.margin == pytest.approx(GRACE_SECONDS) and p.late == 0
-    # chunk 1 is due at 10.24; made now at 4 steps it would leave 0.12 s < LOW_MARGIN: fewer steps
-    assert p.choose(1, 4, 1, cost, now=10.0) == 2
-    assert p.choose(1, 4, 1, cost, now=10.0) == 1
-    assert p.choose(1, 4, 1, cost, now=10.0) == 1  # the floor
-    assert p.choose(1, 4, 2, cost, now=10.0) == 2  # a higher floor wins
+    assert p.choose(1, 4, 1, cost, now=10.0) == 4  # due at 10.24, made by 10.12 at 4 steps: in time, kept
+    # at 10.2 it would be late at 4 steps (10.32) and at 2 (10.27): one notch fewer per chunk
+    assert p.choose(1, 4, 1, cost, now=10.2) == 2
+    assert p.choose(1, 4, 1, cost, now=10.2) == 1
+    assert p.choose(1, 4, 1, cost, now=10.2) == 1  # the floor
+    assert p.choose(1, 4, 2, cost, now=10.2) == 2  # a higher floor wins
     p.sent_chunk(uid=1, seq=1, now=10.5)  # after its deadline (10.24)
     assert p.late == 1 and p.margin < 0
     # far ahead (chunk 20 is due at 13.28): back up one notch at a time

@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from mfruntime.config import DEFAULT_MEDIA, MIN_STEPS
 
 GRACE_SECONDS = 0.08  # the clients' default prebuffer: how long after the first chunk playback starts
-LOW_MARGIN = 0.25  # seconds: below this (after the chunk is made) the next chunk gets fewer steps
-HIGH_MARGIN = 1.0  # seconds: above this the steps go back up towards the target
+# Seconds of margin predicted after the chunk is made: below LOW_MARGIN it gets fewer steps (it would be late, or
+# nearly), above HIGH_MARGIN more. A stream that keeps up gains margin every chunk, so it is never lowered.
+LOW_MARGIN = 0.02
+HIGH_MARGIN = 0.5
 ADMIT_BUDGET = 0.9  # share of real time the generating characters may need at their min_steps
 EWMA = 0.2  # weight of the newest measurement in the cost model
 
