@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
-from scipy.ndimage import map_coordinates
 from scipy.spatial import Delaunay
 
 from mfruntime.portrait.landmarks import Face, find_face
@@ -83,8 +82,10 @@ class PortraitRig:
         t = tri.transform[simplex[inside]]  # (P, 3, 2): barycentric affine per pixel's triangle
         b = np.einsum("pij,pj->pi", t[:, :2], pix[inside] - t[:, 2])
         self.pix = pix[inside]
+        self._pix_xy = self.pix.astype(np.intp)  # (P, 2) the same, as indices
         self.vertex = tri.simplices[simplex[inside]]  # (P, 3) vertex ids
         self.weight = np.concatenate([b, 1 - b.sum(1, keepdims=True)], 1)  # (P, 3)
+        self._image_f = self.image.astype(np.float32)  # sampled every frame
 
     def displacement(self, c: FaceControls) -> np.ndarray:
         """(468, 2) px motion of each mesh vertex for the controls ``c``."""
@@ -122,23 +123,41 @@ class PortraitRig:
         per_pixel = (d[self.vertex] * self.weight[..., None]).sum(1)  # (P, 2)
         src = self.pix - per_pixel  # backward map
         out = self.image.copy()
-        for ch in range(3):
-            vals = map_coordinates(self.image[..., ch].astype(np.float32), [src[:, 1], src[:, 0]], order=1, mode="nearest")
-            out[self.pix[:, 1].astype(int), self.pix[:, 0].astype(int), ch] = np.clip(np.round(vals), 0, 255).astype(np.uint8)
+        out[self._pix_xy[:, 1], self._pix_xy[:, 0]] = np.clip(np.round(self._bilinear(src)), 0, 255).astype(np.uint8)
         moved = self.rest + d_mesh
         if self._lip_gap(moved) > self._lip_gap(self.rest) + 1.0:  # the lips part: the mouth's inside shows
             out = self._mouth_interior(out, moved)
         return out
+
+    def _bilinear(self, xy: np.ndarray) -> np.ndarray:
+        """The image sampled at (P, 2) float pixel positions, bilinear, clamped at the border → (P, 3) float32."""
+        x = np.clip(xy[:, 0], 0, self.width - 1).astype(np.float32)
+        y = np.clip(xy[:, 1], 0, self.height - 1).astype(np.float32)
+        x0 = np.minimum(x.astype(np.intp), self.width - 2) if self.width > 1 else np.zeros(len(x), np.intp)
+        y0 = np.minimum(y.astype(np.intp), self.height - 2) if self.height > 1 else np.zeros(len(y), np.intp)
+        fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+        im = self._image_f
+        top = im[y0, x0] * (1 - fx) + im[y0, x0 + 1] * fx
+        bottom = im[y0 + 1, x0] * (1 - fx) + im[y0 + 1, x0 + 1] * fx
+        return top * (1 - fy) + bottom * fy
 
     @staticmethod
     def _lip_gap(points: np.ndarray) -> float:
         return float(np.mean(points[[14, 87, 317], 1] - points[[13, 82, 312], 1]))
 
     def _mouth_interior(self, frame: np.ndarray, moved: np.ndarray) -> np.ndarray:
-        poly = [tuple(moved[i]) for i in UPPER_INNER_LIP] + [tuple(moved[i]) for i in reversed(LOWER_INNER_LIP)]
-        scale = 4  # anti-aliased: drawn at 4× and averaged down
-        mask = Image.new("L", (self.width * scale, self.height * scale), 0)
-        ImageDraw.Draw(mask).polygon([(x * scale, y * scale) for x, y in poly], fill=255)
-        alpha = np.asarray(mask.resize((self.width, self.height), Image.Resampling.BOX), np.float32)[..., None] / 255.0
+        poly = np.array([moved[i] for i in UPPER_INNER_LIP] + [moved[i] for i in reversed(LOWER_INNER_LIP)])
+        # Only the mouth's box is drawn (anti-aliased: at 4× and averaged down), not the whole frame.
+        x0, y0 = np.maximum(np.floor(poly.min(0)).astype(int) - 1, 0)
+        x1, y1 = np.minimum(np.ceil(poly.max(0)).astype(int) + 2, [self.width, self.height])
+        if x1 <= x0 or y1 <= y0:
+            return frame
+        scale = 4
+        mask = Image.new("L", ((x1 - x0) * scale, (y1 - y0) * scale), 0)
+        ImageDraw.Draw(mask).polygon([((x - x0) * scale, (y - y0) * scale) for x, y in poly], fill=255)
+        alpha = np.asarray(mask.resize((x1 - x0, y1 - y0), Image.Resampling.BOX), np.float32)[..., None] / 255.0
         inside = np.array(MOUTH_INTERIOR, np.float32)
-        return np.clip(frame * (1 - alpha) + inside * alpha + 0.5, 0, 255).astype(np.uint8)
+        box = frame[y0:y1, x0:x1].astype(np.float32)
+        out = frame.copy()
+        out[y0:y1, x0:x1] = np.clip(box * (1 - alpha) + inside * alpha + 0.5, 0, 255).astype(np.uint8)
+        return out
