@@ -277,8 +277,8 @@ Value Client::set_character_seed(std::int64_t face_seed, const std::string& voic
   });
 }
 
-int Client::set_steps(int steps) {
-  Value r = roundtrip("set_steps", [&](std::int64_t id) { return encode_set_steps(id, cfg_.character, steps); });
+int Client::set_steps(int steps, int min_steps) {
+  Value r = roundtrip("set_steps", [&](std::int64_t id) { return encode_set_steps(id, cfg_.character, steps, min_steps); });
   return static_cast<int>(r.at("steps").as_int());
 }
 

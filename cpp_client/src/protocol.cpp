@@ -246,10 +246,11 @@ Bytes encode_set_character_seed(std::int64_t id, const std::string& character, s
   return pack_value(r);
 }
 
-Bytes encode_set_steps(std::int64_t id, const std::string& character, int steps) {
+Bytes encode_set_steps(std::int64_t id, const std::string& character, int steps, int min_steps) {
   Value r = request("set_steps", id);
   r.set("character", character);
   r.set("steps", steps);
+  if (min_steps > 0) r.set("min_steps", min_steps);
   return pack_value(r);
 }
 
@@ -307,7 +308,8 @@ const std::vector<FieldRule>& request_fields(const std::string& op) {
   static const std::vector<FieldRule> set_character = {
       {"character", T::String, true}, {"image", T::Binary, false}, {"width", T::Int, false},
       {"height", T::Int, false},      {"face_seed", T::Int, false}, {"voice", T::String, false}};
-  static const std::vector<FieldRule> set_steps = {{"character", T::String, true}, {"steps", T::Int, true}};
+  static const std::vector<FieldRule> set_steps = {{"character", T::String, true}, {"steps", T::Int, true},
+                                                   {"min_steps", T::Int, false}};
   static const std::vector<FieldRule> set_outputs = {{"character", T::String, true}, {"video", T::Bool, false},
                                                      {"rig", T::Bool, false}};
   static const std::vector<FieldRule> stats = {{"character", T::String, false}};

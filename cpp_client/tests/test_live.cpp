@@ -269,6 +269,9 @@ TEST(rig_only_mode_plays_voice_and_rig_and_interrupt_cuts_it_at_once) {
 TEST(a_listening_character_streams_idle_chunks_until_it_is_told_to_stop) {
   mfruntime::Client& c = client();
   const std::int64_t before = c.state().at("utterance").as_int();
+  CHECK_EQ(c.set_steps(2, 1), 2);  // a floor for deadline-aware steps
+  CHECK_EQ(c.stats().at("characters").at("default").at("min_steps").as_int(), 1);
+  CHECK_EQ(c.set_steps(2, 2), 2);
   CHECK(c.set_idle(true));
   // The idle utterance: silent PCM, the rig's mouth closed and the sil viseme, paced to real time.
   std::int64_t idle = 0;

@@ -373,6 +373,7 @@ TEST(request_decoder_checks_fields_and_version) {
                             mfruntime::encode_set_character_image(5, "a", Bytes{1, 2, 3}),
                             mfruntime::encode_set_character_seed(6, "a", 7, "en"),
                             mfruntime::encode_set_steps(7, "a", 3),
+                            mfruntime::encode_set_steps(14, "a", 4, 1),
                             mfruntime::encode_set_outputs(11, "a", false, true),
                             mfruntime::encode_set_outputs(12, "a", std::nullopt, std::nullopt),
                             mfruntime::encode_stats(8),

@@ -272,6 +272,10 @@ namespace Mfruntime.Tests
             try
             {
                 Thread.Sleep(300);  // the SUB connection
+                Check.Equal(2, client.SetSteps(2, 1), "set_steps with a floor");
+                var perCharacter = (Dictionary<string, object>)client.Request("stats", Protocol.F("character", "default"))["characters"];
+                Check.Equal(1L, Convert.ToInt64(((Dictionary<string, object>)perCharacter["default"])["min_steps"]), "the floor is in stats");
+                Check.Equal(2, client.SetSteps(2, 2), "and back");
                 Check.True(client.SetIdle(true), "idle on");
                 var watch = Stopwatch.StartNew();
                 List<StreamChunk> got = null;

@@ -83,7 +83,9 @@ class Client {
   Value set_character_rgb(const Bytes& rgb, int width, int height, const std::string& voice = "");
   Value set_character_image(const Bytes& encoded, const std::string& voice = "");
   Value set_character_seed(std::int64_t face_seed, const std::string& voice = "");
-  int set_steps(int steps);
+  /// Target steps per chunk; min_steps > 0 also sets the floor the server may lower them to when this character's
+  /// stream would fall behind (docs/RUNTIME.md, "Many characters"). Returns the steps.
+  int set_steps(int steps, int min_steps = 0);
   /// What this character's chunks carry from its next utterance on: video = false is rig-only mode (audio and rig
   /// frames, empty video parts); nullopt leaves a setting as it is. Returns the settings now.
   OutputSettings set_outputs(std::optional<bool> video, std::optional<bool> rig = std::nullopt);

@@ -81,7 +81,8 @@ Bytes encode_set_character_image(std::int64_t id, const std::string& character, 
 /// One of the server's built-in faces.
 Bytes encode_set_character_seed(std::int64_t id, const std::string& character, std::int64_t face_seed,
                                 const std::string& voice = "");
-Bytes encode_set_steps(std::int64_t id, const std::string& character, int steps);
+/// min_steps > 0 also sets the floor a chunk's steps may drop to when the stream would fall behind (0: not sent).
+Bytes encode_set_steps(std::int64_t id, const std::string& character, int steps, int min_steps = 0);
 /// What the character's chunks carry from its next utterance on; a field left empty is not sent (unchanged).
 /// video = false is rig-only mode (no video decoding on the server, empty video parts).
 Bytes encode_set_outputs(std::int64_t id, const std::string& character, std::optional<bool> video,

@@ -252,6 +252,18 @@ namespace Mfruntime
             return Utterance(r);
         }
 
+        /// <summary>Target denoising steps per chunk (1–4 live, 8–50 quality); <paramref name="minSteps"/> &gt; 0 also sets
+        /// the floor the server may lower them to when this character's stream would fall behind. Returns the steps.</summary>
+        public int SetSteps(int steps, int minSteps = 0)
+        {
+            var r = Request("set_steps", Protocol.F("character", Settings.Character), Protocol.F("steps", (long)steps),
+                            Protocol.F("min_steps", minSteps > 0 ? (object)(long)minSteps : null));
+            object v;
+            if (!r.TryGetValue("steps", out v) || !(v is long))
+                throw new ProtocolException("the set_steps reply has no steps");
+            return (int)(long)v;
+        }
+
         /// <summary>Listening between lines: <paramref name="on"/> = true makes the server stream idle chunks (silence,
         /// the mouth closed, blinks and a slow head sway) whenever this character has nothing to say; a Say takes over
         /// at once. Returns the setting.</summary>
