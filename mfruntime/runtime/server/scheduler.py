@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from mfruntime.runtime.character import default_character
-from mfruntime.runtime.server.deadlines import CostModel, Pacing
+from mfruntime.runtime.server.deadlines import ADMIT_BUDGET, CostModel, Pacing, admission_error
 from mfruntime.runtime.session import Chunk, PendingUtterance, Session
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,6 @@ class Scheduler:
         would be generating, at their min_steps, need more than ADMIT_BUDGET of real time (deadlines.py). A line
         with no other character generating is always taken (there is no running stream to protect; on a machine
         too slow for one stream it plays with gaps, and stats show its margin)."""
-        from mfruntime.runtime.server.deadlines import ADMIT_BUDGET, admission_error
-
         others = [c for c in self.characters.values() if c.cid != cid and c.generating]
         if not self.admission or not others:
             return
