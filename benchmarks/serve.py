@@ -1,13 +1,15 @@
 """Many characters at once on one `mf serve`: `python -m benchmarks.serve [--characters 1 2 4 8 16] [--steps 4 1]
-[--backend auto] [--modes fixed deadline]`.
+[--backend auto] [--modes one-by-one batched deadline]`.
 
 For each character count N and step count S, a server (bundled model, in this process, its engine on the main
 thread's pool as `mf serve` runs it) gets N say requests at once, one per character, for the same ~3-s line,
 and a subscriber receives every chunk. Each row is one mode:
 
-- ``fixed``: every chunk at S steps (``min_steps`` = S), admission off — what the server did before deadlines;
-- ``deadline``: target S, ``min_steps`` 1, admission on — chunks lose steps when their stream would fall behind,
-  and lines that cannot be kept are refused (``busy``).
+- ``one-by-one``: every chunk at S steps (``min_steps`` = S), admission off, each character's chunk made on its
+  own in turn — what the server did before batching (``mf serve --no-batch``);
+- ``batched``: the same, but the characters speaking at once share one forward per denoising step (the default);
+- ``deadline``: batched, target S, ``min_steps`` 1, admission on — chunks lose steps when their stream would fall
+  behind, and lines that cannot be kept are refused (``busy``).
 
 Per row: lines taken, time to first chunk (p50 / p95 over characters), chunks late (sent after the client needs
 them: its first chunk + 80 ms prebuffer + k × 160 ms), the worst margin, the wall time for the line vs its audio
@@ -24,6 +26,7 @@ import numpy as np
 
 from mfruntime.runtime.server.deadlines import GRACE_SECONDS
 
+MODES = ("one-by-one", "batched", "deadline")
 LINE = "Welcome, traveller. The road ahead is long, so rest here by the fire tonight."
 
 
@@ -54,6 +57,9 @@ def one_run(server, n: int, steps: int, mode: str) -> dict:
             c.request("set_steps", character=name, steps=steps, min_steps=1 if mode == "deadline" else steps)
         time.sleep(0.3)  # the subscription reaches the publisher
         server.scheduler.admission = mode == "deadline"
+        server.scheduler.batch = mode != "one-by-one"  # between lines: no chunk is in flight
+        for ch in server.characters.values():
+            ch.session.batched_jobs = server.scheduler.batch
         before = c.request("stats")["characters"]
         uids, sent, busy = {}, {}, 0
         for name in names:
@@ -99,7 +105,7 @@ def main(args: argparse.Namespace) -> None:
     while not server.stream_address:
         time.sleep(0.05)
     try:
-        one_run(server, 1, max(args.steps), "fixed")  # warm-up
+        one_run(server, 1, max(args.steps), "batched")  # warm-up
         print(f"backend {server.characters['default'].session.backend}; line of "
               f"{len(LINE)} characters; chunks are late when sent after first + {1000 * GRACE_SECONDS:.0f} ms + k x 160 ms\n")
         print("| characters | steps | mode | taken / busy | TTFC p50 / p95 ms | chunks late | worst margin ms | "
@@ -126,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--characters", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     p.add_argument("--steps", type=int, nargs="+", default=[4, 1])
-    p.add_argument("--modes", nargs="+", default=["fixed", "deadline"], choices=["fixed", "deadline"])
+    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     p.add_argument("--backend", default="auto")
     return p
 

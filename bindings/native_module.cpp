@@ -83,9 +83,9 @@ void layer_norm_modulate(std::uintptr_t x, int64_t ldx, std::uintptr_t out, int6
 }
 
 // A StreamLayer from its weights part (built once per block: 20 addresses, then D, hidden, H) and this call's
-// part (23 values, in the order of the struct's fields from h on).
+// part (25 values, in the order of the struct's fields from h on).
 mfr::StreamLayer stream_layer(const std::vector<int64_t>& w, const std::vector<int64_t>& c) {
-  if (w.size() != 23 || c.size() != 23) throw std::invalid_argument("layer_step: 23 weight and 23 call values per stream");
+  if (w.size() != 23 || c.size() != 25) throw std::invalid_argument("layer_step: 23 weight and 25 call values per stream");
   auto f = [](int64_t v) { return reinterpret_cast<const float*>(static_cast<std::uintptr_t>(v)); };
   auto m = [](int64_t v) { return reinterpret_cast<float*>(static_cast<std::uintptr_t>(v)); };
   auto u = [](int64_t v) { return reinterpret_cast<const uint8_t*>(static_cast<std::uintptr_t>(v)); };
@@ -99,9 +99,9 @@ mfr::StreamLayer stream_layer(const std::vector<int64_t>& w, const std::vector<i
     throw std::invalid_argument("layer_step: width and MLP width must be multiples of 32, heads must divide width");
   s.h = m(c[0]); s.B = c[1]; s.N = c[2]; s.mod = f(c[3]); s.mod_stride = c[4];
   s.k_buf = m(c[5]); s.v_buf = m(c[6]); s.T = c[7]; s.offset = c[8]; s.cis = f(c[9]); s.cis_t = f(c[10]);
-  s.valid = u(c[11]); s.pk = f(c[12]); s.pv = f(c[13]); s.M = c[14];
-  s.pk_s0 = c[15]; s.pk_s1 = c[16]; s.pk_s2 = c[17]; s.pv_s0 = c[18]; s.pv_s1 = c[19]; s.pv_s2 = c[20];
-  s.ph_valid = u(c[21]); s.ph_valid_stride = c[22];
+  s.cis_stride = c[11]; s.valid = u(c[12]); s.valid_stride = c[13]; s.pk = f(c[14]); s.pv = f(c[15]); s.M = c[16];
+  s.pk_s0 = c[17]; s.pk_s1 = c[18]; s.pk_s2 = c[19]; s.pv_s0 = c[20]; s.pv_s1 = c[21]; s.pv_s2 = c[22];
+  s.ph_valid = u(c[23]); s.ph_valid_stride = c[24];
   return s;
 }
 
@@ -138,5 +138,5 @@ PYBIND11_MODULE(_mfruntime_native, m) {
   m.def("layer_norm_modulate", &layer_norm_modulate, "layer norm (affine optional) fused with adaLN modulation");
   m.def("layer_step", &layer_step, "one whole layer of a chunk step for one or two streams (csrc/layer_step.h)");
   m.def("has_openmp", &has_openmp, "whether the kernels were built with OpenMP");
-  m.attr("abi") = 3;  // bumped when a signature changes; engine/native.py checks it
+  m.attr("abi") = 4;  // bumped when a signature changes; engine/native.py checks it
 }

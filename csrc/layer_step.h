@@ -24,8 +24,10 @@ struct StreamLayer {
   int64_t mod_stride;
   float *k_buf, *v_buf;  // this layer's ring cache (B, H, T, Dh), contiguous; the chunk goes to rows [offset, offset+N)
   int64_t T, offset;
-  const float *cis, *cis_t;  // (N, Dh/2, 2) rotations: full (self-attention) and time-only (cross, phoneme queries)
-  const uint8_t* valid;      // (T) which cache rows this chunk sees (shared by the batch)
+  const float *cis, *cis_t;  // (cb, N, Dh/2, 2) rotations: full (self-attention) and time-only (cross, phoneme queries)
+  int64_t cis_stride;        // floats between batch rows of cis and cis_t; 0: one rotation table for the batch
+  const uint8_t* valid;      // (vb, T) which cache rows each batch row sees
+  int64_t valid_stride;      // bytes between batch rows of valid; 0: shared by the batch
   const float *pk, *pv;      // phoneme keys (rotated) and values, (B, H, M, Dh) with strides below
   int64_t M, pk_s0, pk_s1, pk_s2, pv_s0, pv_s1, pv_s2;
   const uint8_t* ph_valid;   // (B, M) rows ph_valid_stride apart

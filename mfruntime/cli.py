@@ -200,7 +200,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from mfruntime.runtime.server import ServeConfig, Server
 
     cfg = ServeConfig(bind=args.bind, stream=args.stream, model=args.model, device=args.device, backend=args.backend,
-                      steps=args.steps, min_steps=args.min_steps, admission=not args.no_admission, characters=tuple(args.character or ["default"]),
+                      steps=args.steps, min_steps=args.min_steps, admission=not args.no_admission, batch=not args.no_batch, characters=tuple(args.character or ["default"]),
                       max_characters=args.max_characters,
                       send_hwm=args.send_hwm, allow_remote=args.allow_remote, threads=args.threads,
                       curve_secret=args.curve_secret, curve_clients=args.curve_clients)
@@ -404,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "lowered); e.g. 1 for graceful overload")
     serve.add_argument("--no-admission", action="store_true",
                        help="take every line even when the running streams would fall behind (default: answer busy)")
+    serve.add_argument("--no-batch", action="store_true",
+                       help="make each character's chunk on its own (default: characters speaking at once share "
+                            "one forward per denoising step)")
     serve.add_argument("--send-hwm", type=int, default=DEFAULT_SEND_HWM,
                        help=f"messages queued per subscriber before a slow one misses chunks (default: {DEFAULT_SEND_HWM})")
     serve.add_argument("--allow-remote", action="store_true",

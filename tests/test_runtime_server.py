@@ -323,3 +323,30 @@ def test_a_listening_character_streams_idle_chunks_between_lines(server, client)
         client.request("idle", character="listener", on=1)
     with pytest.raises(ServerError, match="needs the field 'on'"):
         client.request("idle", character="listener")
+
+
+def test_characters_speaking_at_once_are_batched_and_get_their_solo_chunks(server, client):
+    """Two characters' lines made in one batch per chunk equal what each Session makes alone (float rounding)."""
+    from mfruntime.runtime.character import default_character
+
+    lines = {"duo-a": ("A batch of two starts here.", 5), "duo-b": ("And this one joins it.", 9)}
+    for cid, (_, seed) in lines.items():
+        client.request("set_character", character=cid, face_seed=seed)
+    before = client.request("stats")["server"]["batches"]
+    with _subscribe(server, list(lines)) as sub:
+        ids = {cid: client.request("say", character=cid, text=text)["utterance"] for cid, (text, _) in lines.items()}
+        got = {cid: [] for cid in lines}
+        while not all(g and g[-1].header["eou"] for g in got.values()):
+            m = sub.recv(60)
+            if ids.get(m.header["character"]) == m.header["utterance"]:
+                got[m.header["character"]].append(m)
+    after = client.request("stats")["server"]
+    assert after["batched"] and after["batches"].get("2", 0) > before.get("2", 0)  # they did share forwards
+    for cid, (text, seed) in lines.items():
+        alone = list(Session(device="cpu", backend="eager", seed=0, threads=2,
+                             character=default_character(64, seed)).say(text))
+        assert len(alone) == len(got[cid])
+        frames = np.concatenate([g.frames for g in got[cid]]).astype(int)
+        assert np.abs(frames - np.concatenate([c.frames for c in alone])).max() <= 2
+        np.testing.assert_allclose(np.concatenate([g.pcm for g in got[cid]]), np.concatenate([c.pcm for c in alone]),
+                                   atol=1e-3)

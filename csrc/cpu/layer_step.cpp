@@ -41,7 +41,7 @@ void self_block(StreamLayer& s, Buffers& buf, int threads) {
   float* qkv = buf.qkv.data();
   ring_attention_cpu(heads_of(qkv, s.N, Dh, 3 * D, 0), heads_of(qkv, s.N, Dh, 3 * D, D),
                      heads_of(qkv, s.N, Dh, 3 * D, 2 * D), s.k_buf, s.v_buf,
-                     heads_of(buf.a.data(), s.N, Dh, D, 0), {s.cis, 0}, {s.valid, 0}, s.B, s.H, s.N, s.T, Dh,
+                     heads_of(buf.a.data(), s.N, Dh, D, 0), {s.cis, s.cis_stride}, {s.valid, s.valid_stride}, s.B, s.H, s.N, s.T, Dh,
                      s.offset, att_threads(threads, s.B * s.H * s.N * s.T));
   linear(buf.a.data(), D, s.w_proj, s.b_proj, s.h, D, M, D, D, Epilogue::kGatedResidual, s.h, D, s.mod + 2 * D,
          s.mod_stride, s.N, threads);
@@ -57,7 +57,7 @@ void query_block(StreamLayer& s, Buffers& buf, const float* nw, const float* nb,
   layer_norm_modulate(s.h, D, buf.x.data(), M, D, kEps, nw, nb, nullptr, nullptr, D, 1, threads);
   linear(buf.x.data(), D, wq, bq, buf.q.data(), D, M, D, D, Epilogue::kBias, nullptr, 0, nullptr, 0, 1, threads);
   attend_cpu(heads_of(buf.q.data(), s.N, Dh, D, 0), k, v, heads_of(buf.a.data(), s.N, Dh, D, 0),
-             {s.cis_t, 0}, ok, s.B, s.H, s.N, T, Dh, att_threads(threads, s.B * s.H * s.N * T));
+             {s.cis_t, s.cis_stride}, ok, s.B, s.H, s.N, T, Dh, att_threads(threads, s.B * s.H * s.N * T));
   linear(buf.a.data(), D, wo, bo, s.h, D, M, D, D, Epilogue::kResidual, s.h, D, nullptr, 0, 1, threads);
 }
 
@@ -84,7 +84,7 @@ void layer_step(StreamLayer* streams, int count, int threads) {
       const StreamLayer& o = streams[1 - i];
       const int64_t Dh = o.D / o.H;
       const View4 k{o.k_buf, o.H * o.T * Dh, o.T * Dh, Dh, 1}, v{o.v_buf, o.H * o.T * Dh, o.T * Dh, Dh, 1};
-      query_block(s, buf, s.nx_w, s.nx_b, s.w_xq, s.b_xq, s.w_xo, s.b_xo, k, v, o.T, {o.valid, 0}, threads);
+      query_block(s, buf, s.nx_w, s.nx_b, s.w_xq, s.b_xq, s.w_xo, s.b_xo, k, v, o.T, {o.valid, o.valid_stride}, threads);
     }
   }
   for (int i = 0; i < count; ++i) {

@@ -47,6 +47,25 @@ class RingKVCache:
         self.slot_chunk = torch.full((window,), -1, dtype=torch.long, device=device)  # chunk held by each slot
         self.sink_chunk = -1  # chunk whose start time the sink keys in the buffer are rotated to
 
+    @classmethod
+    def stacked(cls, rings: "list[RingKVCache]") -> "RingKVCache":
+        """One batch of several streams' caches (a copy, rows in order), for a chunk step that serves them all
+        (engine/batch.py). Only its buffers are used: which slots each row holds, and where its chunk is written
+        back, stay with the caches it was made from."""
+        first = rings[0]
+        for r in rings[1:]:
+            if (r.k.shape[0], *r.k.shape[2:]) != (first.k.shape[0], *first.k.shape[2:]) or r.window != first.window \
+                    or r.tokens_per_chunk != first.tokens_per_chunk or r.k.dtype != first.k.dtype:
+                raise ValueError("caches stacked into one batch must have the same layers, heads, length and dtype")
+        out = cls.__new__(cls)
+        out.window, out.tokens_per_chunk, out.sink_tokens = first.window, first.tokens_per_chunk, first.sink_tokens
+        out.k = torch.cat([r.k for r in rings], dim=1)  # (L, B, H, T, Dh)
+        out.v = torch.cat([r.v for r in rings], dim=1)
+        out.sink_k = torch.cat([r.sink_k for r in rings], dim=1)
+        out.slot_chunk = first.slot_chunk.new_full((first.window,), -1)  # not meaningful for a stacked batch
+        out.sink_chunk = -1
+        return out
+
     @property
     def ring_start(self) -> int:
         return self.sink_tokens

@@ -21,9 +21,10 @@ from mfruntime.engine.level import LevelNormalizer
 from mfruntime.model.av import AVModel
 from mfruntime.model.phonemes import PhonemeTrack, PhonemeWindow
 from mfruntime.engine.state import StreamState
-from mfruntime.engine.step import chunk_step, commit, new_state
+from mfruntime.engine.batch import ChunkJob, run_jobs
+from mfruntime.engine.step import new_state
 from mfruntime.engine.utterance import Utterance
-from mfruntime.sampling import SCHEDULES, euler_sample
+from mfruntime.sampling import SCHEDULES
 
 
 def check_steps(steps) -> int:
@@ -144,14 +145,17 @@ class Generator:
         return self.run(utt, steps)
 
     def run(self, utt: Utterance, steps: int | None = None, video: bool = True, rig: bool = True,
-            steps_of: Callable[[int], int] | None = None) -> Iterator[GeneratedChunk]:
+            steps_of: Callable[[int], int] | None = None, batched: bool = False
+            ) -> Iterator[GeneratedChunk | ChunkJob]:
         """Yield the chunks of ``utt`` as they finish (``utt.chunks`` of them). Generated speech is clipped to
         [−1, 1]; in audio-driven mode each chunk carries the given speech itself, not a re-synthesis of it.
 
         video: decode frames (False: ``frames`` is None and the video decoder does not run — rig-only mode; the
         video latents are still generated, so the stream and its cache are the same); rig: compute the rig frames
         (when the model has a rig head); steps_of: the step count of chunk ``i`` of the utterance, asked just before
-        it is made (a scheduler lowers it when a deadline is near); by default ``steps`` for every chunk."""
+        it is made (a scheduler lowers it when a deadline is near); by default ``steps`` for every chunk;
+        batched: before each chunk, yield its :class:`~mfruntime.engine.batch.ChunkJob` (planned, not yet denoised)
+        for the caller to run with ``run_jobs`` — together with other characters' jobs — then the chunk itself."""
         cfg, tr = self.cfg, self.model.transformer
         steps = check_steps(steps if steps is not None else self.options.steps)
         schedules = {steps: SCHEDULES[self.options.schedule](steps)}
@@ -192,15 +196,16 @@ class Generator:
                 j = 0 if utt.idle else i  # idle: one chunk of silence, repeated
                 x["audio"] = driven[:, j * s_per:(j + 1) * s_per][:, None]  # (1, 1, S, Ca) clean
 
-            def step_fn(xs, t, d, _cond):
-                tt = {s: (t if s in generated else 0.0) for s in tr.active}
-                dd = {s: (d if s in generated else 0.0) for s in tr.active}
-                v = chunk_step(tr, self.state, xs, tt, dd, ph)
-                return {s: v[s] for s in generated}
-
+            job = ChunkJob(tr, self.state, x, ph, schedule, tuple(generated))
+            if batched:
+                yield job  # the caller denoises it (batch.run_jobs), alone or in one batch with other characters'
+                if job.result is None:
+                    raise RuntimeError("Generator.run(batched=True): run each ChunkJob it yields (engine.batch.run_jobs) "
+                                       "before asking for the next item")
+            else:
+                run_jobs([job])
+            x = job.result
             with torch.no_grad():
-                x = euler_sample(step_fn, x, schedule)
-                commit(tr, self.state, x, ph)
                 frames = pcm_out = rig_out = None
                 if "video" in x:
                     z = tr.from_residual(x["video"], self.identity)  # (1, 1, F, Cv, h, w)

@@ -25,7 +25,7 @@ from mfruntime.engine.kernels import reference_attend, reference_ring_attention,
 
 log = logging.getLogger(__name__)
 
-ABI = 3  # the CPU module's `abi` this file speaks (the CUDA module's: CUDA_ABI)
+ABI = 4  # the CPU module's `abi` this file speaks (the CUDA module's: CUDA_ABI)
 CUDA_ABI = 1
 CUDA_DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 _modules: dict[str, object] = {}

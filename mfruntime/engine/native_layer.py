@@ -58,11 +58,16 @@ def _pass_parts(p) -> tuple:
     """A pass's rotations and masks as the kernel takes them, converted once per pass (all layers share them)."""
     parts = p.backend.get("native")
     if parts is None:
-        cis = torch.view_as_real(p.rope[0]).contiguous()  # (N, Dh/2, 2)
-        cis_t = torch.view_as_real(p.rope_t[0]).contiguous()
-        valid, ph_valid = p.self_mask.contiguous(), p.ph_mask.contiguous()
+        cis = torch.view_as_real(p.rope).contiguous()  # (1 or B, N, Dh/2, 2): shared, or per row (a batch of states)
+        cis_t = torch.view_as_real(p.rope_t).contiguous()
+        valid, ph_valid = p.self_mask.contiguous(), p.ph_mask.contiguous()  # (1 or B, T), (B, M)
         parts = p.backend["native"] = (cis, cis_t, valid, ph_valid)
     return parts
+
+
+def _row_stride(t: torch.Tensor) -> int:
+    """Elements between batch rows, 0 when one row serves the whole batch."""
+    return 0 if t.shape[0] == 1 else t.stride(0)
 
 
 def _fits(t: torch.Tensor) -> bool:
@@ -80,8 +85,7 @@ def layer_step(model, layer: int, passes: dict, commit: bool) -> bool:
         blk = model.streams[s].blocks[layer]
         w = _weights(blk, keep)
         ring = p.backend.get("ring")  # the stream's ring cache (engine/step.py)
-        if w is None or ring is None or not p.h.is_contiguous() or not _fits(p.h) or p.c.shape[1] != 1 \
-                or p.rope.shape[0] != 1 or p.rope_t.shape[0] != 1:
+        if w is None or ring is None or not p.h.is_contiguous() or not _fits(p.h) or p.c.shape[1] != 1:
             return False
         b, n, d = p.h.shape
         m = _modulation(blk, p.c)
@@ -97,14 +101,15 @@ def layer_step(model, layer: int, passes: dict, commit: bool) -> bool:
                 or tuple(m.shape) != (b, 1, 6 * d) or not m.is_contiguous() or not _fits(m)
                 or tuple(pk.shape) != (b, heads, mm, d // heads) or pv.shape != pk.shape
                 or pk.stride(-1) != 1 or pv.stride(-1) != 1 or not (_fits(pk) and _fits(pv))
-                or tuple(cis.shape) != (n, d // heads // 2, 2) or cis_t.shape != cis.shape
-                or tuple(valid.shape) != (1, t) or tuple(ph_valid.shape) != (b, mm)
+                or cis.shape[0] not in (1, b) or tuple(cis.shape[1:]) != (n, d // heads // 2, 2)
+                or cis_t.shape != cis.shape or valid.shape[0] not in (1, b) or valid.shape[1] != t
+                or tuple(ph_valid.shape) != (b, mm)
                 or valid.dtype is not torch.bool or ph_valid.dtype is not torch.bool):
             return False
         keep += [m, pk, pv, cis, cis_t, valid, ph_valid, k_buf, v_buf, p.h]
         calls += [w, [p.h.data_ptr(), b, n, m.data_ptr(), m.stride(0), k_buf.data_ptr(), v_buf.data_ptr(),
-                      t, ring.scratch_start, cis.data_ptr(), cis_t.data_ptr(), valid.data_ptr(),
-                      pk.data_ptr(), pv.data_ptr(), mm, pk.stride(0), pk.stride(1), pk.stride(2),
+                      t, ring.scratch_start, cis.data_ptr(), cis_t.data_ptr(), _row_stride(cis), valid.data_ptr(),
+                      _row_stride(valid), pk.data_ptr(), pv.data_ptr(), mm, pk.stride(0), pk.stride(1), pk.stride(2),
                       pv.stride(0), pv.stride(1), pv.stride(2), ph_valid.data_ptr(), ph_valid.stride(0)]]
     mod.layer_step(*calls, torch.get_num_threads())
     if commit:  # the chunk's rotated keys and values, where the kernel wrote them

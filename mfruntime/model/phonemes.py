@@ -93,7 +93,19 @@ class PhonemeWindow:
 
     @staticmethod
     def stack(windows: Sequence["PhonemeWindow"], dim: int = 0) -> "PhonemeWindow":
-        return PhonemeWindow(*(torch.stack([getattr(w, f) for w in windows], dim) for f in ("ids", "stressed", "start", "end", "mask")))
+        return PhonemeWindow(*(torch.stack([getattr(w, f) for w in windows], dim) for f in _FIELDS))
+
+    @staticmethod
+    def cat(windows: Sequence["PhonemeWindow"]) -> "PhonemeWindow":
+        """Windows (B_i, P) of several streams → one (ΣB_i, P) batch (the same P: ``max_phonemes``)."""
+        return PhonemeWindow(*(torch.cat([getattr(w, f) for w in windows], 0) for f in _FIELDS))
+
+    def row(self, i: int) -> "PhonemeWindow":
+        """Batch row ``i`` as a (1, P) window."""
+        return PhonemeWindow(*(getattr(self, f)[i:i + 1] for f in _FIELDS))
+
+
+_FIELDS = ("ids", "stressed", "start", "end", "mask")
 
 
 @dataclass

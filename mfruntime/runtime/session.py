@@ -29,6 +29,7 @@ from mfruntime.data.speech import Voice, synthesize, voice_known
 from mfruntime.data.spoken_text import prepare_text
 from mfruntime.engine.backends import kernels_for, pick_backend, resolve_device
 from mfruntime.config import DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_MEDIA, DEFAULT_MODEL, DEFAULT_STEPS
+from mfruntime.engine.batch import ChunkJob
 from mfruntime.engine.generator import GenerationOptions, Generator, check_steps
 from mfruntime.engine.utterance import Utterance
 from mfruntime.idle import IdleMotion
@@ -226,6 +227,9 @@ class Session:
         self._chunk_times: deque[float] = deque(maxlen=256)
         self._min_steps = self._steps
         self.next_chunk_steps: int | None = None  # set by a scheduler: the steps of the next chunk (None: the utterance's)
+        # Set by a server that batches characters: the chunk iterators then yield each chunk's ChunkJob before the
+        # chunk, for the server to run together with other characters' jobs (engine/batch.py).
+        self.batched_jobs = False
         self._steps_used: Counter = Counter()
         self._compute_total = 0.0
         self._media_total = 0.0
@@ -475,16 +479,21 @@ class Session:
                     if utt.idle:
                         idle_from, idle_last = self._clock_chunks * fpc, self._last_rig
                         # the model runs while idle only to draw its own face; the rig comes from the idle layer
-                        source = self._ensure_generator().run(utt, steps, video=True, rig=False) \
+                        source = self._ensure_generator().run(utt, steps, video=True, rig=False,
+                                                              batched=self.batched_jobs) \
                             if self._video and portrait is None else iter(())
                     else:
                         # A portrait is drawn from the rig frames: the model's own frames are not decoded.
                         source = self._ensure_generator().run(utt, steps, video=self._video and portrait is None,
                                                               rig=self._rig or portrait is not None,
-                                                              steps_of=lambda _i: self.next_chunk_steps or steps)
+                                                              steps_of=lambda _i: self.next_chunk_steps or steps,
+                                                              batched=self.batched_jobs)
                 frame0 = self._clock_chunks * fpc
             # The model runs without the lock, so stats(), interrupt() and set_character() never wait for a chunk.
             out = next(source, None)
+            while isinstance(out, ChunkJob):  # batched_jobs: the server denoises it, with other characters' chunks
+                yield out  # type: ignore[misc]
+                out = next(source, None)
             made_with = out.steps if out is not None else 0
             if utt.idle:
                 frames = out.frames if out is not None else None

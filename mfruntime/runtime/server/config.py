@@ -23,6 +23,7 @@ class ServeConfig:
     steps: int = DEFAULT_STEPS
     min_steps: int | None = None  # the floor the steps may drop to when a deadline is near (None: never lowered)
     admission: bool = True  # refuse (busy) a line that could not be kept in real time beside the running ones
+    batch: bool = True  # characters speaking at once share one forward per denoising step (engine/batch.py)
     characters: tuple[str, ...] = ("default",)  # made at start with the built-in face
     max_characters: int = DEFAULT_MAX_CHARACTERS
     send_hwm: int = DEFAULT_SEND_HWM  # PUB high-water mark: messages queued per subscriber before ZeroMQ drops for it

@@ -86,8 +86,10 @@ class Pacing:
     def deadline(self, seq: int) -> float | None:
         return None if self.t0 is None else self.t0 + GRACE_SECONDS + seq * self.chunk_seconds
 
-    def choose(self, seq: int, target: int, floor: int, cost: CostModel, now: float | None = None) -> int:
-        """The steps of chunk ``seq`` of the current utterance."""
+    def choose(self, seq: int, target: int, floor: int, cost: CostModel, now: float | None = None,
+               rows: int = 1) -> int:
+        """The steps of chunk ``seq`` of the current utterance. ``rows``: characters whose chunks are made in the
+        same batch (a batched server: the chunk is done when the whole batch is; ``cost`` is per character)."""
         steps = min(max(self.steps or target, floor), target)
         due = self.deadline(seq)
         if due is None:  # the first chunk of an utterance: no deadline yet
@@ -95,12 +97,12 @@ class Pacing:
             return steps
         now = time.perf_counter() if now is None else now
         c = cost.estimate(steps)
-        if c is not None and due - (now + c) < LOW_MARGIN:
+        if c is not None and due - (now + rows * c) < LOW_MARGIN:
             steps = step_down(steps, floor)
         elif steps < target:
             up = step_up(steps, target)
             cu = cost.estimate(up)
-            if cu is not None and due - (now + cu) > HIGH_MARGIN:
+            if cu is not None and due - (now + rows * cu) > HIGH_MARGIN:
                 steps = up
         self.steps = steps
         return steps

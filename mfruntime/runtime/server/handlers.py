@@ -130,7 +130,9 @@ class Handlers:
                       chunks_sent=p.sent, steps_now=p.steps or ch.session.steps)
             per[ch.cid] = st
         info = self.info()
-        return {"server": {**info["counters"], "uptime_s": round(time.time() - info["started"], 3)}, "characters": per}
+        batches = {str(k): v for k, v in sorted(self.scheduler.batches.items())}  # rows → batches run
+        return {"server": {**info["counters"], "uptime_s": round(time.time() - info["started"], 3),
+                           "batched": self.scheduler.batch, "batches": batches}, "characters": per}
 
     def utterance(self, req: dict) -> dict | Deferred:
         """say / drive."""

@@ -1,19 +1,25 @@
 """The character scheduler: who generates the next chunk.
 
 Each :class:`Character` holds a Session and its queue of utterances (and, listening, its idle utterances). The
-:class:`Scheduler` owns the characters and runs the engine loop: one chunk per character with something to do,
-in turn (round robin, so characters share the machine fairly), handing each chunk to ``publish``.
+:class:`Scheduler` owns the characters and runs the engine loop in rounds: every character with something to do
+makes one chunk per round (so characters share the machine fairly), and each chunk goes to ``publish``.
+
+Batched (the default): in a round, every character first plans its chunk (a ChunkJob: engine/batch.py), then
+the jobs are denoised together — one forward per denoising step for all the characters at the same step count
+— and then each character decodes and publishes its chunk. One by one (``batch=False``): each character makes
+its whole chunk in turn.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Callable
 
 import numpy as np
 
+from mfruntime.engine.batch import ChunkJob, run_jobs
 from mfruntime.runtime.character import default_character
 from mfruntime.runtime.server.deadlines import ADMIT_BUDGET, CostModel, Pacing, admission_error
 from mfruntime.runtime.session import Chunk, PendingUtterance, Session
@@ -35,6 +41,7 @@ class Character:
         self.seq = 0  # next chunk of the current utterance
         self.ended = True  # the current utterance's end (eou) has been published
         self.listen = False  # op idle: stream idle chunks (the character listening) whenever nothing is queued
+        self.job: ChunkJob | None = None  # batched: this round's chunk, planned, waiting for the batch to run
         # Taking an utterance id and queueing it is one step (say on the control thread, idle on the engine's), so
         # an idle utterance can never supersede a line that is being queued.
         self.lock = threading.Lock()
@@ -62,8 +69,12 @@ class Character:
             if not self.jobs and self.current is None:
                 self.jobs.append(self.session.reserve_idle(paced=False))
 
-    def step(self, publish: Publish) -> bool:
-        """Generate and publish this character's next chunk; False when it has nothing to do (yet)."""
+    def step(self, publish: Publish, rows: int = 1) -> bool | ChunkJob:
+        """Generate and publish this character's next chunk; False when it has nothing to do (yet). With a
+        batched session it returns the chunk's :class:`ChunkJob` instead: run it (``run_jobs``), then call
+        ``step`` again to finish and publish the chunk. ``rows``: characters generating in this round."""
+        if self.job is not None:  # the second half of a batched chunk: decode and publish it
+            return self._advance(publish, *self.current)  # type: ignore[misc]
         if self.current is None and self.listen and not self.jobs:
             self._start_idle()
         if self.current is None:
@@ -82,15 +93,22 @@ class Character:
             return False  # listening: the next idle chunk is not due yet (made in real time, never far ahead)
         # The steps of this chunk: the floor while listening, else what its deadline allows (deadlines.py).
         self.session.next_chunk_steps = self.session.min_steps if idle else \
-            self.pacing.choose(self.seq, target, min(self.session.min_steps, target), self.cost)
+            self.pacing.choose(self.seq, target, min(self.session.min_steps, target), self.cost, rows=rows)
+        return self._advance(publish, uid, chunks, idle, target)
+
+    def _advance(self, publish: Publish, uid: int, chunks, idle: bool, target: int) -> bool | ChunkJob:
         try:
             chunk = next(chunks, None)
         except Exception:  # a failing utterance must not take the character (or the server) down
             log.exception("character %s: utterance %d failed", self.cid, uid)
             chunk = None
+        if isinstance(chunk, ChunkJob):
+            self.job = chunk
+            return chunk
+        self.job = None
         if chunk is not None:
             publish(self.cid, chunk)
-            if chunk.steps:
+            if chunk.steps and not self.session.batched_jobs:  # batched: the scheduler measures the round
                 self.cost.observe(chunk.steps, chunk.compute_seconds)
             if not idle:
                 self.pacing.sent_chunk(uid, chunk.seq)
@@ -122,14 +140,19 @@ class Character:
         self.jobs.clear()
         self.session.interrupt()
         while self.current is not None:
-            self.step(publish)
+            got = self.step(publish)
+            if isinstance(got, ChunkJob):
+                run_jobs([got])
 
 
 class Scheduler:
     """The characters of one server and the engine loop over them."""
 
-    def __init__(self, make_session: Callable[[], Session], max_characters: int, admission: bool = True) -> None:
+    def __init__(self, make_session: Callable[[], Session], max_characters: int, admission: bool = True,
+                 batch: bool = True) -> None:
         self.make_session, self.max_characters, self.admission = make_session, max_characters, admission
+        self.batch = batch  # characters that speak at once share forwards (engine/batch.py)
+        self.batches: Counter = Counter()  # batches run, by size (rows)
         self.characters: dict[str, Character] = {}
         self.work = threading.Event()  # set when something is queued: wakes the engine
         self.cost = CostModel()  # seconds per chunk at each step count, measured on this server's chunks
@@ -142,6 +165,7 @@ class Scheduler:
     def add(self, cid: str, image=None, face_seed: int | None = None, voice: str | None = None) -> Character:
         self.check_room()
         session = self.make_session()
+        session.batched_jobs = self.batch
         if image is None and face_seed is not None:
             image = default_character(session.size, face_seed)
         if image is not None:
@@ -177,13 +201,33 @@ class Scheduler:
             raise admission_error(need, cs, len(costs), costs[-1])  # type: ignore[arg-type]
 
     def run(self, stop: threading.Event, publish: Publish) -> None:
-        """Round robin over the characters, one chunk each, until ``stop``; then end what is running."""
+        """Rounds over the characters, one chunk each, until ``stop``; then end what is running."""
         while not stop.is_set():
             self.work.clear()
-            busy = False
-            for ch in list(self.characters.values()):
-                busy |= ch.step(publish)
-            if not busy:
+            if not self.round(publish):
                 self.work.wait(0.1)
         for ch in list(self.characters.values()):
             ch.finish(publish)
+
+    def round(self, publish: Publish) -> bool:
+        """One chunk for every character with something to do; False when none had anything."""
+        start = time.perf_counter()
+        chars = list(self.characters.values())
+        rows = max(1, sum(c.generating for c in chars)) if self.batch else 1
+        busy, jobs = False, []
+        for ch in chars:
+            got = ch.step(publish, rows)
+            if isinstance(got, ChunkJob):
+                jobs.append((ch, got))
+            busy |= bool(got)
+        if jobs:
+            try:
+                self.batches.update(run_jobs([job for _, job in jobs]))
+            except Exception:  # their characters' next step ends those utterances with an error marker
+                log.exception("a batch of %d chunks failed", len(jobs))
+            for ch, _ in jobs:
+                ch.step(publish)
+            share = (time.perf_counter() - start) / len(jobs)  # each character's share of the round
+            for _, job in jobs:
+                self.cost.observe(job.steps, share)
+        return busy

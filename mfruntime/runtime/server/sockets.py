@@ -46,7 +46,8 @@ class Server:
         self._engine_done = threading.Event()
         self._ready = threading.Event()
         self._prepare: queue.Queue = queue.Queue(maxsize=cfg.prepare_queue)  # PendingUtterance | Deferred | None
-        self.scheduler = Scheduler(self._new_session, cfg.max_characters, admission=cfg.admission)
+        self.scheduler = Scheduler(self._new_session, cfg.max_characters, admission=cfg.admission,
+                                   batch=cfg.batch)
         self.handlers = Handlers(cfg, self.scheduler, self._prepare, self._info)
         self._replies_address = f"inproc://mf-replies-{id(self):x}"
         self._failed: BaseException | None = None

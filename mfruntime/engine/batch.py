@@ -1,0 +1,91 @@
+"""Batched generation: the chunks of several characters denoised together, one forward per denoising step.
+
+A server with many characters speaking at once used to run each character's chunk on its own: ten characters,
+ten sets of small forwards per chunk time. Here each character's :class:`~mfruntime.engine.generator.Generator`
+plans its chunk as a :class:`ChunkJob` (its starting noise, phoneme window, step schedule and stream state) and
+hands it out; :func:`run_jobs` groups the jobs that can share a forward and runs each group as one batch:
+
+* a group is the jobs with the same model, kernels, step schedule, denoised streams and phoneme presence —
+  the batch's rows then take the same noise levels at every Euler step;
+* each row keeps its own ring cache, chunk position, rotations, phonemes, identity and noise: the chunk step
+  runs over a :class:`~mfruntime.engine.state.StateBatch` (a stacked copy of the rows' caches, made once per
+  chunk), and the commit writes each row's chunk back into its own cache;
+* a group of one runs exactly the single-character path (so one character alone is as fast as before).
+
+Rows are independent: a row's output does not depend on which other rows share its batch (tests compare a
+batched character's chunks with its solo chunks). Characters join and leave between chunks, since the batch
+is formed afresh for every chunk.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from mfruntime.engine.state import StreamState
+from mfruntime.engine.step import chunk_step, commit, stack_states
+from mfruntime.model.phonemes import PhonemeWindow
+from mfruntime.model.transformer import TwinStreamTransformer
+from mfruntime.sampling import euler_sample
+
+
+@dataclass(eq=False)
+class ChunkJob:
+    """One chunk of one character, planned and waiting to be denoised and committed."""
+
+    net: TwinStreamTransformer
+    state: StreamState  # the character's streaming state (batch 1), advanced by the commit
+    x: dict[str, torch.Tensor]  # per stream (1, 1, ...) starting noise; a driven stream's clean latents
+    phonemes: PhonemeWindow | None  # (1, P) window of this chunk, or None (driven / idle)
+    schedule: torch.Tensor  # the t grid (steps + 1,)
+    generated: tuple[str, ...]  # streams being denoised; the others are clean (t = d = 0, driven audio)
+    result: dict[str, torch.Tensor] | None = field(default=None)  # per stream (1, 1, ...) finished latents
+
+    @property
+    def steps(self) -> int:
+        return len(self.schedule) - 1
+
+    def group_key(self) -> tuple:
+        """Jobs with equal keys can share one batch."""
+        return (id(self.net), self.state.kernels.name, tuple(self.schedule.tolist()), self.generated,
+                self.phonemes is None)
+
+
+def _sample(net: TwinStreamTransformer, state, x: dict[str, torch.Tensor], ph: PhonemeWindow | None,
+            schedule: torch.Tensor, generated: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Euler-integrate one chunk (alone or a batch of rows) and commit it (sampling.py, engine/step.py)."""
+    def step_fn(xs, t, d, _cond):
+        tt = {s: (t if s in generated else 0.0) for s in net.active}  # a clean stream: t = d = 0
+        dd = {s: (d if s in generated else 0.0) for s in net.active}
+        v = chunk_step(net, state, xs, tt, dd, ph)
+        return {s: v[s] for s in generated}
+
+    out = euler_sample(step_fn, x, schedule)
+    commit(net, state, out, ph)
+    return out
+
+
+def run_jobs(jobs: list[ChunkJob]) -> list[int]:
+    """Denoise and commit every job, batching those that can share forwards; fills each ``job.result`` and
+    returns the size of each batch it ran."""
+    groups: dict[tuple, list[ChunkJob]] = {}
+    for job in jobs:
+        if job.result is not None:
+            raise ValueError("this chunk job has already been run")
+        groups.setdefault(job.group_key(), []).append(job)
+    with torch.no_grad():
+        for group in groups.values():
+            first = group[0]
+            if len(group) == 1:
+                first.result = _sample(first.net, first.state, first.x, first.phonemes, first.schedule,
+                                       first.generated)
+                continue
+            if len({id(j.state) for j in group}) != len(group):
+                raise ValueError("two chunk jobs of one stream state cannot run in the same batch")
+            batch = stack_states(first.net, [j.state for j in group])
+            x = {s: torch.cat([j.x[s] for j in group]) for s in first.x}  # (B, 1, ...)
+            ph = None if first.phonemes is None else PhonemeWindow.cat([j.phonemes for j in group])  # type: ignore[misc]
+            out = _sample(first.net, batch, x, ph, first.schedule, first.generated)
+            for i, job in enumerate(group):
+                job.result = {s: v[i:i + 1] for s, v in out.items()}
+    return [len(g) for g in groups.values()]
