@@ -10,6 +10,7 @@ hands it out; :func:`run_jobs` groups the jobs that can share a forward and runs
 * each row keeps its own ring cache, chunk position, rotations, phonemes, identity and noise: the chunk step
   runs over a :class:`~mfruntime.engine.state.StateBatch` (a stacked copy of the rows' caches, made once per
   chunk), and the commit writes each row's chunk back into its own cache;
+* a batch also decodes its rows' frames in one call of the video decoder;
 * a group of one runs exactly the single-character path (so one character alone is as fast as before).
 
 Rows are independent: a row's output does not depend on which other rows share its batch (tests compare a
@@ -40,6 +41,12 @@ class ChunkJob:
     schedule: torch.Tensor  # the t grid (steps + 1,)
     generated: tuple[str, ...]  # streams being denoised; the others are clean (t = d = 0, driven audio)
     result: dict[str, torch.Tensor] | None = field(default=None)  # per stream (1, 1, ...) finished latents
+    # Frames wanted: the video codec and the identity latents (1, Cv, h, w) the video stream is a residual of. A
+    # batch decodes its rows' frames in one call into ``frames`` (F, H, W, 3) uint8; a job alone leaves it None
+    # and its generator decodes (the single-character path, unchanged).
+    codec: torch.nn.Module | None = None
+    identity: torch.Tensor | None = None
+    frames: torch.Tensor | None = None
 
     @property
     def steps(self) -> int:
@@ -88,4 +95,19 @@ def run_jobs(jobs: list[ChunkJob]) -> list[int]:
             out = _sample(first.net, batch, x, ph, first.schedule, first.generated)
             for i, job in enumerate(group):
                 job.result = {s: v[i:i + 1] for s, v in out.items()}
+            _decode_frames(group)
     return [len(g) for g in groups.values()]
+
+
+def _decode_frames(group: list[ChunkJob]) -> None:
+    """The frames of a batch's rows that want them, decoded in one call per codec (row-independent convolutions)."""
+    by_codec: dict[int, list[ChunkJob]] = {}
+    for job in group:
+        if job.codec is not None and job.result is not None and "video" in job.result:
+            by_codec.setdefault(id(job.codec), []).append(job)
+    for rows in by_codec.values():
+        z = torch.cat([j.net.from_residual(j.result["video"], j.identity)[:, 0] for j in rows])  # type: ignore[index]
+        f = z.shape[1]  # (B, F, Cv, h, w)
+        frames = rows[0].codec.decode(z.flatten(0, 1))  # type: ignore[union-attr]  # (B·F, H, W, 3)
+        for i, job in enumerate(rows):  # (B·F, H, W, 3) → each row's F frames
+            job.frames = frames[i * f:(i + 1) * f]

@@ -196,7 +196,8 @@ class Generator:
                 j = 0 if utt.idle else i  # idle: one chunk of silence, repeated
                 x["audio"] = driven[:, j * s_per:(j + 1) * s_per][:, None]  # (1, 1, S, Ca) clean
 
-            job = ChunkJob(tr, self.state, x, ph, schedule, tuple(generated))
+            job = ChunkJob(tr, self.state, x, ph, schedule, tuple(generated),
+                           codec=self.model.video_codec if video and "video" in x else None, identity=self.identity)
             if batched:
                 yield job  # the caller denoises it (batch.run_jobs), alone or in one batch with other characters'
                 if job.result is None:
@@ -209,8 +210,9 @@ class Generator:
                 frames = pcm_out = rig_out = None
                 if "video" in x:
                     z = tr.from_residual(x["video"], self.identity)  # (1, 1, F, Cv, h, w)
-                    if video:
-                        frames = self.model.video_codec.decode(z[0, 0]).cpu().numpy()  # (F, H, W, 3)
+                    if video:  # decoded with the batch's other rows, or here
+                        decoded = job.frames if job.frames is not None else self.model.video_codec.decode(z[0, 0])
+                        frames = decoded.cpu().numpy()  # (F, H, W, 3)
                     if rig and self.model.rig is not None:
                         # The rig head reads the latents the model made (and, driven, the speech it heard).
                         audio_latents = x["audio"][:, 0] if "audio" in x else None  # (1, S, Ca)
