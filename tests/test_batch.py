@@ -139,3 +139,57 @@ def test_the_native_fused_layer_takes_a_batch_of_states(model, monkeypatch):
     run_jobs(jobs)
     layers = model.cfg.video.layers
     assert len(calls) == 3 * layers  # 2 denoising steps + the commit, one call per layer for both rows
+
+
+def test_a_model_that_adds_nothing_to_its_tokens_batches_too():
+    """No aligned phonemes and no identity anchor: the per-row token features are the number 0.0."""
+    import dataclasses
+
+    torch.manual_seed(1)
+    m = AVModel(dataclasses.replace(micro_config(), aligned_phonemes=False, reference_anchor=False)).eval()
+    randomize(m, std=0.05)
+    plans = _plans(m)[:3]
+    solo = [list(g.run(u, steps)) for g, (u, steps) in zip(_generators(m, "eager", [0, 2, 1]), plans)]
+    batched = _lockstep([g.run(u, steps, batched=True) for g, (u, steps) in zip(_generators(m, "eager", [0, 2, 1]), plans)])
+    for a, b in zip(solo, batched):
+        assert len(a) == len(b) >= 1
+        for ca, cb in zip(a, b):
+            torch.testing.assert_close(cb.latents["audio"], ca.latents["audio"], atol=2e-4, rtol=1e-4)
+
+
+def test_a_failing_batch_fails_only_its_own_characters(model):
+    """A chunk with bad latents fails its batch (its rows get the error), and the other batches still run."""
+    gens = _generators(model, "eager", [0, 0, 0])
+    utt = Utterance.speech(sample_phonemes(), model.cfg.media, chunks=2)
+    its = [gens[0].run(utt, 2, batched=True), gens[1].run(utt, 2, batched=True), gens[2].run(utt, 1, batched=True)]
+    jobs = [next(it) for it in its]
+    jobs[0].x["video"] = jobs[0].x["video"][..., :1, :, :]  # wrong channel count: the forward fails
+    runs = run_jobs(jobs)
+    assert sorted((r.size, r.steps, r.failed) for r in runs) == [(1, 1, False), (2, 2, True)]
+    assert jobs[0].error is not None and jobs[1].error is jobs[0].error and jobs[0].result is None
+    assert jobs[2].error is None and jobs[2].result is not None and jobs[2].seconds > 0
+    with pytest.raises(type(jobs[0].error)):
+        next(its[1])  # the batch-mate's line gets the error too
+    chunk = next(its[2])  # the other batch's character goes on
+    assert chunk.index == 0 and chunk.steps == 1
+
+
+def test_fixed_shape_kernels_take_batches_of_their_sizes(model):
+    """Kernels with batch_sizes (compile, tensorrt) run a group of 3 as 2 + 1; the chunks are the solo ones."""
+    import dataclasses
+
+    from mfruntime.engine.kernels import REFERENCE
+
+    kern = dataclasses.replace(REFERENCE, name="fixed", batch_sizes=(1, 2))
+    utt = Utterance.speech(sample_phonemes(), model.cfg.media, chunks=1)
+
+    def gens():
+        return [Generator(model, _face(10 + i), options=GenerationOptions(steps=2, seed=i), kernels=kern) for i in range(3)]
+
+    solo = [next(g.run(utt, 2)) for g in gens()]
+    its = [g.run(utt, 2, batched=True) for g in gens()]
+    jobs = [next(it) for it in its]
+    runs = run_jobs(jobs)
+    assert [r.size for r in runs] == [2, 1]
+    for it, ref in zip(its, solo):
+        torch.testing.assert_close(next(it).latents["video"], ref.latents["video"], atol=2e-4, rtol=1e-4)

@@ -11,7 +11,8 @@ weights are the same for every backend (one copy per process), nothing is patche
   projections, MLP) compiled with ``torch.compile(dynamic=False)`` (with the Torch-TensorRT backend for
   ``tensorrt``); the attention runs through the seam like eager. Each sublayer is compiled once as a plain
   function of (block, inputs), so every block of the same shape shares its graph. Shapes never change
-  during a stream because the ring KV cache has a fixed size. Compiling the whole ``chunk_step`` is not
+  during a stream because the ring KV cache has a fixed size; a server batching several characters' chunks
+  runs them in batches of :data:`COMPILED_BATCH_SIZES` rows only. Compiling the whole ``chunk_step`` is not
   possible as is: it branches on the Python chunk index, so every chunk would be a new graph.
 
 ``auto`` picks by a fixed rule, logged once: ``tensorrt`` on a CUDA device with ``torch_tensorrt``
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 #: Block sublayers that run once per layer and stream per model call; what compile/tensorrt compile.
 SUBLAYERS = ("modulation", "project", "self_attention", "cross_query", "cross_modal_out", "phoneme_query",
              "phoneme_kv", "phoneme_out", "feed_forward")
+#: The batch sizes the compiled backends run several characters' chunks at: a graph per size and stream for each
+#: sublayer, so 3 × 2 = 6, under torch.compile's default limit of 8 before it falls back to eager.
+COMPILED_BATCH_SIZES = (1, 2, 4)
 #: What ``auto`` runs on the CPU: the backend measured fastest here (benchmarks/model.py, docs/RUNTIME.md).
 CPU_AUTO = "native"
 _kernels: dict[str, Kernels] = {}
@@ -127,4 +131,5 @@ def _make(backend: str) -> Kernels:
     else:
         raise ValueError(f"kernels_for takes eager, native, compile or tensorrt, got {backend!r}")
     compiled = {name: torch.compile(getattr(StreamBlock, name), **kwargs) for name in SUBLAYERS}
-    return dataclasses.replace(REFERENCE, name=backend, sublayers=compiled)
+    # Fixed shapes: several characters' chunks run as batches of COMPILED_BATCH_SIZES rows only (engine/batch.py).
+    return dataclasses.replace(REFERENCE, name=backend, sublayers=compiled, batch_sizes=COMPILED_BATCH_SIZES)

@@ -13,12 +13,16 @@ hands it out; :func:`run_jobs` groups the jobs that can share a forward and runs
 * a batch also decodes its rows' frames in one call of the video decoder;
 * a group of one runs exactly the single-character path (so one character alone is as fast as before).
 
-Rows are independent: a row's output does not depend on which other rows share its batch (tests compare a
-batched character's chunks with its solo chunks). Characters join and leave between chunks, since the batch
+Rows are independent: a row's output does not depend on which other rows share its batch, up to float
+rounding (a batched matrix product may sum in another order; tests compare a batched character's chunks with
+its solo chunks). A batch that fails marks its own jobs (``job.error``) and the other batches still run.
+Kernels with fixed shapes (``compile``, ``tensorrt``: a graph per input shape) take batches of a few sizes
+only (:attr:`~mfruntime.engine.kernels.Kernels.batch_sizes`): a group of 7 runs as 4 + 2 + 1. Characters join and leave between chunks, since the batch
 is formed afresh for every chunk.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -47,6 +51,16 @@ class ChunkJob:
     codec: torch.nn.Module | None = None
     identity: torch.Tensor | None = None
     frames: torch.Tensor | None = None
+    error: BaseException | None = None  # why its batch failed (then ``result`` stays None)
+    seconds: float = 0.0  # its share of its batch's wall time (the batch's seconds / rows), once run
+
+    def outcome(self) -> dict[str, torch.Tensor]:
+        """The finished latents; raises the batch's error if it failed, or RuntimeError if it never ran."""
+        if self.error is not None:
+            raise self.error
+        if self.result is None:
+            raise RuntimeError("this chunk job has not been run (engine.batch.run_jobs)")
+        return self.result
 
     @property
     def steps(self) -> int:
@@ -72,31 +86,74 @@ def _sample(net: TwinStreamTransformer, state, x: dict[str, torch.Tensor], ph: P
     return out
 
 
-def run_jobs(jobs: list[ChunkJob]) -> list[int]:
-    """Denoise and commit every job, batching those that can share forwards; fills each ``job.result`` and
-    returns the size of each batch it ran."""
+@dataclass(frozen=True)
+class BatchRun:
+    """One batch that :func:`run_jobs` ran: its rows, their step count and its wall time (denoising, commit and
+    the batch's frame decoding), and whether it failed."""
+
+    size: int
+    steps: int
+    seconds: float
+    failed: bool = False
+
+
+def _split(group: list[ChunkJob]) -> list[list[ChunkJob]]:
+    """A group as the batches its kernels take: any size, or (fixed-shape kernels) the allowed sizes, largest
+    first."""
+    sizes = group[0].state.kernels.batch_sizes
+    if sizes is None:
+        return [group]
+    out, rest = [], list(group)
+    for size in sorted(sizes, reverse=True):
+        while len(rest) >= size:
+            out.append(rest[:size])
+            rest = rest[size:]
+    if rest:  # no size 1 among the allowed: the rest run alone
+        out.extend([j] for j in rest)
+    return out
+
+
+def run_jobs(jobs: list[ChunkJob]) -> list[BatchRun]:
+    """Denoise and commit every job, batching those that can share forwards; fills each ``job.result`` (or, if its
+    batch failed, ``job.error``) and returns the batches it ran."""
     groups: dict[tuple, list[ChunkJob]] = {}
     for job in jobs:
-        if job.result is not None:
+        if job.result is not None or job.error is not None:
             raise ValueError("this chunk job has already been run")
         groups.setdefault(job.group_key(), []).append(job)
+    for group in groups.values():
+        if len({id(j.state) for j in group}) != len(group):
+            raise ValueError("two chunk jobs of one stream state cannot run in the same batch")
+    runs = []
     with torch.no_grad():
         for group in groups.values():
-            first = group[0]
-            if len(group) == 1:
-                first.result = _sample(first.net, first.state, first.x, first.phonemes, first.schedule,
-                                       first.generated)
-                continue
-            if len({id(j.state) for j in group}) != len(group):
-                raise ValueError("two chunk jobs of one stream state cannot run in the same batch")
-            batch = stack_states(first.net, [j.state for j in group])
-            x = {s: torch.cat([j.x[s] for j in group]) for s in first.x}  # (B, 1, ...)
-            ph = None if first.phonemes is None else PhonemeWindow.cat([j.phonemes for j in group])  # type: ignore[misc]
-            out = _sample(first.net, batch, x, ph, first.schedule, first.generated)
-            for i, job in enumerate(group):
-                job.result = {s: v[i:i + 1] for s, v in out.items()}
-            _decode_frames(group)
-    return [len(g) for g in groups.values()]
+            for batch in _split(group):
+                t0 = time.perf_counter()
+                try:
+                    _run_batch(batch)
+                    failed = False
+                except Exception as e:  # this batch's characters end their lines; the other batches still run
+                    for job in batch:
+                        job.result, job.error = None, e
+                    failed = True
+                runs.append(BatchRun(len(batch), batch[0].steps, time.perf_counter() - t0, failed))
+                for job in batch:
+                    job.seconds = runs[-1].seconds / len(batch)
+    return runs
+
+
+def _run_batch(batch: list[ChunkJob]) -> None:
+    first = batch[0]
+    if len(batch) == 1:  # exactly the single-character path
+        first.result = _sample(first.net, first.state, first.x, first.phonemes, first.schedule, first.generated)
+        return
+    states = stack_states(first.net, [j.state for j in batch])
+    x = {s: torch.cat([j.x[s] for j in batch]) for s in first.x}  # (B, 1, ...)
+    ph = None if first.phonemes is None else PhonemeWindow.cat([j.phonemes for j in batch])  # type: ignore[misc]
+    out = _sample(first.net, states, x, ph, first.schedule, first.generated)
+    for i, job in enumerate(batch):
+        job.result = {s: v[i:i + 1] for s, v in out.items()}
+    _decode_frames(batch)
 
 
 def _decode_frames(group: list[ChunkJob]) -> None:

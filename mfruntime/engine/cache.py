@@ -61,7 +61,7 @@ class RingKVCache:
         out.window, out.tokens_per_chunk, out.sink_tokens = first.window, first.tokens_per_chunk, first.sink_tokens
         out.k = torch.cat([r.k for r in rings], dim=1)  # (L, B, H, T, Dh)
         out.v = torch.cat([r.v for r in rings], dim=1)
-        out.sink_k = torch.cat([r.sink_k for r in rings], dim=1)
+        out.sink_k = first.sink_k  # unused: each row's sink keys are rotated in its own cache, then copied in k
         out.slot_chunk = first.slot_chunk.new_full((first.window,), -1)  # not meaningful for a stacked batch
         out.sink_chunk = -1
         return out

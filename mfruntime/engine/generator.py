@@ -200,12 +200,12 @@ class Generator:
                            codec=self.model.video_codec if video and "video" in x else None, identity=self.identity)
             if batched:
                 yield job  # the caller denoises it (batch.run_jobs), alone or in one batch with other characters'
-                if job.result is None:
+                if job.result is None and job.error is None:
                     raise RuntimeError("Generator.run(batched=True): run each ChunkJob it yields (engine.batch.run_jobs) "
                                        "before asking for the next item")
             else:
                 run_jobs([job])
-            x = job.result
+            x = job.outcome()  # a failed batch: its error, raised here for this character's line
             with torch.no_grad():
                 frames = pcm_out = rig_out = None
                 if "video" in x:

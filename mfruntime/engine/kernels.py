@@ -80,6 +80,10 @@ class Kernels:
     #: Optional: a whole layer of a chunk step, ``layer(model, layer_index, passes, commit) → bool``; it returns
     #: False when it cannot take the call, and the layer then runs sublayer by sublayer (the native backend).
     layer: Callable[..., bool] | None = None
+    #: The batch sizes several characters' chunks may be run at (engine/batch.py): None, any; kernels with fixed
+    #: shapes (a compiled graph per shape) take a few sizes, so a busy server compiles a few graphs, not one per
+    #: number of characters speaking.
+    batch_sizes: tuple[int, ...] | None = None
 
 
 REFERENCE = Kernels("reference")

@@ -21,7 +21,7 @@ class ChunkMemo:
     phonemes: PhonemeWindow | None  # the phoneme window object it was made with (compared by identity)
     batch: int
     parts: dict[str, ChunkParts] = field(default_factory=dict)  # per stream
-    valid: dict[str, torch.Tensor] = field(default_factory=dict)  # per stream (1, S + W·Tc + Tc) key validity
+    valid: dict[str, torch.Tensor] = field(default_factory=dict)  # per stream (1 or B, S + W·Tc + Tc) key validity
     phoneme_kv: dict[str, list] = field(default_factory=dict)  # per stream, per layer rotated phoneme keys/values
 
     def fits(self, chunk: int | tuple, phonemes: PhonemeWindow | None, batch: int) -> bool:

@@ -67,8 +67,16 @@ def _rotate_sinks(net: TwinStreamTransformer, state: StreamState, dev) -> None:
 
 
 def _stack_parts(rows: list[ChunkParts]) -> ChunkParts:
-    """Batch-1 parts of several rows → one batch; the rotations get a batch dim: (B, N, Dh/2)."""
-    return ChunkParts(extra=torch.cat([p.extra for p in rows]), rope=torch.stack([p.rope for p in rows]),
+    """Batch-1 parts of several rows → one batch; the rotations get a batch dim: (B, N, Dh/2). ``extra`` is the
+    number 0.0 in a model that adds nothing to its tokens (no aligned phonemes, no anchor): it stays a number."""
+    extras = [p.extra for p in rows]
+    if all(isinstance(e, torch.Tensor) for e in extras):
+        extra: torch.Tensor | float = torch.cat(extras)  # type: ignore[arg-type]
+    elif any(isinstance(e, torch.Tensor) for e in extras):  # rows of one model differ: a bug upstream
+        raise ValueError("rows of one batch must all add features to their tokens, or none")
+    else:
+        extra = 0.0
+    return ChunkParts(extra=extra, rope=torch.stack([p.rope for p in rows]),
                       rope_t=torch.stack([p.rope_t for p in rows]), ph=torch.cat([p.ph for p in rows]),
                       ph_rope=torch.cat([p.ph_rope for p in rows]), ph_mask=torch.cat([p.ph_mask for p in rows]))
 

@@ -140,9 +140,12 @@ class ChunkParts:
     """What every forward over the same chunks shares — nothing here depends on the latents or the noise level,
     so a streaming caller makes it once per chunk and reuses it for every denoising step and the commit."""
 
-    extra: torch.Tensor  # (B, C·N, dim) features added to the latent tokens (aligned phonemes, reference anchor)
-    rope: torch.Tensor  # (C·N, Dh/2) complex self-attention rotations (time, and row/column for video)
-    rope_t: torch.Tensor  # (C·N, Dh/2) complex time-only rotations (cross-modal and phoneme queries)
+    # (B, C·N, dim) features added to the latent tokens (aligned phonemes, reference anchor), or 0.0 when none
+    extra: torch.Tensor | float
+    # (C·N, Dh/2) complex self-attention rotations (time, and row/column for video); (B, C·N, Dh/2) when the
+    # rows of a batch are at different chunks (engine/step.py, a StateBatch)
+    rope: torch.Tensor
+    rope_t: torch.Tensor  # (C·N, Dh/2) or (B, C·N, Dh/2) complex time-only rotations (cross-modal, phoneme queries)
     ph: torch.Tensor  # (B, M, dim) phoneme tokens
     ph_rope: torch.Tensor  # (B, M, Dh/2) complex phoneme-key rotations
     ph_mask: torch.Tensor  # (B, 1, N, M) additive, or the (B, M) key validity of a single chunk

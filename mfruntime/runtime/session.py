@@ -59,7 +59,9 @@ class Chunk:
     fps: int  # frames per second of frames
     last: bool  # the utterance's final chunk (its end, or an interrupt)
     interrupted: bool = False  # ended early by interrupt()
-    compute_seconds: float = 0.0  # wall time spent generating this chunk
+    # wall time spent generating this chunk; on a batching server (``batched_jobs``) it runs from planning the
+    # chunk to its publishing, so it includes the other characters' batches of the same round
+    compute_seconds: float = 0.0
     idle: bool = False  # a chunk of idle() (the character listening: silent PCM, closed mouth, blinks)
     steps: int = 0  # denoising steps it was made with (a server under load may lower them: min_steps); 0 = none ran
     # (F, len(mfruntime.rig.CONTROLS)) float32: per video frame, the face controls and OVR viseme weights of what

@@ -88,8 +88,9 @@ class Pacing:
 
     def choose(self, seq: int, target: int, floor: int, cost: CostModel, now: float | None = None,
                rows: int = 1) -> int:
-        """The steps of chunk ``seq`` of the current utterance. ``rows``: characters whose chunks are made in the
-        same batch (a batched server: the chunk is done when the whole batch is; ``cost`` is per character)."""
+        """The steps of chunk ``seq`` of the current utterance. ``rows``: the characters generating in this round
+        (a batched server publishes a chunk once all the round's batches have run, so it is ready about
+        ``rows × cost`` from now; ``cost`` is per character: its share of its batch plus its own decoding)."""
         steps = min(max(self.steps or target, floor), target)
         due = self.deadline(seq)
         if due is None:  # the first chunk of an utterance: no deadline yet

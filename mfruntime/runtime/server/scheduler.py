@@ -142,7 +142,7 @@ class Character:
         while self.current is not None:
             got = self.step(publish)
             if isinstance(got, ChunkJob):
-                run_jobs([got])
+                run_jobs([got])  # a failure is kept on the job: the next step ends the line
 
 
 class Scheduler:
@@ -211,7 +211,6 @@ class Scheduler:
 
     def round(self, publish: Publish) -> bool:
         """One chunk for every character with something to do; False when none had anything."""
-        start = time.perf_counter()
         chars = list(self.characters.values())
         rows = max(1, sum(c.generating for c in chars)) if self.batch else 1
         busy, jobs = False, []
@@ -221,13 +220,13 @@ class Scheduler:
                 jobs.append((ch, got))
             busy |= bool(got)
         if jobs:
-            try:
-                self.batches.update(run_jobs([job for _, job in jobs]))
-            except Exception:  # their characters' next step ends those utterances with an error marker
-                log.exception("a batch of %d chunks failed", len(jobs))
-            for ch, _ in jobs:
-                ch.step(publish)
-            share = (time.perf_counter() - start) / len(jobs)  # each character's share of the round
-            for _, job in jobs:
-                self.cost.observe(job.steps, share)
+            # Each batch is timed; a failed batch marks its jobs, and their characters' next step ends their lines
+            # (an interrupted end-of-utterance chunk) while the other batches' characters go on.
+            runs = run_jobs([job for _, job in jobs])
+            self.batches.update(r.size for r in runs)
+            for ch, job in jobs:
+                t0 = time.perf_counter()
+                ch.step(publish)  # decode (unless the batch did), publish
+                if job.error is None:  # a character's cost: its share of its batch, plus its own finishing
+                    self.cost.observe(job.steps, job.seconds + time.perf_counter() - t0)
         return busy
