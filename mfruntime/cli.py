@@ -204,7 +204,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                       max_characters=args.max_characters,
                       send_hwm=args.send_hwm, allow_remote=args.allow_remote, threads=args.threads,
                       curve_secret=args.curve_secret, curve_clients=args.curve_clients)
-    server = Server(cfg)
+    if args.ray:
+        from mfruntime.runtime.cluster.gateway import Gateway
+
+        server = Gateway(cfg, args.ray)  # characters on the cluster's nodes; this process routes (docs/RUNTIME.md)
+    else:
+        server = Server(cfg)
 
     def on_signal(signum, _frame) -> None:
         log.info("signal %d: stopping", signum)
@@ -213,7 +218,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background, where SIGINT is ignored
         signal.signal(sig, on_signal)
 
-    def ready(srv: Server) -> None:
+    def ready(srv) -> None:
         print(f"mf serve: control {srv.control_address} (ROUTER), stream {srv.stream_address} (PUB), "
               f"characters {', '.join(srv.characters)}; protocol in docs/PROTOCOL.md; Ctrl-C stops", flush=True)
 
@@ -404,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "lowered); e.g. 1 for graceful overload")
     serve.add_argument("--no-admission", action="store_true",
                        help="take every line even when the running streams would fall behind (default: answer busy)")
+    serve.add_argument("--ray", metavar="ADDRESS",
+                       help="run the characters on a Ray cluster (auto, or the head's HOST:PORT): this process is the "
+                            "gateway, one server per Ray node with CPUs; --max-characters is then per node")
     serve.add_argument("--no-batch", action="store_true",
                        help="make each character's chunk on its own (default: characters speaking at once share "
                             "one forward per denoising step)")
