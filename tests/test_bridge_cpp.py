@@ -1,7 +1,7 @@
 """The native C++ client (cpp_client/, used by the Unreal plugin): built with CMake into build/cpp_client, its protocol
 vector, playback and client tests (ctest; the client's against real ZeroMQ sockets on loopback), and a live run against
 a real `mf serve` (say, play on the audio clock, interrupt, bad requests, timeouts, a server restart on the same ports),
-plus the say_to_wav example writing a WAV."""
+plus the say_to_wav example writing a WAV and the crowd_players tool of benchmarks/overload.py."""
 from __future__ import annotations
 
 import re
@@ -107,6 +107,19 @@ def test_say_to_wav_example(built, server, tmp_path):
         assert w.getnframes() == samples == chunks * 2560 > 0
         pcm = w.readframes(w.getnframes())
     assert any(pcm), "the WAV is silent"
+
+
+def test_crowd_players_play_every_line_to_its_end(built, server):
+    """benchmarks/overload.py's tool: one Player per character, pulled in real time, each line played to its end."""
+    import json
+
+    control, _ = server
+    out = _run([built / "crowd_players", "--control", control, "--characters", "2", "--steps", "1", "--min-steps", "1",
+                "--text", "Two at once."], timeout=300)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["character"] for r in rows] == ["crowd0", "crowd1"]
+    for r in rows:
+        assert r["taken"] and r["ended"] and not r["interrupted"] and r["chunks"] > 0 and r["lost"] == 0, r
 
 
 def test_say_to_wav_over_curve(built, tmp_path):

@@ -125,6 +125,10 @@ void UMfCharacterComponent::BeginPlay()
 	AudioComponent->Play();
 	UE_LOG(LogMfRuntime, Log, TEXT("MfCharacterComponent: %s on %s (stream %s)"), *Character, *ControlAddress,
 		UTF8_TO_TCHAR(State->Client->stream_address().c_str()));
+	if (bListenBetweenLines)
+	{
+		EnsureIdle();
+	}
 }
 
 void UMfCharacterComponent::EndPlay(const EEndPlayReason::Type EndPlayReason)
@@ -147,6 +151,10 @@ void UMfCharacterComponent::TickComponent(float DeltaTime, ELevelTick TickType, 
 	if (!State || !State->Client)
 	{
 		return;
+	}
+	if (bListenBetweenLines && IdleSentAtRestarts != State->Client->client_stats().restarts)
+	{
+		EnsureIdle();  // a restarted server starts with listening off
 	}
 	mfruntime::Player& Player = State->Client->player();
 	// One frame carries both the pixels and the rig values of the same frame index, due on the audio clock.
@@ -360,6 +368,39 @@ bool UMfCharacterComponent::EnsureOutputs()
 	catch (const std::exception& E)
 	{
 		LogError(TEXT("MfCharacterComponent: set_outputs"), E);  // tried again before the next Say/Drive
+		return false;
+	}
+}
+
+bool UMfCharacterComponent::SetIdle(bool bOn)
+{
+	bListenBetweenLines = bOn;
+	IdleSentAtRestarts = -1;
+	if (!State || !State->Client)
+	{
+		return true;  // sent at BeginPlay
+	}
+	return EnsureIdle();
+}
+
+bool UMfCharacterComponent::EnsureIdle()
+{
+	if (!State || !State->Client)
+	{
+		return false;
+	}
+	const int64 Restarts = State->Client->client_stats().restarts;
+	// Sent (or tried) once per server run: a failure is logged and not retried every tick (each try waits for the
+	// request timeout); SetIdle or the next server restart tries again.
+	IdleSentAtRestarts = Restarts;
+	try
+	{
+		State->Client->set_idle(bListenBetweenLines);
+		return true;
+	}
+	catch (const std::exception& E)
+	{
+		LogError(TEXT("MfCharacterComponent: idle"), E);
 		return false;
 	}
 }

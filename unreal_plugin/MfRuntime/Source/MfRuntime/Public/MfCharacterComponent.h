@@ -89,6 +89,12 @@ public:
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "MfRuntime|Security")
 	FString ClientSecretKeyFile;
 
+	/** Between lines the character listens: the server streams idle chunks (silence, the mouth closed, blinks and a
+	 *  slow head sway in the rig) whenever it has nothing to say. Sent at BeginPlay and again after a server restart;
+	 *  change it at run time with SetIdle. */
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "MfRuntime")
+	bool bListenBetweenLines = false;
+
 	/** Video frames on FrameTexture. Off: rig-only mode - the voice and the rig frames only (UMfRigComponent), the server
 	 *  skips its video decoder. Sent to the server (set_outputs) before the first Say/Drive and after a server restart;
 	 *  applies from the character's next line. Change it at run time with SetOutputs. */
@@ -153,6 +159,11 @@ public:
 	UFUNCTION(BlueprintCallable, Category = "MfRuntime|Rig")
 	bool SetOutputs(bool bNewVideo, bool bNewRig);
 
+	/** Listening on or off from now on (the server's idle op; bListenBetweenLines keeps the setting): asks the server
+	 *  now, waiting for its reply on this thread like Say; false when it failed (logged). */
+	UFUNCTION(BlueprintCallable, Category = "MfRuntime")
+	bool SetIdle(bool bOn);
+
 	/** Rig frames taken so far: it changes when a new one is in RigValues. */
 	int64 GetRigFramesTaken() const { return RigFramesTaken; }
 
@@ -169,5 +180,7 @@ private:
 
 	TSharedPtr<FMfRuntimeState, ESPMode::ThreadSafe> State;
 	int64 RigFramesTaken = 0;
+	int64 IdleSentAtRestarts = -1;  // client_stats().restarts when bListenBetweenLines was last sent (or failed); -1: not yet
+	bool EnsureIdle();
 	int64 OutputsSentAtRestarts = -1;  // client_stats().restarts when bVideo/bRig were last sent; -1: not yet
 };
