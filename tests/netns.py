@@ -15,7 +15,7 @@ import struct
 import subprocess
 import sys
 
-SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+SIOCGIFFLAGS, SIOCSIFFLAGS, SIOCSIFADDR, IFF_UP = 0x8913, 0x8914, 0x8916, 0x1
 
 
 def loopback_up() -> None:
@@ -23,6 +23,14 @@ def loopback_up() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         flags = struct.unpack("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sH", b"lo", 0)))[1]
         fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | IFF_UP))
+
+
+def add_loopback_address(address: str = "127.0.0.2", label: str = "lo:1") -> None:
+    """A second loopback address (``ip addr add 127.0.0.2/8 dev lo``): aiortc's ICE never offers 127.0.0.1, so in a
+    loopback-only namespace it needs another address to gather."""
+    sockaddr = struct.pack("HH4s8s", socket.AF_INET, 0, socket.inet_aton(address), b"")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        fcntl.ioctl(s, SIOCSIFADDR, struct.pack("16s16s", label.encode(), sockaddr))
 
 
 def available() -> str | None:
@@ -36,9 +44,12 @@ def available() -> str | None:
     return None
 
 
-def isolated(args: list[str], timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``python args…`` in a new network namespace with only ``lo`` (up), from the repository root."""
-    code = "import runpy, sys, tests.netns as n; n.loopback_up(); sys.argv = sys.argv[1:]; " \
+def isolated(args: list[str], timeout: float, env: dict | None = None,
+             second_address: bool = False) -> subprocess.CompletedProcess:
+    """Run ``python args…`` in a new network namespace with only ``lo`` (up; with ``second_address`` also
+    127.0.0.2), from the repository root."""
+    extra = " n.add_loopback_address();" if second_address else ""
+    code = f"import runpy, sys, tests.netns as n; n.loopback_up();{extra} sys.argv = sys.argv[1:]; " \
            "runpy.run_module(sys.argv[0], run_name='__main__')"
     return subprocess.run(["unshare", "-n", sys.executable, "-c", code, *args], capture_output=True, text=True,
                           timeout=timeout, cwd=_root(), env={**os.environ, **(env or {})})

@@ -1,0 +1,69 @@
+"""``mf serve --web`` in a real headless Chromium (tests/web_scenario.py, in a loopback-only network namespace):
+the page connects over WebRTC, a line gives speech energy and ~25 fps video then silence, the browser's own track
+timing puts audio and video together, interrupt stops the sound within a chunk, reconnect works, and a wrong or
+missing token is refused (by the endpoint and on the page)."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests import netns
+from tests.web_scenario import chromium
+
+pytestmark = pytest.mark.browser
+
+
+def _require(why: str) -> None:
+    if os.environ.get("MFR_REQUIRE_BROWSER"):
+        pytest.fail(f"MFR_REQUIRE_BROWSER is set but {why}")
+    pytest.skip(f"browser test: {why}")
+
+
+@pytest.fixture(scope="module")
+def seen(tmp_path_factory):
+    if chromium() is None:
+        _require("Chromium is not installed (apt-get install chromium)")
+    why = netns.available()
+    if why is not None:
+        _require(f"it needs a loopback-only network namespace: {why}")
+    out = tmp_path_factory.mktemp("web") / "seen.json"
+    r = netns.isolated(["tests.web_scenario", str(out)], timeout=600, env={"OMP_NUM_THREADS": "1"},
+                       second_address=True)
+    assert out.exists(), f"the scenario wrote nothing (rc {r.returncode}):\n{r.stderr[-3000:]}"
+    result = json.loads(out.read_text())
+    assert "error" not in result, result["error"]
+    return result
+
+
+def test_the_endpoint_refuses_a_wrong_or_missing_token_and_a_bad_offer(seen):
+    for key in ("wrong_token", "no_token"):
+        code, body = seen[key]
+        assert code == 403 and "access token" in body["error"]
+    code, body = seen["bad_body"]
+    assert code == 400 and "sdp" in body["error"]
+
+
+def test_the_page_says_what_is_wrong_with_a_wrong_token(seen):
+    page = seen["page_wrong_token"]
+    assert page is not None and page["ok"] is False and "refused: wrong or missing access token" in page["error"]
+
+
+def test_a_line_is_heard_and_seen_in_the_browser(seen):
+    page = seen["page"]
+    assert page["ok"], page.get("error")
+    line = page["line"]
+    assert line["rms_during"] > 0.02 and line["rms_after"] < 0.005, line  # speech, then silence
+    assert line["frames"] > 10 and 20 <= line["fps"] <= 30, line
+
+
+def test_audio_and_video_share_one_clock_in_the_browser(seen):
+    av = seen["page"]["av_offset_ms"]
+    assert av["samples"] >= 5 and abs(av["median"]) <= 80, av  # two frames: a broken timeline is seconds off
+
+
+def test_interrupt_silences_the_line_and_reconnect_works(seen):
+    page = seen["page"]
+    assert page["interrupt"]["sound_stopped_ms"] <= 400, page["interrupt"]
+    assert page["reconnect"]["rms_during"] > 0.02, page["reconnect"]

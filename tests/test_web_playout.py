@@ -1,0 +1,63 @@
+"""The web playout (runtime/web/playout.py): chunks on one sample clock for the WebRTC tracks."""
+from __future__ import annotations
+
+import numpy as np
+
+from mfruntime.runtime.web.playout import Playout
+
+N = 2560  # samples per chunk (160 ms at 16 kHz)
+SPF = 640  # samples per frame (25 fps)
+
+
+def _chunk(value: float, frames: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    pcm = np.full(N, value, np.float32)
+    fr = np.stack([np.full((2, 2, 3), int(value * 100) + i, np.uint8) for i in range(frames)])
+    return pcm, fr
+
+
+def _play(p: Playout, samples: int) -> np.ndarray:
+    return np.concatenate([p.audio(320) for _ in range(samples // 320)])
+
+
+def test_a_line_plays_after_the_prebuffer_with_its_frames_on_the_same_clock():
+    p = Playout()
+    assert p.prebuffer == 1280
+    for seq, v in enumerate((0.1, 0.2, 0.3)):
+        pcm, fr = _chunk(v)
+        p.push(1, seq, pcm, fr, eou=seq == 2, interrupted=False)
+    out = _play(p, 1280 + 3 * N + 640)
+    assert not out[:1280].any()
+    np.testing.assert_allclose(out[1280:1280 + 3 * N], np.repeat([0.1, 0.2, 0.3], N).astype(np.float32))
+    assert not out[1280 + 3 * N:].any()
+    assert p.frame(1280 + N + 2 * SPF)[0, 0, 0] == 20 + 2  # chunk 1, frame 2
+    assert p.frame(1280 - 1)[0, 0, 0] == 22  # never backwards: the newest due frame stays
+    ev = p.events()
+    assert ev == [{"event": "started", "utterance": 1}, {"event": "ended", "utterance": 1, "interrupted": False}]
+    assert p.stats.underruns == 0 and p.stats.chunks == 3
+
+
+def test_a_late_chunk_is_a_gap_not_a_shift_of_what_follows():
+    p = Playout()
+    p.push(1, 0, *_chunk(0.1), eou=False, interrupted=False)
+    _play(p, 1280 + N + 960)  # chunk 1 should have started 960 samples ago
+    p.push(1, 1, *_chunk(0.2), eou=True, interrupted=False)
+    assert p.stats.underruns == 1
+    out = _play(p, N)
+    np.testing.assert_allclose(out, 0.2)  # placed at the play position
+
+
+def test_a_newer_line_supersedes_what_is_buffered_and_cut_silences_at_once():
+    p = Playout()
+    p.push(1, 0, *_chunk(0.1), eou=False, interrupted=False)
+    p.push(1, 1, *_chunk(0.1), eou=False, interrupted=False)
+    _play(p, 1280 + 640)
+    p.push(2, 0, *_chunk(0.5), eou=False, interrupted=False)  # superseded: line 1 stops now
+    out = _play(p, 1280)
+    assert not out.any()  # line 2 waits for its prebuffer
+    np.testing.assert_allclose(_play(p, 640), 0.5)
+    p.cut()
+    assert not _play(p, N).any()
+    p.push(2, 1, *_chunk(0.7), eou=True, interrupted=False)  # a chunk of the cut line: ignored
+    assert not _play(p, N).any()
+    ended = [e for e in p.events() if e["event"] == "ended"]
+    assert [(e["utterance"], e["interrupted"]) for e in ended] == [(1, True), (2, True)]

@@ -1,0 +1,89 @@
+"""`mf serve --web` in a real headless Chromium: the page's own self-check (?check=1: connect, a line with speech
+energy and ~25 fps frames, silence after, the A/V offset from the browser's track timing, interrupt, reconnect)
+and the token rules. Run by test_web.py inside a loopback-only network namespace with 127.0.0.2 added (aiortc's
+ICE does not offer 127.0.0.1). Writes what it saw as JSON.
+
+    python -m tests.web_scenario OUT.json
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--allow-loopback-in-peer-connection",
+                  "--autoplay-policy=no-user-gesture-required", "--no-first-run", "--disable-extensions",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--mute-audio", "--window-size=900,700", "--disable-features=WebRtcHideLocalIpsWithMdns"]
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def post(url: str, body: dict) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def run_page(browser: str, url: str, web, timeout: float = 180) -> dict | None:
+    """Open ``url`` in headless Chromium until the page posts its self-check (or ``timeout``)."""
+    before = len(web.checks)  # (the list keeps the last MAX_CHECKS: plenty for a test)
+    profile = tempfile.mkdtemp(prefix="mf-chromium-")
+    proc = subprocess.Popen([browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while len(web.checks) == before and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        return web.checks[-1]["result"] if len(web.checks) > before else None
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def main(out_path: str) -> None:
+    from mfruntime.runtime.server import ServeConfig, Server
+    from mfruntime.runtime.web.config import WebConfig
+    from mfruntime.runtime.web.server import WebServer
+
+    import logging
+
+    logging.basicConfig(level=logging.DEBUG if "-v" in sys.argv else logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    result: dict = {}
+    browser = chromium()
+    server = Server(ServeConfig(bind="tcp://127.0.0.1:*", stream="tcp://127.0.0.1:*", steps=2, threads=1)).start()
+    web = WebServer(WebConfig("http://127.0.0.1:0", token="s3cret"), server.control_address, server.stream_address).start()
+    try:
+        result["wrong_token"] = post(f"{web.address}/offer", {"sdp": "x", "type": "offer", "token": "nope"})
+        result["no_token"] = post(f"{web.address}/offer", {"sdp": "x", "type": "offer"})
+        result["bad_body"] = post(f"{web.address}/offer", {"token": "s3cret", "type": "offer"})
+        result["page"] = run_page(browser, f"{web.address}/?check=1&token=s3cret", web)
+        result["page_wrong_token"] = run_page(browser, f"{web.address}/?check=1&token=nope", web, timeout=60)
+        result["peers_left"] = len(web.peers)
+    except Exception as exc:
+        import traceback
+
+        result["error"] = "".join(traceback.format_exception(exc))[-3000:]
+    finally:
+        web.close()
+        server.close()
+        with open(out_path, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
