@@ -46,7 +46,7 @@ def listen(stream: str, stop: threading.Event, out: dict) -> None:
     from mfruntime.runtime.client import Subscriber
 
     with Subscriber(stream) as sub:
-        out["ready"] = True
+        out[("", 0)] = []  # subscribed
         while not stop.is_set():
             try:
                 m = sub.recv(0.2)
@@ -78,7 +78,7 @@ def main() -> None:
         stop = threading.Event()
         t = threading.Thread(target=listen, args=(stream, stop, seen), daemon=True)
         t.start()
-        while "ready" not in seen:
+        while ("", 0) not in seen:
             time.sleep(0.05)
         time.sleep(0.3)
         with Client(control, timeout=60) as c:
@@ -106,7 +106,7 @@ def main() -> None:
             print(f"| {cid} | refused: {row['refused'][:70]}… | | | | | |")
             continue
         taken += 1
-        arrivals = next((v for (c, _u), v in seen.items() if c == cid and isinstance(v, list)), [])
+        arrivals = next((v for (c, _u), v in seen.items() if c == cid), [])
         py = python_underruns(arrivals)
         used = {int(k): v - before.get(cid, {}).get("steps_used", {}).get(k, 0)
                 for k, v in stats.get(cid, {}).get("steps_used", {}).items()}
