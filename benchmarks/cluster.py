@@ -129,7 +129,7 @@ def run(args) -> None:
     print("|---|---:|---:|---:|---:|---:|---|")
     # mf serve in its own process: the baseline.
     proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "mf"), "serve", "--bind", "tcp://127.0.0.1:5755",
-                             "--max-characters", str(max(args.characters) + 1)],
+                             "--max-characters", "64"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         proc.stdout.readline()  # "mf serve: control …": bound and loaded
@@ -144,7 +144,7 @@ def run(args) -> None:
     workers = [cluster.add_node(num_cpus=1, object_store_memory=STORE)]
     cluster.wait_for_nodes()
     cfg = ServeConfig(bind="tcp://127.0.0.1:*", stream="tcp://127.0.0.1:*", characters=(),
-                      max_characters=2 * max(args.characters) + 2)
+                      max_characters=64)
     gw = Gateway(cfg, cluster.address).start()
     try:
         measure(gw.control_address, gw.stream_address, 1, args.steps, "warm")

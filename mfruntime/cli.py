@@ -204,6 +204,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                       max_characters=args.max_characters,
                       send_hwm=args.send_hwm, allow_remote=args.allow_remote, threads=args.threads,
                       curve_secret=args.curve_secret, curve_clients=args.curve_clients)
+    web_cfg = None
+    if args.web is not None:
+        from mfruntime.runtime.web.config import WebConfig
+
+        web_cfg = WebConfig(args.web, args.web_token)  # address and token checked before the model loads
+        if args.curve_secret:
+            raise UserFacingError("--web cannot be combined with CURVE keys yet (the page's server side talks to the "
+                                  "server's sockets without keys): serve the ZeroMQ sockets on loopback with --web, or "
+                                  "run a second mf serve for the browsers")
     if args.ray:
         from mfruntime.runtime.cluster.gateway import Gateway
 
@@ -218,11 +227,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background, where SIGINT is ignored
         signal.signal(sig, on_signal)
 
-    web_cfg = None
-    if args.web is not None:
-        from mfruntime.runtime.web.config import WebConfig
-
-        web_cfg = WebConfig(args.web, args.web_token)  # address and token checked before the model loads
     web = []
 
     def ready(srv) -> None:

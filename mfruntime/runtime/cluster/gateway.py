@@ -52,6 +52,7 @@ NODE_FIELDS = ("model", "device", "backend", "steps", "min_steps", "admission", 
 HEALTH_SECONDS = 0.5  # how often each node's load is asked for
 DEAD_AFTER = 10.0  # a node whose load call is unanswered this long is taken as dead
 DISCOVER_SECONDS = 2.0  # how often the cluster is checked for new nodes
+NODE_RCVHWM = 1000  # chunks queued from one node before ZeroMQ drops (the clients see a seq gap)
 SETTINGS = ("set_steps", "set_outputs", "idle")  # kept per character and replayed when it moves
 
 
@@ -153,10 +154,11 @@ class Gateway:
 
     def _discover(self, now: float) -> None:
         self._last_discover = now
-        for node_id, host in ray_nodes.usable_nodes().items():
+        for node_id, (host, cpus) in ray_nodes.usable_nodes().items():
             if node_id not in self.nodes and node_id not in self._starting and node_id not in self._gone:
-                log.info("starting a node server on Ray node %s (%s)", node_id[:12], host)
-                self._starting[node_id] = ray_nodes.start_node_server(node_id, host, self._serve, self._gateway_key)
+                log.info("starting a node server on Ray node %s (%s, %d CPUs)", node_id[:12], host, cpus)
+                self._starting[node_id] = ray_nodes.start_node_server(node_id, host, cpus, self._serve,
+                                                                      self._gateway_key)
 
     def _collect_started(self, block: float = 0.0) -> None:
         import ray
@@ -184,7 +186,7 @@ class Gateway:
             secure_client(s, key, self.secret_file)
             if kind == zmq.SUB:
                 s.setsockopt(zmq.SUBSCRIBE, b"")
-                s.setsockopt(zmq.RCVHWM, 0)  # the gateway's own PUB applies the clients' high-water mark
+                s.setsockopt(zmq.RCVHWM, NODE_RCVHWM)  # bounded: a stalled loop drops chunks, never memory
             s.connect(where)
             socks.append(s)
         node = Node(st.node_id, st.actor, socks[0], socks[1], ray_nodes.Health(st.actor, DEAD_AFTER), addr["stream"], key)
@@ -204,7 +206,10 @@ class Gateway:
         if self._starting:
             self._collect_started()
         if now - self._last_discover > DISCOVER_SECONDS:
-            self._discover(now)
+            try:
+                self._discover(now)
+            except Exception as exc:  # Ray's control service restarting, …: try again later
+                log.warning("could not list the Ray nodes: %s", exc)
 
     def _node_died(self, node: Node) -> None:
         import ray
@@ -220,19 +225,18 @@ class Gateway:
             ray.kill(node.actor)
         except Exception:  # already gone
             pass
+        lost = [self.characters[cid] for cid in sorted(node.placed) if cid in self.characters]
+        for p in lost:  # detached first: nothing below may send to the dead node
+            self._end_open(p)
+            p.node, p.ready, p.lost_at = None, False, time.monotonic()
+        node.placed.clear()
         for gid, pend in list(self._pending.items()):
             if pend.node is node:  # its reply will not come: answer it as an error (a stats gather goes on)
                 del self._pending[gid]
-                out = pend.on_reply({"status": "error", "error": NODE_LOST})
-                if out is not None and pend.envelope is not None:
-                    self._send(pend.envelope, encode_reply(pend.rid, out.get("status", "error"), out.get("error"),
-                                                           **_fields(out)))
-        for cid in sorted(node.placed):
-            p = self.characters[cid]
-            self._end_open(p)
-            p.node, p.ready, p.lost_at = None, False, time.monotonic()
+                self._answer(pend, {"status": "error", "error": NODE_LOST})
+        for p in lost:
             target = self._choose()
-            if target is not None:
+            if target is not None and p.node is None:
                 self._place(p, target)
 
     def _choose(self, exclude: Node | None = None) -> Node | None:
@@ -241,7 +245,7 @@ class Gateway:
         return min(live, key=lambda n: (len(n.placed), n.generating, n.node_id)) if live else None
 
     # --- characters -----------------------------------------------------------------------------
-    def _place(self, p: Placed, node: Node, then: Callable[[], None] | None = None) -> None:
+    def _place(self, p: Placed, node: Node, then: Callable[[], None] | None = None, _tried: bool = False) -> None:
         """Make ``p`` on ``node`` from what the gateway kept: set_character, its state, its settings; then the
         held requests. Its utterance ids and clock continue from where they were."""
         if p.node is not None:
@@ -249,6 +253,7 @@ class Gateway:
         p.node, p.ready = node, False
         node.placed.add(p.cid)
         p.utt_offset, p.k_offset, p.next_seq = p.last_utt, p.k_end, 0
+        tried = _tried
         if then is not None:
             p.waiting.insert(0, then)
         steps = [dict(p.setup, op="set_character", character=p.cid), {"op": "state", "character": p.cid},
@@ -268,12 +273,28 @@ class Gateway:
                 return
 
             def done(reply: dict) -> None:
+                if p.node is not node:
+                    return
+                op = steps[i]["op"]
                 if reply.get("status") != "ok":
-                    log.error("placing %s on node %s: %s failed: %s", p.cid, node.node_id[:12], steps[i]["op"],
-                              reply.get("error"))
-                elif steps[i]["op"] == "state":
+                    log.error("placing %s on node %s: %s failed: %s", p.cid, node.node_id[:12], op, reply.get("error"))
+                    if op == "set_character":  # not made there (full, …): another node, once; else no node
+                        node.placed.discard(p.cid)
+                        p.node = None
+                        other = self._choose(exclude=node) if not tried else None
+                        if other is not None:
+                            self._place(p, other, _tried=True)
+                        else:
+                            held, p.waiting = p.waiting, []
+                            for fn in held:  # answered: no node for it now
+                                fn()
+                        return
+                elif op == "state":
                     p.fps, p.sample_rate = reply["fps"], reply["sample_rate"]
                     p.width, p.height = reply["width"], reply["height"]
+                    # The node's ids and clock (a node it ran on before continues its own) → the gateway's.
+                    p.utt_offset = p.last_utt - reply["utterance"]
+                    p.k_offset = p.k_end - round(reply["clock"] * reply["sample_rate"])
                 next_step(i + 1)
             self._forward(node, steps[i], lambda r: done(r))
         next_step(0)
@@ -303,11 +324,28 @@ class Gateway:
     # --- requests -------------------------------------------------------------------------------
     def _forward(self, node: Node, req: dict, on_reply: Callable[[dict], dict | None],
                  envelope: list[bytes] | None = None, rid: Any = None) -> None:
+        pend = Pending(node, envelope, rid, on_reply)  # type: ignore[arg-type]
+        if node is None or self.nodes.get(node.node_id) is not node:  # its node is gone (or it has none now)
+            self._answer(pend, {"status": "error", "error": NODE_LOST})
+            return
         gid = next(self._ids)
-        self._pending[gid] = Pending(node, envelope, rid, on_reply)
         body = {k: v for k, v in req.items() if k != "id"}
         body.update(v=PROTOCOL_VERSION, id=gid)
-        node.dealer.send(msgpack.packb(body, use_bin_type=True))
+        try:  # never block the loop on a node that stopped reading (its queue is full)
+            node.dealer.send(msgpack.packb(body, use_bin_type=True), flags=zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self._answer(pend, {"status": "error", "error": "the node running this character is not taking requests "
+                                                            "(overloaded or unreachable); try again shortly"})
+            return
+        self._pending[gid] = pend
+
+    def _answer(self, pend: Pending, reply: dict) -> None:
+        """Run a pending request's reply callback and send its result to the client, if it has one."""
+        out = pend.on_reply(reply)
+        if out is not None and pend.envelope is not None:
+            if out.get("status") != "ok":
+                self.counters["errors"] += 1
+            self._send(pend.envelope, encode_reply(pend.rid, out.get("status", "error"), out.get("error"), **_fields(out)))
 
     def _node_reply(self, node: Node, payload: bytes) -> None:
         try:
@@ -315,11 +353,7 @@ class Gateway:
             p = self._pending.pop(reply["id"])
         except Exception:  # a late reply to a request of a node already dropped, or garbage
             return
-        out = p.on_reply(reply)
-        if out is not None and p.envelope is not None:
-            if out.get("status") != "ok":
-                self.counters["errors"] += 1
-            self._send(p.envelope, encode_reply(p.rid, out.get("status", "error"), out.get("error"), **_fields(out)))
+        self._answer(p, reply)
 
     def _client(self, envelope: list[bytes], body: bytes | None) -> None:
         self.counters["requests"] += 1
@@ -441,7 +475,8 @@ class Gateway:
 
         def kept(r: dict) -> dict:
             if r.get("status") == "ok":
-                p.settings[req["op"]] = {k: v for k, v in req.items() if k not in ("v", "id", "op", "character")}
+                kept_now = {k: v for k, v in req.items() if k not in ("v", "id", "op", "character")}
+                p.settings.setdefault(req["op"], {}).update(kept_now)  # merged, as the node applies them
             return r
         self._when_ready(p, lambda: self._forward(p.node, req, kept, envelope, rid))  # type: ignore[arg-type]
 
@@ -560,39 +595,54 @@ class Gateway:
         try:
             while not self._stop.is_set():
                 events = dict(self._poller.poll(50))
-                if self._router in events:
-                    while True:
-                        try:
-                            frames = self._router.recv_multipart(flags=zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        if len(frames) >= 2:
-                            self._client(*split_envelope(frames))
-                for node in list(self.nodes.values()):
-                    if node.sub in events:
-                        while node.node_id in self.nodes:
-                            try:
-                                self._node_chunk(node, node.sub.recv_multipart(flags=zmq.NOBLOCK))
-                            except zmq.Again:
-                                break
-                    if node.dealer in events:
-                        while node.node_id in self.nodes:
-                            try:
-                                self._node_reply(node, node.dealer.recv(flags=zmq.NOBLOCK))
-                            except zmq.Again:
-                                break
-                now = time.monotonic()
-                if now - last_watch > HEALTH_SECONDS:
-                    last_watch = now
-                    self._watch(now)
+                try:
+                    self._round(events)
+                    now = time.monotonic()
+                    if now - last_watch > HEALTH_SECONDS:
+                        last_watch = now
+                        self._watch(now)
+                except Exception:  # a bug must not take every character's stream down: log it and go on
+                    log.exception("gateway loop")
         finally:
             self._shutdown()
+
+    def _round(self, events: dict) -> None:
+        """Everything that came in: client requests, node chunks, node replies."""
+        if self._router in events:
+            while True:
+                try:
+                    frames = self._router.recv_multipart(flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                if len(frames) >= 2:
+                    self._client(*split_envelope(frames))
+        for node in list(self.nodes.values()):
+            if node.sub in events:
+                while node.node_id in self.nodes:
+                    try:
+                        self._node_chunk(node, node.sub.recv_multipart(flags=zmq.NOBLOCK))
+                    except zmq.Again:
+                        break
+            if node.dealer in events:
+                while node.node_id in self.nodes:
+                    try:
+                        self._node_reply(node, node.dealer.recv(flags=zmq.NOBLOCK))
+                    except zmq.Again:
+                        break
 
     def _shutdown(self) -> None:
         import ray
 
         for p in self.characters.values():
             self._end_open(p)
+        stops = []
+        for node in self.nodes.values():
+            try:
+                stops.append(node.actor.stop.remote())  # its server's end markers, its key files removed
+            except Exception:
+                pass
+        if stops:
+            ray.wait(stops, num_returns=len(stops), timeout=10)
         for node in self.nodes.values():
             try:
                 ray.kill(node.actor)

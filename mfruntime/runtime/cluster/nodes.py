@@ -32,11 +32,11 @@ def connect(address: str) -> None:
                               "or pass its address (ray status prints it)") from exc
 
 
-def usable_nodes() -> dict[str, str]:
-    """Alive nodes with at least one CPU: node id → its address."""
+def usable_nodes() -> dict[str, tuple[str, int]]:
+    """Alive nodes with at least one CPU: node id → (its address, its CPUs)."""
     import ray
 
-    return {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()
+    return {n["NodeID"]: (n["NodeManagerAddress"], int(n["Resources"]["CPU"])) for n in ray.nodes()
             if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0}
 
 
@@ -47,10 +47,10 @@ class Starting:
     node_id: str
     actor: Any
     ready: Any  # ObjectRef of NodeServer.addresses()
-    failures: int = 0
+    serving: Any = None  # ObjectRef of NodeServer.serve(): done when the server stopped
 
 
-def start_node_server(node_id: str, host: str, serve: dict, gateway_key: str) -> Starting:
+def start_node_server(node_id: str, host: str, cpus: int, serve: dict, gateway_key: str) -> Starting:
     """Create the node's :class:`~.node.NodeServer` actor (asynchronously: wait on ``Starting.ready``)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -58,10 +58,14 @@ def start_node_server(node_id: str, host: str, serve: dict, gateway_key: str) ->
     from mfruntime.runtime.cluster.node import NodeServer
 
     actor_cls = ray.remote(NodeServer).options(
-        num_cpus=0, max_restarts=0, max_concurrency=4,  # load() and addresses() answer while chunks are made
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))
+        num_cpus=0, max_restarts=0, max_concurrency=4,  # serve() runs the engine; load(), addresses() answer meanwhile
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+        # Ray would set OMP_NUM_THREADS to the actor's reserved CPUs (none: 1 thread); the node's cores instead, and
+        # the server's thread setting ("auto") uses what other work leaves free.
+        runtime_env={"env_vars": {"OMP_NUM_THREADS": str(max(1, cpus))}})
     actor = actor_cls.remote(serve, gateway_key, host)
-    return Starting(node_id, actor, actor.addresses.remote())
+    serving = actor.serve.remote()  # runs until the server stops: its engine's thread
+    return Starting(node_id, actor, actor.addresses.remote(), serving=serving)
 
 
 @dataclass

@@ -222,7 +222,14 @@ class Scheduler:
         if jobs:
             # Each batch is timed; a failed batch marks its jobs, and their characters' next step ends their lines
             # (an interrupted end-of-utterance chunk) while the other batches' characters go on.
-            runs = run_jobs([job for _, job in jobs])
+            try:
+                runs = run_jobs([job for _, job in jobs])
+            except Exception as exc:  # a planning bug (a job run twice, …): these chunks fail, the engine goes on
+                log.exception("chunk jobs could not be run")
+                runs = []
+                for _, job in jobs:
+                    if job.result is None:
+                        job.error = exc
             self.batches.update(r.size for r in runs)
             for ch, job in jobs:
                 t0 = time.perf_counter()

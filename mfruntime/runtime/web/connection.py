@@ -63,9 +63,13 @@ async def open_peer(web, character: str, state: dict, sdp: str):
                 t.cancel()
             await pc.close()
 
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())  # aiortc gathers its candidates before this returns
+    except Exception:
+        await pc.close()  # a bad offer leaves nothing behind
+        raise
     peer.tasks.append(asyncio.ensure_future(_pump_events(peer)))
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-    await pc.setLocalDescription(await pc.createAnswer())  # aiortc gathers its candidates before this returns
     return pc, pc.localDescription
 
 

@@ -47,6 +47,7 @@ class WebServer:
         self._client_lock = threading.Lock()
         self._peers: dict[object, object] = {}  # RTCPeerConnection → Peer (connection.py)
         self._peers_lock = threading.Lock()
+        self._opening = 0  # offers being answered (they count against MAX_PEERS)
         self._stop = threading.Event()
         self.checks: list[dict] = []  # self-check reports posted by pages (?check)
         self.loop = asyncio.new_event_loop()
@@ -97,17 +98,26 @@ class WebServer:
         character = body.get("character", "default")
         if not isinstance(character, str):
             return 400, {"error": "character must be a string"}
-        with self._peers_lock:
-            if len(self._peers) >= MAX_PEERS:
+        with self._peers_lock:  # a slot is taken now, so offers at once cannot pass the limit together
+            if len(self._peers) + self._opening >= MAX_PEERS:
                 return 503, {"error": f"{MAX_PEERS} browsers are connected already; try again later"}
+            self._opening += 1
         try:
-            state = await asyncio.get_running_loop().run_in_executor(None, lambda: self.request("state", character=character))
-        except Exception as exc:
-            return 404, {"error": str(exc)}
-        pc, answer = await open_peer(self, character, state, body["sdp"])
+            try:
+                state = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: self.request("state", character=character))
+            except Exception as exc:
+                return 404, {"error": str(exc)}
+            try:
+                pc, answer = await open_peer(self, character, state, body["sdp"])
+            except ValueError as exc:  # an SDP aiortc cannot take
+                return 400, {"error": f"the offer was not accepted: {exc}"}
+            with self._peers_lock:
+                self._peers[pc] = pc.peer  # type: ignore[attr-defined]
+        finally:
+            with self._peers_lock:
+                self._opening -= 1
         log.debug("web: offer candidates %s; answer candidates %s", _candidates(body["sdp"]), _candidates(answer.sdp))
-        with self._peers_lock:
-            self._peers[pc] = pc.peer  # type: ignore[attr-defined]
         return 200, {"sdp": answer.sdp, "type": answer.type, "character": character, "width": state["width"],
                      "height": state["height"], "fps": state["fps"]}
 
