@@ -5,7 +5,8 @@ Runs in a network namespace with only loopback (it re-runs itself under ``unshar
 namespaces needed), with a real Ray cluster on this machine: a head (no CPUs: no characters) and worker nodes
 (separate raylet processes). For each setup and character count N, N characters say the same ~3-s line at once
 through the protocol; per row: time to first chunk (p50), chunks late (sent after first + 80 ms + k × 160 ms),
-wall time for the line vs its audio (worst character), real time or not. Setups, side by side in one run:
+wall time for the line vs its audio (worst character), real time or not. Admission is off (every line is
+taken): the rows show raw capacity. Setups, side by side in one run:
 
 - ``mf serve``: one server in its own process, no Ray (the baseline);
 - ``gateway, 1 node``: the gateway in this process, one Ray worker node with one node server;
@@ -129,7 +130,7 @@ def run(args) -> None:
     print("|---|---:|---:|---:|---:|---:|---|")
     # mf serve in its own process: the baseline.
     proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "mf"), "serve", "--bind", "tcp://127.0.0.1:5755",
-                             "--max-characters", "64"],
+                             "--max-characters", "64", "--no-admission"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         proc.stdout.readline()  # "mf serve: control …": bound and loaded
@@ -144,7 +145,7 @@ def run(args) -> None:
     workers = [cluster.add_node(num_cpus=1, object_store_memory=STORE)]
     cluster.wait_for_nodes()
     cfg = ServeConfig(bind="tcp://127.0.0.1:*", stream="tcp://127.0.0.1:*", characters=(),
-                      max_characters=64)
+                      max_characters=64, admission=False)  # raw capacity: no line refused
     gw = Gateway(cfg, cluster.address).start()
     try:
         measure(gw.control_address, gw.stream_address, 1, args.steps, "warm")

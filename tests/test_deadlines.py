@@ -15,7 +15,7 @@ def test_cost_model_learns_and_estimates_unmeasured_step_counts():
     c = CostModel()
     assert c.estimate(4) is None
     c.observe(4, 0.10)
-    assert c.estimate(4) == pytest.approx(0.10) and c.estimate(1) == pytest.approx(0.04)  # (1 + 1) / (4 + 1)
+    assert c.estimate(4) == pytest.approx(0.10) and c.estimate(1) == pytest.approx(0.10 * 5 / 8)  # (1 + 4) / (4 + 4): FIXED_FORWARDS
     c.observe(1, 0.05)
     assert c.estimate(2) == pytest.approx(0.05 + (0.10 - 0.05) / 3)
     c.observe(4, 0.20)

@@ -30,6 +30,12 @@ LOW_MARGIN = 0.02
 HIGH_MARGIN = 0.5
 ADMIT_BUDGET = 0.9  # share of real time the generating characters may need at their min_steps
 EWMA = 0.2  # weight of the newest measurement in the cost model
+# What a chunk costs besides its denoising steps (the commit forward, planning, decoding, publishing), in forwards'
+# worth: a chunk at S steps costs about S + FIXED_FORWARDS. Measured (benchmarks.serve, one character, native,
+# 2026-12-06): 0.35 / 0.25 / 0.22 of real time at 4 / 2 / 1 steps, i.e. about 4. The cost model uses it only to
+# guess a step count it has not measured yet from one it has; (S + 1) — the forwards alone — guessed 1-step chunks
+# 40 % too cheap, and admission then took lines it could not keep (benchmarks.overload).
+FIXED_FORWARDS = 4
 
 
 def step_down(steps: int, floor: int) -> int:
@@ -63,9 +69,9 @@ class CostModel:
         if not self.seconds:
             return None
         known = sorted(self.seconds)
-        if len(known) == 1:  # one measurement: a chunk is (steps + 1) forwards
+        if len(known) == 1:  # one measurement: a chunk costs steps + FIXED_FORWARDS forwards' worth
             s0 = known[0]
-            return self.seconds[s0] * (steps + 1) / (s0 + 1)
+            return self.seconds[s0] * (steps + FIXED_FORWARDS) / (s0 + FIXED_FORWARDS)
         lo, hi = known[0], known[-1]
         per_step = max((self.seconds[hi] - self.seconds[lo]) / (hi - lo), 0.0)
         return max(self.seconds[lo] + per_step * (steps - lo), 0.0)
