@@ -112,3 +112,13 @@ def test_the_server_refuses_a_line_it_cannot_keep_in_real_time():
             c.request("say", character="default", text="Too much.")
         assert c.request("state", character="default")["utterance"] == u  # nothing was taken
         c.request("idle", character="other", on=False)
+
+
+def test_a_line_joining_a_loaded_server_starts_at_the_steps_that_fit():
+    """The first chunk has no deadline yet; with 3 characters generating, 4 steps (3 × 0.12 s) and 2 steps
+    (3 × 0.07 s) do not fit in a 0.16-s chunk, 1 step (3 × 0.045 s) does; never below the floor."""
+    cost = CostModel({4: 0.12, 2: 0.07, 1: 0.045})
+    assert Pacing(0.16).choose(0, 4, 1, cost, now=0.0, rows=1) == 4
+    assert Pacing(0.16).choose(0, 4, 1, cost, now=0.0, rows=3) == 1
+    assert Pacing(0.16).choose(0, 4, 2, cost, now=0.0, rows=3) == 2
+    assert Pacing(0.16).choose(0, 4, 1, CostModel(), now=0.0, rows=3) == 4  # nothing measured yet: the target

@@ -7,7 +7,9 @@ at ``t0`` is due at ``t0 + GRACE_SECONDS + k · chunk_seconds``. The *margin* of
 the time it was sent (negative: late, the client's audio ran dry).
 
 Steps (the paper's adaptive step schedules, applied per chunk): before a character's chunk is made, its margin
-after this chunk is predicted from the measured cost of a chunk at each step count (:class:`CostModel`). Below
+after this chunk is predicted from the measured cost of a chunk at each step count (:class:`CostModel`). A line's first chunk
+(no deadline yet) starts at the most steps whose round (characters generating × cost) fits in a chunk's time.
+Below
 :data:`LOW_MARGIN` the chunk gets one notch fewer steps (the ladder halves: 4 → 2 → 1), never below the
 character's ``min_steps``; above :data:`HIGH_MARGIN` one notch more, up to its target ``steps``. Idle chunks
 (a listening character) are always made at ``min_steps``.
@@ -99,7 +101,11 @@ class Pacing:
         ``rows × cost`` from now; ``cost`` is per character: its share of its batch plus its own decoding)."""
         steps = min(max(self.steps or target, floor), target)
         due = self.deadline(seq)
-        if due is None:  # the first chunk of an utterance: no deadline yet
+        if due is None:  # the first chunk of an utterance: no deadline yet, but the round must keep real time
+            c = cost.estimate(steps)
+            while c is not None and steps > floor and rows * c > self.chunk_seconds:
+                steps = step_down(steps, floor)  # a line joining a loaded server starts at what fits
+                c = cost.estimate(steps)
             self.steps = steps
             return steps
         now = time.perf_counter() if now is None else now
