@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -124,22 +123,17 @@ def run(args) -> None:
     from ray.cluster_utils import Cluster
 
     from mfruntime.runtime.cluster.gateway import Gateway
+    from mfruntime.runtime.process import serve_process
     from mfruntime.runtime.server import ServeConfig
 
     print("| setup | characters | steps | TTFC p50 ms | chunks late | wall / audio (worst) | real time |")
     print("|---|---:|---:|---:|---:|---:|---|")
-    # mf serve in its own process: the baseline.
-    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "mf"), "serve", "--bind", "tcp://127.0.0.1:5755",
-                             "--max-characters", "64", "--no-admission"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        proc.stdout.readline()  # "mf serve: control …": bound and loaded
-        measure("tcp://127.0.0.1:5755", "tcp://127.0.0.1:5756", 1, args.steps, "warm")
+    # mf serve in its own process: the baseline (the gateway's nodes use the same defaults: auto backend, threads).
+    with serve_process("--max-characters", "64", "--no-admission", backend="auto", steps=args.steps,
+                       threads="auto") as (control, stream):
+        measure(control, stream, 1, args.steps, "warm")
         for n in args.characters:
-            row("mf serve", n, args.steps, measure("tcp://127.0.0.1:5755", "tcp://127.0.0.1:5756", n, args.steps, f"s{n}-"))
-    finally:
-        proc.terminate()
-        proc.wait(30)
+            row("mf serve", n, args.steps, measure(control, stream, n, args.steps, f"s{n}-"))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "object_store_memory": STORE,
                                                              "include_dashboard": False})
     workers = [cluster.add_node(num_cpus=1, object_store_memory=STORE)]
@@ -205,10 +199,8 @@ def main() -> None:
         why = netns.available()
         if why is not None:
             sys.exit(f"benchmarks.cluster needs a loopback-only network namespace: {why}")
-        r = subprocess.run(["unshare", "-n", sys.executable, "-c",
-                            "import runpy, sys, tests.netns as n; n.loopback_up(); sys.argv = sys.argv[1:]; "
-                            "runpy.run_module('benchmarks.cluster', run_name='__main__')", "benchmarks.cluster", *sys.argv[1:]],
-                           env={**os.environ, "MF_BENCH_NETNS": "1", "RAY_USAGE_STATS_ENABLED": "0"})
+        r = netns.isolated(["benchmarks.cluster", *sys.argv[1:]], timeout=None, capture=False,
+                           env={"MF_BENCH_NETNS": "1", "RAY_USAGE_STATS_ENABLED": "0"})
         sys.exit(r.returncode)
     threading.current_thread().name = "bench"
     run(args)

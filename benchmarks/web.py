@@ -63,21 +63,11 @@ def server_costs(lines: int, steps: int) -> dict:
 
 
 def zmq_first_chunk(lines: int, steps: int) -> list[float]:
-    from mfruntime.runtime.client import Client, Subscriber
+    from benchmarks.bridges import python_ttfc
     from mfruntime.runtime.process import serve_process
 
-    out = []
-    with serve_process(backend="auto", steps=steps, threads="auto") as (control, stream), \
-            Client(control, timeout=60) as c, Subscriber(stream) as sub:
-        time.sleep(0.5)
-        for _ in range(lines + 1):
-            t = time.perf_counter()
-            uid = c.request("say", character="default", text=LINE)["utterance"]
-            first = None
-            for m in sub.utterance(uid, timeout=60):
-                if first is None:
-                    first = time.perf_counter() - t
-            out.append(1000 * first)
+    with serve_process(backend="auto", steps=steps, threads="auto") as (control, stream):
+        out = [python_ttfc(control, stream, LINE) for _ in range(lines + 1)]
     return out[1:]  # the first line warms up
 
 

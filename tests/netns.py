@@ -44,14 +44,14 @@ def available() -> str | None:
     return None
 
 
-def isolated(args: list[str], timeout: float, env: dict | None = None,
-             second_address: bool = False) -> subprocess.CompletedProcess:
+def isolated(args: list[str], timeout: float | None, env: dict | None = None,
+             second_address: bool = False, capture: bool = True) -> subprocess.CompletedProcess:
     """Run ``python args…`` in a new network namespace with only ``lo`` (up; with ``second_address`` also
-    127.0.0.2), from the repository root."""
+    127.0.0.2), from the repository root; ``capture`` False lets its output through (benchmarks)."""
     extra = " n.add_loopback_address();" if second_address else ""
     code = f"import runpy, sys, tests.netns as n; n.loopback_up();{extra} sys.argv = sys.argv[1:]; " \
            "runpy.run_module(sys.argv[0], run_name='__main__')"
-    return subprocess.run(["unshare", "-n", sys.executable, "-c", code, *args], capture_output=True, text=True,
+    return subprocess.run(["unshare", "-n", sys.executable, "-c", code, *args], capture_output=capture, text=True,
                           timeout=timeout, cwd=_root(), env={**os.environ, **(env or {})})
 
 
