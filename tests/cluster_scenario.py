@@ -78,7 +78,9 @@ def main(out_path: str) -> None:
                                ((n, v["characters"]) for n, v in nodes.items())}
         node_of = {c: nid for nid, v in nodes.items() for c in v["characters"]}
         time.sleep(0.5)  # the subscription is in place
-        ua = client.request("say", character="a", text=TEXT)["utterance"]
+        # a's line is three times as long: the server makes speech faster than real time, and the kill (a's third
+        # chunk) must land while a still has lines to make, even when the machine is busy and the kill is slow.
+        ua = client.request("say", character="a", text=" ".join([TEXT] * 3))["utterance"]
         ub = client.request("say", character="b", text=TEXT)["utterance"]
         killed = {}
 

@@ -41,6 +41,34 @@ def test_controls_move_what_they_name(rig):
     assert tilt(rolled) - tilt(rest) > 0.05
 
 
+def test_the_open_mouth_shows_teeth_and_a_dark_inside(rig):
+    """Where the lips part: the upper teeth (light, under the upper lip), a darker inside below them; an image that shows no teeth gets the ivory default,
+    and a smiling one keeps its own teeth's colour."""
+    from PIL import Image, ImageDraw
+
+    from mfruntime.portrait.warp import LOWER_INNER_LIP, TEETH, UPPER_INNER_LIP
+
+    assert rig.teeth == TEETH  # the cartoon's closed mouth shows no teeth
+    big = PortraitRig(rig.image, size=512, face=rig.face)  # the fixture's face is at scale 1
+    opened = big.render(FaceControls(jaw_open=1.0))
+    moved = big.rest + big.displacement(FaceControls(jaw_open=1.0))
+    top, bottom = moved[13], moved[14]  # inner upper lip, inner lower lip at the centre
+    assert bottom[1] - top[1] > 10
+    x = int(round(top[0]))
+    column = opened[int(top[1]) + 1:int(bottom[1]), x].astype(np.float32) @ np.array([0.299, 0.587, 0.114])
+    luma_teeth = column[1:3].mean()  # just under the upper lip
+    assert luma_teeth > 180 and column.min() < 0.5 * luma_teeth  # teeth, then the dark inside
+    # A face that smiles with its teeth: their colour is taken from the image.
+    smile = rig.image.copy()
+    poly = np.concatenate([rig.rest[list(UPPER_INNER_LIP)], rig.rest[list(LOWER_INNER_LIP)][::-1]])
+    mask = Image.new("L", (rig.width, rig.height), 0)
+    ImageDraw.Draw(mask).polygon([tuple(v) for v in poly], fill=255)
+    grown = np.asarray(mask) > 0
+    grown |= np.roll(grown, 2, 0) | np.roll(grown, -2, 0)  # an open smile, 4 px taller
+    smile[grown] = (250, 245, 235)
+    assert PortraitRig(smile, size=384, face=rig.face).teeth == (250, 245, 235)  # the fixture is at scale 1
+
+
 def test_bad_sizes_are_refused():
     image = FaceRenderer(Identity.from_seed(0), 256).render(FaceState())
     with pytest.raises(ValueError, match="portrait size must be 256–512"):

@@ -217,4 +217,13 @@ void RigMapper::update(double dt) {
   step(head_.offset_y, head_goal_.offset_y);
 }
 
+UnrealRotator unreal_rotator(const HeadPose& pose) {
+  constexpr float kDegrees = 57.29577951308232f;
+  UnrealRotator r;
+  r.pitch = -pose.pitch * kDegrees;
+  r.yaw = -pose.yaw * kDegrees;
+  r.roll = -pose.roll * kDegrees;
+  return r;
+}
+
 }  // namespace mfruntime

@@ -1,5 +1,6 @@
 // The rig control names and RigMapper (name map, presets, resolving against a mesh, clamping, smoothing). Linked into
 // test_player (no main here): the ctest entry `player` runs both.
+#include <array>
 #include <cmath>
 #include <limits>
 
@@ -303,4 +304,34 @@ TEST(rig_frames_from_the_player_drive_the_mapper) {
   }
   // 20-ms ticks, 40-ms frames: each frame shows for two ticks, in order.
   CHECK(seen == std::vector<float>({0.0f, 0.25f, 0.25f, 0.5f, 0.5f, 0.75f, 0.75f, 0.75f}));
+}
+
+namespace {
+
+// Unreal's FRotationMatrix for a rotator, applied to a vector (Unreal multiplies row vectors: v' = v M, so the rows are
+// the images of X, Y and Z).
+std::array<double, 3> unreal_turn(const mfruntime::UnrealRotator& r, std::array<double, 3> v) {
+  const double k = 3.14159265358979323846 / 180.0;
+  const double sp = std::sin(r.pitch * k), cp = std::cos(r.pitch * k), sy = std::sin(r.yaw * k),
+               cy = std::cos(r.yaw * k), sr = std::sin(r.roll * k), cr = std::cos(r.roll * k);
+  const double m[3][3] = {{cp * cy, cp * sy, sp},
+                          {sr * sp * cy - cr * sy, sr * sp * sy + cr * cy, -sr * cp},
+                          {-(cr * sp * cy + sr * sy), cy * sr - cr * sp * sy, cr * cp}};
+  std::array<double, 3> o{};
+  for (int j = 0; j < 3; ++j) o[j] = v[0] * m[0][j] + v[1] * m[1][j] + v[2] * m[2][j];
+  return o;
+}
+
+}  // namespace
+
+TEST(rig_head_pose_turns_the_way_the_rig_says_in_unreals_axes) {
+  // The head faces +X, +Z up, its left is −Y (Unreal: X forward, Y right, Z up).
+  const std::array<double, 3> forward{1, 0, 0}, up{0, 0, 1};
+  mfruntime::HeadPose yaw, pitch, roll;
+  yaw.yaw = pitch.pitch = roll.roll = 0.3f;
+  CHECK(unreal_turn(mfruntime::unreal_rotator(yaw), forward)[1] < -0.25);    // + yaw: turns to its left
+  CHECK(unreal_turn(mfruntime::unreal_rotator(pitch), forward)[2] < -0.25);  // + pitch: nods down
+  CHECK(unreal_turn(mfruntime::unreal_rotator(roll), up)[1] < -0.25);        // + roll: tips to its left (the viewer's right)
+  const mfruntime::UnrealRotator rest = mfruntime::unreal_rotator(mfruntime::HeadPose{});
+  CHECK(rest.pitch == 0.0f && rest.yaw == 0.0f && rest.roll == 0.0f);
 }

@@ -5,8 +5,9 @@ the chosen size, triangulate the mesh points plus fixed points on the image bord
 of the face region its triangle and barycentric weights. Per frame (:meth:`PortraitRig.render`): move the mesh
 vertices by the controls (jaw drop, lip spread or rounding, eyelids, head roll and offset), interpolate the
 vertex motion to every pixel with the stored weights, sample the image backwards along it (for motions this
-small the inverse of a smooth warp is its negation), and draw the mouth interior where the lips part. Pixels
-outside the face region are the input image's, untouched.
+small the inverse of a smooth warp is its negation), and draw the mouth interior where the lips part (cavity,
+teeth in the image's own colour when it shows them, tongue). Pixels outside the face region are the input
+image's, untouched.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ EYES = {  # upper lid (corner to corner), lower lid mid point, eye corners
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
              176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
 MOUTH_INTERIOR = (52, 18, 24)  # RGB of the open mouth's inside
+TEETH = (226, 220, 204)  # ivory, when the image shows no teeth of its own
+TONGUE = (150, 62, 70)
 SIZES = (256, 512)  # output long side: at least, at most
 
 
@@ -86,6 +89,7 @@ class PortraitRig:
         self.vertex = tri.simplices[simplex[inside]]  # (P, 3) vertex ids
         self.weight = np.concatenate([b, 1 - b.sum(1, keepdims=True)], 1)  # (P, 3)
         self._image_f = self.image.astype(np.float32)  # sampled every frame
+        self.teeth = self._teeth_colour()
 
     def displacement(self, c: FaceControls) -> np.ndarray:
         """(468, 2) px motion of each mesh vertex for the controls ``c``."""
@@ -146,18 +150,53 @@ class PortraitRig:
         return float(np.mean(points[[14, 87, 317], 1] - points[[13, 82, 312], 1]))
 
     def _mouth_interior(self, frame: np.ndarray, moved: np.ndarray) -> np.ndarray:
-        poly = np.array([moved[i] for i in UPPER_INNER_LIP] + [moved[i] for i in reversed(LOWER_INNER_LIP)])
-        # Only the mouth's box is drawn (anti-aliased: at 4× and averaged down), not the whole frame.
+        """Draw the inside of the parted lips: a dark cavity shaded towards the corners, the upper teeth hanging
+        from the upper lip (they belong to the skull and do not move with the jaw), the lower teeth standing on
+        the lower lip (they move with it), and the tongue behind them. Everything is clipped to the inner-lip
+        outline and drawn anti-aliased (at 4× and averaged down), in the mouth's box only."""
+        upper = np.array([moved[i] for i in UPPER_INNER_LIP])  # (11, 2) corner → corner
+        lower = np.array([moved[i] for i in LOWER_INNER_LIP])
+        poly = np.concatenate([upper, lower[::-1]])
         x0, y0 = np.maximum(np.floor(poly.min(0)).astype(int) - 1, 0)
         x1, y1 = np.minimum(np.ceil(poly.max(0)).astype(int) + 2, [self.width, self.height])
         if x1 <= x0 or y1 <= y0:
             return frame
-        scale = 4
-        mask = Image.new("L", ((x1 - x0) * scale, (y1 - y0) * scale), 0)
-        ImageDraw.Draw(mask).polygon([((x - x0) * scale, (y - y0) * scale) for x, y in poly], fill=255)
+        scale, origin = 4, np.array([x0, y0], np.float64)
+        to_box = lambda pts: [tuple(v) for v in (np.asarray(pts) - origin) * scale]  # noqa: E731
+        width = max(float(np.linalg.norm(upper[-1] - upper[0])), 1.0)
+        layer = Image.new("RGB", ((x1 - x0) * scale, (y1 - y0) * scale), MOUTH_INTERIOR)
+        draw = ImageDraw.Draw(layer)
+        # The tongue: a low ellipse resting on the floor of the mouth, under the lower teeth.
+        floor = lower[len(lower) // 2]
+        draw.ellipse(to_box([floor - [0.3 * width, 0.22 * width], floor + [0.3 * width, 0.05 * width]]), fill=TONGUE)
+        # Teeth: a band of fixed height (a fraction of the mouth's width) following each inner lip.
+        down = np.array([0.0, 1.0])
+        for lip, height, sign in ((upper, 0.13 * width, 1.0), (lower, 0.08 * width, -1.0)):
+            edge = lip[2:-2]  # not into the corners, where the cheeks hide the teeth
+            draw.polygon(to_box(np.concatenate([edge, edge[::-1] + sign * height * down])), fill=self.teeth)
+        rgb = np.asarray(layer.resize((x1 - x0, y1 - y0), Image.Resampling.BOX), np.float32)
+        # The cavity darkens towards the corners (the cheeks' shadow).
+        xs = (np.arange(x0, x1) + 0.5 - (upper[0, 0] + upper[-1, 0]) / 2) / (width / 2)
+        rgb *= np.clip(1.15 - 0.55 * xs ** 2, 0.35, 1.0)[None, :, None]
+        mask = Image.new("L", layer.size, 0)
+        ImageDraw.Draw(mask).polygon(to_box(poly), fill=255)
         alpha = np.asarray(mask.resize((x1 - x0, y1 - y0), Image.Resampling.BOX), np.float32)[..., None] / 255.0
-        inside = np.array(MOUTH_INTERIOR, np.float32)
         box = frame[y0:y1, x0:x1].astype(np.float32)
         out = frame.copy()
-        out[y0:y1, x0:x1] = np.clip(box * (1 - alpha) + inside * alpha + 0.5, 0, 255).astype(np.uint8)
+        out[y0:y1, x0:x1] = np.clip(box * (1 - alpha) + rgb * alpha + 0.5, 0, 255).astype(np.uint8)
         return out
+
+    def _teeth_colour(self) -> tuple[int, int, int]:
+        """The image's own teeth where its lips are already apart (a smile): the brighter half of the pixels
+        between the inner lips, when light and unsaturated; otherwise a neutral ivory."""
+        poly = np.concatenate([self.rest[list(UPPER_INNER_LIP)], self.rest[list(LOWER_INNER_LIP)][::-1]])
+        mask = Image.new("L", (self.width, self.height), 0)
+        ImageDraw.Draw(mask).polygon([tuple(v) for v in poly], fill=255)
+        pixels = self.image[np.asarray(mask) == 255].astype(np.float32)  # (N, 3)
+        if len(pixels) >= 12:
+            luma = pixels @ np.array([0.299, 0.587, 0.114], np.float32)
+            bright = pixels[luma >= np.median(luma)]
+            colour = np.median(bright, 0)
+            if colour @ np.array([0.299, 0.587, 0.114]) > 140 and colour.min() > 0.75 * colour.max():  # light, pale
+                return tuple(int(v) for v in colour)  # teeth, not a dark gap or the lips themselves
+        return TEETH

@@ -155,5 +155,44 @@ namespace Mfruntime.Tests
             sharp.Step(tau);
             Check.Near(0.6 * Math.Exp(-1), sharp.Weight(0), 1e-5, "τ can change while running");
         }
+
+        /// <summary>Unity's Quaternion.Euler(x, y, z) as a matrix (column vectors): Z first, then X, then Y, each the
+        /// textbook rotation matrix in Unity's axes (left-handed: X right, Y up, Z forward), as Unity documents it.</summary>
+        private static double[] UnityEulerApply(float x, float y, float z, double[] v)
+        {
+            Func<double[], int, int, double, double[]> rot = (u, a, b, deg) =>
+            {
+                double r = deg * Math.PI / 180, c = Math.Cos(r), s = Math.Sin(r);
+                var o = (double[])u.Clone();
+                o[a] = c * u[a] - s * u[b];
+                o[b] = s * u[a] + c * u[b];
+                return o;
+            };
+            // About Z: X toward Y. About X: Y toward Z. About Y: Z toward X.
+            return rot(rot(rot(v, 0, 1, z), 1, 2, x), 2, 0, y);
+        }
+
+        [Test]
+        public static void HeadPoseTurnsTheWayTheRigSaysInUnitysAxes()
+        {
+            double[] forward = { 0, 0, 1 }, up = { 0, 1, 0 };  // the face looks along +Z; its left is −X
+            var b = new RigMap(RigPreset.ArKit).Bind(new[] { "jawOpen" });  // no smoothing: the pose is the frame's
+            Func<string, double[], double[]> turned = (name, v) =>
+            {
+                b.SetFrame(Row(name, 0.3));
+                b.Step(0.04);
+                float x, y, z;
+                b.UnityHeadEuler(1f, out x, out y, out z);
+                return UnityEulerApply(x, y, z, v);
+            };
+            Check.True(turned("headYaw", forward)[0] < -0.25, "+ yaw: the face turns to the character's left (−X)");
+            Check.True(turned("headPitch", forward)[1] < -0.25, "+ pitch: the face nods down (−Y)");
+            Check.True(turned("headRoll", up)[0] < -0.25, "+ roll: the top of the head tips to the character's left, the viewer's right (−X)");
+            b.SetRest();
+            b.Step(0.04);
+            float x0, y0, z0;
+            b.UnityHeadEuler(1f, out x0, out y0, out z0);
+            Check.True(x0 == 0 && y0 == 0 && z0 == 0, "rest: no turn");
+        }
     }
 }

@@ -69,6 +69,17 @@ struct HeadPose {
   float offset_x = 0.0f, offset_y = 0.0f;
 };
 
+/// Rotator angles in degrees, in Unreal's convention (FRotator's pitch, yaw, roll).
+struct UnrealRotator {
+  float pitch = 0.0f, yaw = 0.0f, roll = 0.0f;
+};
+
+/// The head pose as an Unreal rotator for a head that faces +X with +Z up. Unreal is left-handed (X forward, Y right,
+/// Z up): + yaw turns X toward +Y (the character's right), + pitch turns X up, + roll tips Z toward +Y (the
+/// character's right). The rig's signs are the other way round on all three axes. Tested with Unreal's rotation
+/// matrix (FRotationMatrix), written out in tests/test_rig.cpp.
+UnrealRotator unreal_rotator(const HeadPose& pose);
+
 /// A RigMap resolved once against one mesh's morph target names. A target matches exactly, or else ignoring ASCII
 /// case (as Unreal's FName does); of several spellings ('|') the first the mesh has wins. Entries naming an unknown
 /// control or a missing target are left out and reported in unmatched(), never dropped silently. Then, per game

@@ -191,6 +191,20 @@ namespace Mfruntime
         public float HeadPitch { get { return head[1]; } }
         public float HeadRoll { get { return head[2]; } }
 
+        /// <summary>The smoothed head pose as the Euler angles (degrees) of Unity's <c>Quaternion.Euler(x, y, z)</c>, for a
+        /// head whose frame has +Z where the face looks and +Y up, scaled by <paramref name="weight"/>. Unity is
+        /// left-handed (X right, Y up, Z forward) and turns Z, then X, then Y: + y turns the face toward +X (the
+        /// character's right), so the rig's yaw (+ = to the character's left) is negated; + x turns the face down, as the
+        /// rig's pitch; + z tips the top of the head toward −X (the character's left, the viewer's right), as the rig's
+        /// roll. Checked in the tests with Unity's documented rotation matrices.</summary>
+        public void UnityHeadEuler(float weight, out float x, out float y, out float z)
+        {
+            float w = weight * (float)(180.0 / Math.PI);
+            x = head[1] * w;
+            y = -head[0] * w;
+            z = head[2] * w;
+        }
+
         /// <summary>Set the goals from one rig frame (a row of the stream's rig values). Values the frame does not have
         /// (a shorter control list) count as 0, and so do NaN and infinities.</summary>
         public void SetFrame(float[] values)

@@ -165,11 +165,9 @@ namespace Mfruntime.Unity
             if (!headWrote || head.localRotation != headWritten) headBase = head.localRotation;
             head.localRotation = headBase;
             Quaternion reference = (headReference != null ? headReference : transform).rotation;
-            float w = headPoseWeight * Mathf.Rad2Deg;
-            // Unity is left-handed, Y up, Z forward: + yaw turns toward +X (the character's right), the rig's + yaw is
-            // to the character's left; + pitch about X looks down, as the rig's; + roll about Z tips the top of the head
-            // toward -X, the character's left = the image's right, as the rig's.
-            Quaternion turn = Quaternion.Euler(b.HeadPitch * w, -b.HeadYaw * w, b.HeadRoll * w);
+            float x, y, z;
+            b.UnityHeadEuler(headPoseWeight, out x, out y, out z);  // the signs are explained and tested in the core
+            Quaternion turn = Quaternion.Euler(x, y, z);
             head.rotation = reference * turn * Quaternion.Inverse(reference) * head.rotation;
             headWritten = head.localRotation;
             headWrote = true;

@@ -262,12 +262,9 @@ void UMfRigComponent::TickComponent(float DeltaTime, ELevelTick TickType, FActor
 void UMfRigComponent::ApplyHeadPose()
 {
 	const mfruntime::HeadPose Pose = Rig->Mapper.head_pose();
-	// The rig's convention (docs/RIG.md): yaw + = the subject turns to its left, pitch + = nods down, roll + = tilts
-	// to the image's right (the subject's left). Unreal's, for a character facing +X: all three the other way round.
-	HeadRotation = FRotator(
-		-FMath::RadiansToDegrees(Pose.pitch) * HeadAxisScale.Y,
-		-FMath::RadiansToDegrees(Pose.yaw) * HeadAxisScale.Z,
-		-FMath::RadiansToDegrees(Pose.roll) * HeadAxisScale.X);
+	// The rig's convention (docs/RIG.md) in Unreal's, for a character facing +X (the signs are tested in the C++ client).
+	const mfruntime::UnrealRotator Turn = mfruntime::unreal_rotator(Pose);
+	HeadRotation = FRotator(Turn.pitch * HeadAxisScale.Y, Turn.yaw * HeadAxisScale.Z, Turn.roll * HeadAxisScale.X);
 	HeadOffset = FVector2D(Pose.offset_x, Pose.offset_y);
 	if (HeadPose == EMfHeadPose::SceneComponent && HeadComponent)
 	{
