@@ -7,9 +7,10 @@ prints one table:
 - cost of one warped frame at 256 and 512 px (median over the frames of the lines, one process, torch's threads);
 - identity: mean absolute difference, in 8-bit levels, between the rendered frames and the scaled input outside
   the animated region (the ring around the face);
-- lip-sync: the face mesh found again on every rendered frame, its inner-lip gap as the mouth-opening track,
-  against the generated speech with the project's offset estimator (docs/EVAL.md), and the same frames against
-  another line's speech (what "no sync" scores).
+- lip-sync at each size: the face mesh found again on every rendered frame, its inner-lip gap as the
+  mouth-opening track, against the generated speech with the project's offset estimator (docs/EVAL.md), and the
+  same frames against another line's speech (what "no sync" scores); a size whose face is too small for the mesh
+  to be found again is said so.
 
 --sheet writes a contact sheet of the first line at 256 px (the input, then 7 frames from closed to the widest
 opening, each captioned with its time and jawOpen); --sheet-only skips the measurements (for a busy machine).
@@ -24,7 +25,7 @@ import numpy as np
 from mfruntime.data.render import FaceRenderer, FaceState, Identity
 from mfruntime.eval.offset import estimate_offset
 from mfruntime.portrait.drive import PortraitRenderer, face_controls_of
-from mfruntime.portrait.landmarks import find_face
+from mfruntime.portrait.landmarks import FaceNotFound, find_face
 from mfruntime.rig import CONTROLS
 from mfruntime.runtime.character import load_image
 from mfruntime.runtime.session import Session
@@ -82,7 +83,7 @@ def main(args: argparse.Namespace) -> None:
           f"{sum(len(r) for r, _ in lines)} frames, {s.backend} backend")
     print("\n| size | ms per frame (median) | frames/s | identity MAE outside the face (levels) |")
     print("|---:|---:|---:|---:|")
-    rendered = None
+    rendered = {}
     for size in (256, 512):
         p = PortraitRenderer(image, size)
         times, frames = [], []
@@ -98,22 +99,26 @@ def main(args: argparse.Namespace) -> None:
             if outside.any() else float("nan")
         ms = 1000 * float(np.median(times))
         print(f"| {size} | {ms:.1f} | {1000 / ms:.1f} | {mae:.2f} |")
-        if size == 256:
-            rendered = frames
-    print("\nlip-sync of the rendered 256-px frames (mouth landmarks found again on each frame):")
-    print("\n| line | offset ms | confidence | confidence vs another line's speech |")
-    print("|---:|---:|---:|---:|")
-    start = 0
-    tracks = []
-    for rig, _ in lines:
-        tracks.append(np.array([lip_gap(f) for f in rendered[start:start + len(rig)]]))
-        start += len(rig)
-    for i, (track, (_, pcm)) in enumerate(zip(tracks, lines)):
-        r = estimate_offset(track, s.fps, pcm, s.sample_rate)
-        other = lines[(i + 1) % len(lines)][1]
-        m = min(len(other), len(pcm))
-        wrong = estimate_offset(track[: m * s.fps // s.sample_rate], s.fps, other[:m], s.sample_rate)
-        print(f"| {i + 1} | {r.offset_ms:+.0f} | {r.confidence:.2f} | {wrong.confidence:.2f} |")
+        rendered[size] = (frames, p.rig.face_width)
+    print("\nlip-sync of the rendered frames (mouth landmarks found again on each frame):")
+    print("\n| size | face width px | line | offset ms | confidence | confidence vs another line's speech |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for size, (frames, face_width) in rendered.items():
+        start, tracks = 0, []
+        try:
+            for rig, _ in lines:
+                tracks.append(np.array([lip_gap(f) for f in frames[start:start + len(rig)]]))
+                start += len(rig)
+        except FaceNotFound as e:
+            print(f"| {size} | {face_width:.0f} | – | not measured: {e} | | |")
+            continue
+        for i, (track, (_, pcm)) in enumerate(zip(tracks, lines)):
+            r = estimate_offset(track, s.fps, pcm, s.sample_rate)
+            other = lines[(i + 1) % len(lines)][1]
+            m = min(len(other), len(pcm))
+            wrong = estimate_offset(track[: m * s.fps // s.sample_rate], s.fps, other[:m], s.sample_rate)
+            print(f"| {size} | {face_width:.0f} | {i + 1} | {r.offset_ms:+.0f} | {r.confidence:.2f} | "
+                  f"{wrong.confidence:.2f} |")
 
 
 def build_parser() -> argparse.ArgumentParser:

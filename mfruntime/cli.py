@@ -22,7 +22,8 @@ from pathlib import Path
 
 from mfruntime import __version__
 from mfruntime.config import (DEFAULT_BACKEND, DEFAULT_BIND, DEFAULT_DEVICE, DEFAULT_MAX_CHARACTERS, DEFAULT_MODEL,
-                              DEFAULT_SEND_HWM, DEFAULT_STEPS, DEFAULT_THREADS)
+                              DEFAULT_PORTRAIT_SIZE, DEFAULT_RENDERER, DEFAULT_SEND_HWM, DEFAULT_STEPS, DEFAULT_THREADS,
+                              MODEL_IMAGE_MAX_SIDE, PORTRAIT_SIZES, RENDERERS)
 from mfruntime.engine import BACKENDS
 from mfruntime.errors import UserFacingError
 
@@ -165,12 +166,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from mfruntime.runtime.session import Session
 
     start = time.perf_counter()
-    if args.portrait and not args.image:
-        raise UsageError("--portrait animates the --image you give: pass --image FILE too")
+    if (args.renderer != DEFAULT_RENDERER or args.size is not None) and not args.image:
+        raise UsageError("--renderer and --size choose how the --image you give is drawn: pass --image FILE too")
     session = Session(model=args.model, device=args.device, steps=args.steps, backend=args.backend,
-                      character=None if args.portrait else args.image, voice=args.voice, threads=args.threads)
-    if args.portrait:
-        session.set_portrait(args.image, size=args.size)
+                      voice=args.voice, threads=args.threads)
+    if args.image:
+        chosen = session.set_character(args.image, renderer=args.renderer, size=args.size)
+        h, w = session.frame_size
+        print(f"{args.image}: drawn by " + ("the portrait renderer" if chosen == "portrait" else "the model") +
+              f" at {w}×{h} px" + (" (pass --renderer model or portrait to choose)" if args.renderer == "auto" else ""))
     load = time.perf_counter() - start
     frames, pcm = [], []
     for chunk in session.say(args.text):
@@ -398,10 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--text", default=DEMO_TEXT, help="what to say")
     demo.add_argument("--out", default="demo.mp4", help="output mp4 (default: demo.mp4)")
     demo.add_argument("--image", help="character image (any RGB image file; default: the built-in face)")
-    demo.add_argument("--portrait", action="store_true",
-                      help="animate --image at its own resolution, moved by the model's rig stream (a photo or painted "
-                      "portrait: docs/PORTRAIT.md), instead of redrawing it as the model's 64-px face")
-    demo.add_argument("--size", type=int, default=256, help="with --portrait: the long side of the video, 256–512 px (default 256)")
+    demo.add_argument("--renderer", choices=RENDERERS, default=DEFAULT_RENDERER,
+                      help="what draws --image: 'model' redraws it as the model's own 64-px face; 'portrait' animates "
+                      "it in its own framing, moved by the model's rig stream (a photo, painting or render: "
+                      f"docs/PORTRAIT.md); 'auto' (default): 'model' up to {MODEL_IMAGE_MAX_SIDE} px, else 'portrait'")
+    demo.add_argument("--size", type=int, default=None,
+                      help=f"a portrait's long side, {PORTRAIT_SIZES[0]}–{PORTRAIT_SIZES[1]} px (default {DEFAULT_PORTRAIT_SIZE})")
     demo.add_argument("--voice", help="eSpeak NG voice, e.g. en-gb-x-rp+f2 (default: en-us+m3)")
     _add_session_flags(demo)
     demo.set_defaults(func=_cmd_demo)

@@ -26,6 +26,17 @@ DEFAULT_DEVICE = "auto"  # CUDA when there is one, else the CPU
 DEFAULT_BACKEND = "auto"  # the fastest chunk-step backend that works here
 DEFAULT_THREADS = "auto"  # CPU threads per chunk: the cores other processes leave free, re-measured every chunk
 
+#: What draws a character's face (Session.set_character(image, renderer=…), mf demo --renderer, the server's
+#: set_character): the model's own learned face, the portrait renderer (docs/PORTRAIT.md), or "auto": the model
+#: for images the size of its own characters (long side at most MODEL_IMAGE_MAX_SIDE), the portrait renderer for
+#: larger ones (photos, paintings, renders).
+RENDERERS = ("auto", "model", "portrait")
+DEFAULT_RENDERER = "auto"
+MODEL_IMAGE_MAX_SIDE = 128  # the model draws 64-px faces; its own characters are made at that scale
+#: A portrait's output long side, px (at least, at most) and its default: real time beside the model here.
+PORTRAIT_SIZES = (256, 512)
+DEFAULT_PORTRAIT_SIZE = 256
+
 #: mf serve's defaults (runtime/server/config.py's ServeConfig and the CLI read them here).
 DEFAULT_BIND = "tcp://127.0.0.1:5555"  # the control socket; the stream socket takes the next port
 DEFAULT_STREAM = "tcp://127.0.0.1:5556"  # where a client finds the stream of a server on DEFAULT_BIND

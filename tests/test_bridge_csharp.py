@@ -47,7 +47,7 @@ def test_every_protocol_vector_through_the_csharp_decoder(built):
 def test_csharp_playback_core(built):
     out = _run(built, "player")
     assert "14 passed, 0 failed" in out  # playback and media
-    assert "7 passed, 0 failed" in out  # rig frames on the audio clock, the rig name map and smoothing
+    assert "8 passed, 0 failed" in out  # rig frames on the audio clock, the rig name map, smoothing and the head-pose signs
 
 
 def test_csharp_client_live_against_mf_serve(built):

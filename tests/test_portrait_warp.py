@@ -107,5 +107,37 @@ def test_a_portrait_is_driven_by_the_models_rig_stream():
     assert s._generator.state.chunk == model_chunks  # the portrait listens without the model running
     with pytest.raises(ValueError, match="face"):
         s.set_portrait(np.full((300, 300, 3), 200, np.uint8))
-    s.set_character(image)
+    assert s.set_character(image, renderer="model") == "model" and s.renderer == "model"
     assert s.frame_size == (64, 64) and next(iter(s.say("Hi."))).frames.shape == (4, 64, 64, 3)
+
+
+def test_set_character_chooses_the_renderer_and_says_which(tmp_path, capsys):
+    """auto: the model for images the size of its own characters, the portrait renderer for larger ones; the
+    choice is returned and shown by mf demo; wrong combinations are clear errors."""
+    from PIL import Image
+
+    from mfruntime import Session
+    from mfruntime.cli import main
+
+    s = Session(device="cpu", backend="eager", threads=2)
+    small = FaceRenderer(Identity.from_seed(3), 64).render(FaceState())
+    large = np.pad(FaceRenderer(Identity.from_seed(3), 256).render(FaceState()), ((32, 32), (32, 32), (0, 0)),
+                   mode="edge")  # 320 × 320
+    assert s.set_character(small) == "model" and s.frame_size == (64, 64)
+    assert s.set_character(large) == "portrait" and s.renderer == "portrait" and s.frame_size == (256, 256)
+    assert s.set_character(large, size=320) == "portrait" and s.frame_size == (320, 320)
+    assert s.set_character(large, renderer="model") == "model" and s.frame_size == (64, 64)
+    with pytest.raises(ValueError, match="size is the portrait renderer's"):
+        s.set_character(small, size=256)
+    with pytest.raises(ValueError, match="renderer must be one of auto, model, portrait"):
+        s.set_character(small, renderer="3d")
+    with pytest.raises(ValueError, match="renderer='model'"):  # a large picture with no face: says what to do
+        s.set_character(np.full((300, 300, 3), 90, np.uint8))
+    assert s.renderer == "model"  # a refused image changes nothing
+    path = tmp_path / "face.png"
+    Image.fromarray(large).save(path)
+    out = tmp_path / "demo.mp4"
+    assert main(["demo", "--text", "Hi.", "--out", str(out), "--backend", "eager", "--image", str(path)]) == 0
+    assert "drawn by the portrait renderer at 256×256 px" in capsys.readouterr().out
+    assert main(["demo", "--text", "Hi.", "--out", str(out), "--size", "256"]) == 2
+    assert "pass --image FILE too" in capsys.readouterr().err

@@ -102,6 +102,33 @@ def test_two_characters_stream_at_once_on_their_own_topics(server, client):
         client.request("say", character="ghost", text="Boo.")
 
 
+def test_set_character_draws_a_portrait_when_asked_and_says_so(server, client):
+    """Protocol version 2's set_character keeps its meaning (the model redraws the image) unless the request names a
+    renderer; "auto" animates a large image as a portrait: the reply and the stream carry its frame size."""
+    from mfruntime.data.render import FaceRenderer, FaceState, Identity
+
+    face = np.pad(FaceRenderer(Identity.from_seed(5), 256).render(FaceState()), ((32, 32), (32, 32), (0, 0)), mode="edge")
+    png = io.BytesIO()
+    Image.fromarray(face).save(png, format="PNG")
+    r = client.request("set_character", character="host", image=png.getvalue())
+    assert (r["renderer"], r["width"], r["height"]) == ("model", 64, 64)
+    r = client.request("set_character", character="host", image=png.getvalue(), renderer="auto", size=288)
+    assert (r["renderer"], r["width"], r["height"]) == ("portrait", 288, 288)
+    with _subscribe(server, ["host"]) as sub:
+        client.request("say", character="host", text="Good evening.")
+        chunks = list(sub.utterance())
+    assert {(c.header["width"], c.header["height"]) for c in chunks} == {(288, 288)}
+    assert chunks[0].frames.shape[1:] == (288, 288, 3)
+    assert client.request("state", character="host")["width"] == 288
+    for fields, message in [({"renderer": "3d"}, "renderer must be one of"), ({"size": 2000, "renderer": "portrait"},
+                                                                            "portrait size must be 256–512")]:
+        with pytest.raises(ServerError, match=message):
+            client.request("set_character", character="host", image=png.getvalue(), **fields)
+    with pytest.raises(ServerError, match="go with an 'image'"):
+        client.request("set_character", character="host", face_seed=1, renderer="auto")
+    assert client.request("state", character="host")["width"] == 288  # refused requests changed nothing
+
+
 def test_interrupt_and_superseded_utterances_end_with_eou(server, client):
     with _subscribe(server, ["default"]) as sub:
         client.request("say", character="default", text="A long line that will be interrupted very soon after it starts.")

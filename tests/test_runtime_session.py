@@ -158,13 +158,13 @@ def test_unknown_voice_is_a_clear_error(session):
 def test_set_character_accepts_any_rgb_image_and_rejects_the_rest(session, tmp_path):
     rng = np.random.default_rng(0)
     wide = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
-    session.set_character(wide)
+    assert session.set_character(wide, renderer="model") == "model"  # noise has no face to animate as a portrait
     assert session.character.shape == (64, 64, 3)
     assert np.array_equal(session.character, np.asarray(Image.fromarray(wide[:, 35:125]).resize((64, 64), Image.Resampling.LANCZOS)))
     path = tmp_path / "face.png"
     Image.fromarray(wide).save(path)
-    session.set_character(str(path))
-    session.set_character(Image.fromarray(wide).convert("L"))  # PIL images are converted to RGB
+    session.set_character(str(path), renderer="model")
+    session.set_character(Image.fromarray(wide).convert("L"), renderer="model")  # PIL images are converted to RGB
     chunks = list(session.say("New face."))
     assert chunks[0].frames.shape == (4, 64, 64, 3)
     (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")

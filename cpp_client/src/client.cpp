@@ -265,9 +265,10 @@ Value Client::set_character_rgb(const Bytes& rgb, int width, int height, const s
   });
 }
 
-Value Client::set_character_image(const Bytes& encoded, const std::string& voice) {
+Value Client::set_character_image(const Bytes& encoded, const std::string& voice, const std::string& renderer,
+                                  int size) {
   return roundtrip("set_character", [&](std::int64_t id) {
-    return encode_set_character_image(id, cfg_.character, encoded, voice);
+    return encode_set_character_image(id, cfg_.character, encoded, voice, renderer, size);
   });
 }
 

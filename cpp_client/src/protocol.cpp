@@ -228,12 +228,14 @@ Bytes encode_set_character_rgb(std::int64_t id, const std::string& character, co
 }
 
 Bytes encode_set_character_image(std::int64_t id, const std::string& character, const Bytes& encoded,
-                                 const std::string& voice) {
+                                 const std::string& voice, const std::string& renderer, int size) {
   if (encoded.empty()) throw std::invalid_argument("set_character: the encoded image is empty");
   Value r = request("set_character", id);
   r.set("character", character);
   r.set("image", encoded);
   if (!voice.empty()) r.set("voice", voice);
+  if (!renderer.empty()) r.set("renderer", renderer);
+  if (size > 0) r.set("size", static_cast<long long>(size));
   return pack_value(r);
 }
 
@@ -307,7 +309,8 @@ const std::vector<FieldRule>& request_fields(const std::string& op) {
   static const std::vector<FieldRule> character_only = {{"character", T::String, true}};
   static const std::vector<FieldRule> set_character = {
       {"character", T::String, true}, {"image", T::Binary, false}, {"width", T::Int, false},
-      {"height", T::Int, false},      {"face_seed", T::Int, false}, {"voice", T::String, false}};
+      {"height", T::Int, false},      {"face_seed", T::Int, false}, {"voice", T::String, false},
+      {"renderer", T::String, false}, {"size", T::Int, false}};
   static const std::vector<FieldRule> set_steps = {{"character", T::String, true}, {"steps", T::Int, true},
                                                    {"min_steps", T::Int, false}};
   static const std::vector<FieldRule> set_outputs = {{"character", T::String, true}, {"video", T::Bool, false},

@@ -389,6 +389,9 @@ TEST(request_decoder_checks_fields_and_version) {
     ops.insert(r.at("op").as_string());
   }
   CHECK_EQ(ops.size(), mfruntime::protocol_ops().size());
+  Value portrait = mfruntime::decode_request(mfruntime::encode_set_character_image(15, "a", Bytes{1}, "", "auto", 320));
+  CHECK(portrait.at("renderer").as_string() == "auto" && portrait.at("size").as_int() == 320);
+  CHECK(mfruntime::decode_request(all[3]).find("renderer") == nullptr);  // left out: the version-2 default
   Value d = mfruntime::decode_request(all.back());
   CHECK(floats_of(d.at("pcm").as_bytes()) == std::vector<float>(pcm, pcm + 3));
   CHECK_EQ(d.at("sample_rate").as_int(), 22050);

@@ -1,2 +1,3 @@
-"""The portrait renderer (in progress): any face image animated by the rig stream. So far: finding the face and
-its 468-point mesh with MediaPipe's models (landmarks.py)."""
+"""The portrait renderer: any face image animated by the rig stream (docs/PORTRAIT.md). ``landmarks.py`` finds
+the face and its 468-point mesh with MediaPipe's models, ``warp.py`` moves the image by face controls,
+``drive.py`` turns rig frames into those controls. Its sizes are in mfruntime.config (PORTRAIT_SIZES)."""

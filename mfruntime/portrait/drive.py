@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mfruntime.config import DEFAULT_PORTRAIT_SIZE
 from mfruntime.portrait.warp import FaceControls, PortraitRig
 from mfruntime.rig import CONTROLS
 
@@ -31,7 +32,7 @@ def face_controls_of(rig_frame: np.ndarray) -> FaceControls:
 class PortraitRenderer:
     """A portrait moved by rig frames: ``frames(rig)`` (F, len(CONTROLS)) → (F, H, W, 3) uint8."""
 
-    def __init__(self, image: np.ndarray, size: int = 256) -> None:
+    def __init__(self, image: np.ndarray, size: int = DEFAULT_PORTRAIT_SIZE) -> None:
         self.rig = PortraitRig(np.asarray(image), size)  # finds the face: FaceNotFound (a ValueError) if none
 
     @property

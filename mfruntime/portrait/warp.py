@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy.spatial import Delaunay
 
+from mfruntime.config import DEFAULT_PORTRAIT_SIZE, PORTRAIT_SIZES as SIZES
 from mfruntime.portrait.landmarks import Face, find_face
 
 # MediaPipe face-mesh indices (the canonical 468-point topology).
@@ -34,7 +35,6 @@ FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365
 MOUTH_INTERIOR = (52, 18, 24)  # RGB of the open mouth's inside
 TEETH = (226, 220, 204)  # ivory, when the image shows no teeth of its own
 TONGUE = (150, 62, 70)
-SIZES = (256, 512)  # output long side: at least, at most
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class FaceControls:
 class PortraitRig:
     """One face image, ready to be moved: ``render(FaceControls(...))`` → (H, W, 3) uint8."""
 
-    def __init__(self, image: np.ndarray, size: int = 256, face: Face | None = None) -> None:
+    def __init__(self, image: np.ndarray, size: int = DEFAULT_PORTRAIT_SIZE, face: Face | None = None) -> None:
         if not SIZES[0] <= size <= SIZES[1]:
             raise ValueError(f"portrait size must be {SIZES[0]}–{SIZES[1]} px (the long side), got {size}")
         face = face if face is not None else find_face(image)

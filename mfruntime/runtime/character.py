@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mfruntime.config import DEFAULT_RENDERER, MODEL_IMAGE_MAX_SIDE, RENDERERS
 from mfruntime.data.media import square_resize
 from mfruntime.data.render import FaceRenderer, FaceState, Identity
 from mfruntime.data.speech import Voice, synthesize
@@ -16,6 +17,13 @@ from mfruntime.data.speech import Voice, synthesize
 VOICE_SAMPLE_TEXT = "Hello there, this is how my voice sounds today."
 MIN_IMAGE_SIDE = 16
 MAX_IMAGE_PIXELS = 64_000_000
+def choose_renderer(image: np.ndarray, renderer: str = DEFAULT_RENDERER) -> str:
+    """``renderer`` ("auto", "model" or "portrait") for a loaded (H, W, 3) image → "model" or "portrait"."""
+    if renderer not in RENDERERS:
+        raise ValueError(f"renderer must be one of {', '.join(RENDERERS)}, got {renderer!r}")
+    if renderer != "auto":
+        return renderer
+    return "model" if max(image.shape[:2]) <= MODEL_IMAGE_MAX_SIDE else "portrait"
 
 
 def default_character(size: int, seed: int = 0) -> np.ndarray:

@@ -23,6 +23,9 @@ STREAM_PARTS = 5
 MAX_REQUEST_BYTES = 32 * 1024 * 1024  # decoded with an error reply above this
 MAX_SOCKET_MESSAGE_BYTES = 64 * 1024 * 1024  # ZeroMQ drops the connection of a peer that sends more
 MAX_CHARACTER_ID = 64  # bytes of UTF-8
+#: set_character's renderer when the request names none: version 2's meaning (the model redraws the image as its
+#: own face). "auto" must be asked for (Session.set_character's default; docs/PROTOCOL.md).
+PROTOCOL_RENDERER = "model"
 OPS = ("ping", "say", "drive", "idle", "interrupt", "set_character", "set_steps", "set_outputs", "stats", "state")
 
 #: Header keys in the order they are written, with their msgpack types.
@@ -53,7 +56,7 @@ REQUEST_FIELDS: dict[str, dict[str, tuple[type | tuple, bool]]] = {
     "idle": {"character": (str, True), "on": (bool, True)},
     "interrupt": {"character": (str, True)},
     "set_character": {"character": (str, True), "image": (bytes, False), "width": (int, False), "height": (int, False),
-                      "face_seed": (int, False), "voice": (str, False)},
+                      "face_seed": (int, False), "voice": (str, False), "renderer": (str, False), "size": (int, False)},
     "set_steps": {"character": (str, True), "steps": (int, True), "min_steps": (int, False)},
     "set_outputs": {"character": (str, True), "video": (bool, False), "rig": (bool, False)},
     "stats": {"character": (str, False)},

@@ -28,12 +28,14 @@ from scipy.signal import resample_poly
 from mfruntime.data.speech import Voice, synthesize, voice_known
 from mfruntime.data.spoken_text import prepare_text
 from mfruntime.engine.backends import kernels_for, pick_backend, resolve_device
-from mfruntime.config import DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_MEDIA, DEFAULT_MODEL, DEFAULT_STEPS
+from mfruntime.config import (DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_MEDIA, DEFAULT_MODEL, DEFAULT_PORTRAIT_SIZE,
+                              DEFAULT_RENDERER, DEFAULT_STEPS, MODEL_IMAGE_MAX_SIDE)
 from mfruntime.engine.batch import ChunkJob
 from mfruntime.engine.generator import GenerationOptions, Generator, check_steps
 from mfruntime.engine.utterance import Utterance
 from mfruntime.idle import IdleMotion
-from mfruntime.runtime.character import as_voice, default_character, load_image, prepare_image, voice_sample
+from mfruntime.data.media import square_resize
+from mfruntime.runtime.character import as_voice, choose_renderer, default_character, load_image, voice_sample
 from mfruntime.runtime.registry import shared_model
 from mfruntime.runtime.threads import THREADS_AUTO, ThreadPolicy
 
@@ -213,7 +215,7 @@ class Session:
         self.seed = int(seed)
         self._steps = check_steps(steps)
         self._voice = as_voice(voice, Voice())
-        self._image = default_character(self.size) if character is None else prepare_image(character, self.size)
+        self._image = default_character(self.size)
         self._generator: Generator | None = None  # rebuilt when the character or voice changes
         self._portrait = None  # a PortraitRenderer (set_portrait): frames come from it, moved by the rig stream
         self._idle = IdleMotion(self.fps, self.seed)  # the idle layer's blinks and sway (mfruntime/idle.py)
@@ -236,6 +238,8 @@ class Session:
         self._compute_total = 0.0
         self._media_total = 0.0
         self._chunks = 0
+        if character is not None:
+            self.set_character(character)  # the renderer is chosen as set_character chooses it
 
     # --- settings ------------------------------------------------------------------------------
     @property
@@ -306,25 +310,64 @@ class Session:
     def character(self) -> np.ndarray:
         return self._image.copy()
 
-    def set_character(self, image) -> None:
-        """Swap identity from the next utterance on. Any RGB image (array, PIL image or file); resized."""
-        img = prepare_image(image, self.size)
-        with self._lock:
-            self._image, self._generator, self._portrait = img, None, None
+    def set_character(self, image, renderer: str = DEFAULT_RENDERER, size: int | None = None) -> str:
+        """Swap identity from the next utterance on, and choose what draws the face; returns the choice, "model" or
+        "portrait" (also logged, and in ``renderer``). ``image``: any RGB image (array, PIL image or file).
 
-    def set_portrait(self, image, size: int = 256) -> None:
-        """Animate a portrait — a photo, a painting, a render — at its own resolution (``size`` px on its long side,
-        256–512) instead of the model's own 64-px face, from the next utterance on: the model's rig stream moves
-        it (docs/PORTRAIT.md). Refused with a ValueError when the image shows no usable face. ``set_character``
-        goes back to the model's face."""
+        - "model": the model's own learned face, from the image centre-cropped and resized to its frame size (the
+          model's own characters: cartoons drawn like the built-in ones);
+        - "portrait": the portrait renderer (docs/PORTRAIT.md): the image in its own framing, ``size`` px on its
+          long side (256–512, default 256), moved by the model's rig stream; FaceNotFound (a ValueError) when it
+          shows no usable face;
+        - "auto" (default): "model" for an image no larger than MODEL_IMAGE_MAX_SIDE (128 px) on its long side,
+          "portrait" for a larger one — or "model" with a warning when this model has no rig head.
+        """
+        img = load_image(image)
+        chosen = choose_renderer(img, renderer)
+        if chosen == "portrait" and not self.has_rig:
+            if renderer == "portrait":
+                raise ValueError("a portrait is driven by the rig stream, and this model has no rig head: use the "
+                                 "bundled model or one exported with a rig stage, or renderer='model'")
+            log.warning("set_character: this model has no rig head to drive a portrait; the %d×%d image is drawn "
+                        "as the model's own %d-px face", img.shape[1], img.shape[0], self.size)
+            chosen = "model"
+        if chosen == "model":
+            if size is not None:
+                raise ValueError(f"size is the portrait renderer's; the model draws {self.size}-px faces "
+                                 "(leave size out, or pass renderer='portrait')")
+            square = np.array(square_resize(img, self.size))
+            with self._lock:
+                self._image, self._generator, self._portrait = square, None, None
+            log.info("set_character: the model draws the face (%d×%d image → %d px)", img.shape[1], img.shape[0],
+                     self.size)
+            return chosen
         from mfruntime.portrait.drive import PortraitRenderer
+        from mfruntime.portrait.landmarks import FaceNotFound
 
-        if not self.has_rig:
-            raise ValueError("a portrait is driven by the rig stream, and this model has no rig head: use the "
-                             "bundled model or one exported with a rig stage")
-        renderer = PortraitRenderer(load_image(image), size)
+        try:
+            portrait = PortraitRenderer(img, DEFAULT_PORTRAIT_SIZE if size is None else size)
+        except FaceNotFound as exc:
+            if renderer == "auto":
+                raise FaceNotFound(f"{exc} (an image larger than {MODEL_IMAGE_MAX_SIDE} px is animated as a portrait; to "
+                                   f"have the model redraw it as its own {self.size}-px face, pass renderer='model')") \
+                    from exc
+            raise
         with self._lock:
-            self._portrait = renderer
+            self._portrait = portrait
+        h, w = portrait.frame_size
+        log.info("set_character: the portrait renderer draws the face (%d×%d image → %d×%d frames, face %.0f px wide)",
+                 img.shape[1], img.shape[0], w, h, portrait.rig.face_width)
+        return chosen
+
+    def set_portrait(self, image, size: int = DEFAULT_PORTRAIT_SIZE) -> None:
+        """``set_character(image, renderer="portrait", size=size)``: animate a portrait — a photo, a painting, a
+        render — at its own resolution instead of the model's own 64-px face (docs/PORTRAIT.md)."""
+        self.set_character(image, renderer="portrait", size=size)
+
+    @property
+    def renderer(self) -> str:
+        """What draws the face: "model" (the model's own frames) or "portrait" (the portrait renderer)."""
+        return "portrait" if self._portrait is not None else "model"
 
     @property
     def frame_size(self) -> tuple[int, int]:

@@ -160,6 +160,8 @@ namespace Mfruntime.Tests
                 Check.Throws<ServerException>(() => client.Request("dance"), "unknown op", "unknown op");
                 Check.Throws<ArgumentException>(() => client.Say(""), "text", "empty text is refused before sending");
                 Check.Throws<ArgumentException>(() => client.SetCharacter(new byte[5], 2, 2), "RGB", "wrong image size");
+                Check.Throws<ArgumentException>(() => client.SetCharacterImage(new byte[] { 1 }, null, "3d"), "renderer", "unknown renderer");
+                Check.Throws<ServerException>(() => client.SetCharacterImage(new byte[] { 1, 2, 3 }, null, "auto", 320), "image", "the fields reach the server, which reads the image");
                 Check.Throws<ServerException>(() => client.Drive(new float[] { 5f, -5f, 0f }, 16000), null, "audio far outside [-1, 1]");
                 Check.Equal(2L, (long)client.Ping()["protocol"], "still answering");
                 Check.Throws<ServerException>(() => client.Request("set_outputs", Protocol.F("character", "default"), Protocol.F("video", 0L)), "video",

@@ -81,7 +81,10 @@ class Client {
   /// Returns the utterance the server cut (none when it was idle).
   std::optional<std::int64_t> interrupt();
   Value set_character_rgb(const Bytes& rgb, int width, int height, const std::string& voice = "");
-  Value set_character_image(const Bytes& encoded, const std::string& voice = "");
+  /// renderer: "auto", "model" or "portrait" (empty: the model, as in protocol version 2); size: a portrait's long
+  /// side (0: the server's default). The reply says the renderer and frame size chosen.
+  Value set_character_image(const Bytes& encoded, const std::string& voice = "", const std::string& renderer = "",
+                            int size = 0);
   Value set_character_seed(std::int64_t face_seed, const std::string& voice = "");
   /// Target steps per chunk; min_steps > 0 also sets the floor the server may lower them to when this character's
   /// stream would fall behind (docs/RUNTIME.md, "Many characters"). Returns the steps.

@@ -75,9 +75,10 @@ Bytes encode_interrupt(std::int64_t id, const std::string& character);
 /// Raw RGB pixels, row-major, width × height × 3 bytes.
 Bytes encode_set_character_rgb(std::int64_t id, const std::string& character, const Bytes& rgb, int width,
                                int height, const std::string& voice = "");
-/// An encoded image file (PNG, JPEG, ...).
+/// An encoded image file (PNG, JPEG, ...). renderer: "model", "portrait" or "auto" (empty: not sent, the server's
+/// version-2 default, the model); size > 0: a portrait's long side in px (docs/PROTOCOL.md).
 Bytes encode_set_character_image(std::int64_t id, const std::string& character, const Bytes& encoded,
-                                 const std::string& voice = "");
+                                 const std::string& voice = "", const std::string& renderer = "", int size = 0);
 /// One of the server's built-in faces.
 Bytes encode_set_character_seed(std::int64_t id, const std::string& character, std::int64_t face_seed,
                                 const std::string& voice = "");

@@ -402,7 +402,7 @@ class Gateway:
             raise ProtocolError("set_character needs exactly one of 'image' (a picture) or 'face_seed' "
                                 "(a built-in face)" + (", not both" if "image" in req else ""))
         cid = req["character"]
-        setup = {k: v for k, v in req.items() if k in ("image", "width", "height", "face_seed", "voice")}
+        setup = {k: v for k, v in req.items() if k in ("image", "width", "height", "face_seed", "voice", "renderer", "size")}
         p = self.characters.get(cid)
         if p is None:
             self._create(cid, setup, req, envelope, rid)
@@ -411,9 +411,10 @@ class Gateway:
         def update(r: dict) -> dict:
             if r.get("status") == "ok":
                 if "image" in req or "face_seed" in req:
-                    for k in ("image", "width", "height", "face_seed"):
+                    for k in ("image", "width", "height", "face_seed", "renderer", "size"):
                         p.setup.pop(k, None)
                 p.setup.update(setup)
+                p.width, p.height = r.get("width", p.width), r.get("height", p.height)  # a portrait's size differs
             return r
         self._when_ready(p, lambda: self._forward(p.node, req, update, envelope, rid))  # type: ignore[arg-type]
 

@@ -19,7 +19,7 @@ import numpy as np
 from mfruntime import __version__
 from mfruntime.rig import CONTROLS, RIG_VERSION
 from mfruntime.runtime.character import decode_image_bytes, decode_raw_rgb, default_character
-from mfruntime.runtime.protocol import OPS, PROTOCOL_VERSION, ProtocolError
+from mfruntime.runtime.protocol import OPS, PROTOCOL_RENDERER, PROTOCOL_VERSION, ProtocolError
 from mfruntime.runtime.server.config import ServeConfig
 from mfruntime.runtime.server.scheduler import Character, Scheduler
 
@@ -101,22 +101,28 @@ class Handlers:
         return self.deferrals.add(cid, lambda: self._set_character(req))
 
     def _set_character(self, req: dict) -> dict:
-        """set_character, on the preparation thread: decode the image, make or update the character."""
+        """set_character, on the preparation thread: decode the image, make or update the character, draw it
+        with the renderer asked for (protocol version 2's default: the model; "auto" chooses as Session does)."""
         image = None
         if "image" in req:
             image = decode_image(req["image"], req.get("width"), req.get("height"))
+        elif "renderer" in req or "size" in req:
+            raise ProtocolError("set_character: 'renderer' and 'size' go with an 'image' (a built-in face is the "
+                                "model's own)")
+        look = {"renderer": req.get("renderer", PROTOCOL_RENDERER), "size": req.get("size")}
         cid = req["character"]
         if cid in self.scheduler.characters:
             ch = self.scheduler.characters[cid]
             if image is None and "face_seed" in req:
                 image = default_character(ch.session.size, req["face_seed"])
             if image is not None:
-                ch.session.set_character(image)
+                ch.session.set_character(image, **look)
             if "voice" in req:
                 ch.session.set_voice(req["voice"])
         else:
-            ch = self.scheduler.add(cid, image, req.get("face_seed"), req.get("voice"))
-        return {"character": cid, "width": ch.session.size, "height": ch.session.size}
+            ch = self.scheduler.add(cid, image, req.get("face_seed"), req.get("voice"), **look)
+        h, w = ch.session.frame_size
+        return {"character": cid, "width": w, "height": h, "renderer": ch.session.renderer}
 
     def stats(self, req: dict) -> dict:
         chars = [self.scheduler.get(req["character"])] if "character" in req else list(self.scheduler.characters.values())

@@ -162,14 +162,15 @@ class Scheduler:
         if len(self.characters) + creating >= self.max_characters:
             raise ValueError(f"the server already runs {self.max_characters} characters (--max-characters)")
 
-    def add(self, cid: str, image=None, face_seed: int | None = None, voice: str | None = None) -> Character:
+    def add(self, cid: str, image=None, face_seed: int | None = None, voice: str | None = None,
+            renderer: str = "model", size: int | None = None) -> Character:
         self.check_room()
         session = self.make_session()
         session.batched_jobs = self.batch
         if image is None and face_seed is not None:
             image = default_character(session.size, face_seed)
         if image is not None:
-            session.set_character(image)
+            session.set_character(image, renderer=renderer, size=size)
         if voice is not None:
             session.set_voice(voice)
         ch = Character(cid, session, self.cost)

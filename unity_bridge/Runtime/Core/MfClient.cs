@@ -307,11 +307,17 @@ namespace Mfruntime
                     Protocol.F("width", (long)width), Protocol.F("height", (long)height), Protocol.F("voice", voice));
         }
 
-        /// <summary>A new face from an encoded image file (PNG, JPEG, ...).</summary>
-        public void SetCharacterImage(byte[] encoded, string voice = null)
+        /// <summary>A new face from an encoded image file (PNG, JPEG, ...). <paramref name="renderer"/>: "auto", "model" or
+        /// "portrait" (null: the model, as in protocol version 2; "portrait" animates a photo or painting in its own
+        /// framing, <paramref name="size"/> px on its long side, 0 = the server's default). Returns the reply
+        /// (renderer, width, height): the frames of the character's chunks have that size.</summary>
+        public Dictionary<string, object> SetCharacterImage(byte[] encoded, string voice = null, string renderer = null, int size = 0)
         {
             if (encoded == null || encoded.Length == 0) throw new ArgumentException("SetCharacterImage needs the bytes of an image file");
-            Request("set_character", Protocol.F("character", Settings.Character), Protocol.F("image", encoded), Protocol.F("voice", voice));
+            if (renderer != null && renderer != "auto" && renderer != "model" && renderer != "portrait")
+                throw new ArgumentException("SetCharacterImage: renderer must be auto, model or portrait, got '" + renderer + "'");
+            return Request("set_character", Protocol.F("character", Settings.Character), Protocol.F("image", encoded), Protocol.F("voice", voice),
+                           Protocol.F("renderer", renderer), Protocol.F("size", size > 0 ? (object)(long)size : null));
         }
 
         /// <summary>One of the server's built-in faces.</summary>
