@@ -32,11 +32,17 @@ def test_steps_drop_when_a_deadline_is_near_never_below_the_floor_and_come_back_
     p.sent_chunk(uid=1, seq=0, now=10.0)
     assert p.margin == pytest.approx(GRACE_SECONDS) and p.late == 0
     assert p.choose(1, 4, 1, cost, now=10.0) == 4  # due at 10.24, made by 10.12 at 4 steps: in time, kept
-    # at 10.2 it would be late at 4 steps (10.32) and at 2 (10.27): one notch fewer per chunk
-    assert p.choose(1, 4, 1, cost, now=10.2) == 2
+    # at 10.11 it would be nearly late at 4 steps (10.23), in time at 2 (10.18): one notch
+    assert p.choose(1, 4, 1, cost, now=10.11) == 2
+    # at 10.2 it would be late at 4 steps (10.32) and at 2 (10.27): down as many notches as it takes, at once
+    p.steps = 4
     assert p.choose(1, 4, 1, cost, now=10.2) == 1
     assert p.choose(1, 4, 1, cost, now=10.2) == 1  # the floor
+    p.steps = 4
     assert p.choose(1, 4, 2, cost, now=10.2) == 2  # a higher floor wins
+    # a round that grew (1 → 4 characters) drops a stream from 4 to 1 step in one chunk
+    p.steps = 4
+    assert p.choose(1, 4, 1, cost, now=10.0, rows=1) == 4 and p.choose(1, 4, 1, cost, now=10.0, rows=4) == 1
     p.sent_chunk(uid=1, seq=1, now=10.5)  # after its deadline (10.24)
     assert p.late == 1 and p.margin < 0
     # far ahead (chunk 20 is due at 13.28): back up one notch at a time

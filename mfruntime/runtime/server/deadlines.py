@@ -10,8 +10,9 @@ Steps (the paper's adaptive step schedules, applied per chunk): before a charact
 after this chunk is predicted from the measured cost of a chunk at each step count (:class:`CostModel`). A line's first chunk
 (no deadline yet) starts at the most steps whose round (characters generating × cost) fits in a chunk's time.
 Below
-:data:`LOW_MARGIN` the chunk gets one notch fewer steps (the ladder halves: 4 → 2 → 1), never below the
-character's ``min_steps``; above :data:`HIGH_MARGIN` one notch more, up to its target ``steps``. Idle chunks
+:data:`LOW_MARGIN` the chunk gets fewer steps, notch by notch down the ladder (it halves: 4 → 2 → 1) until its
+predicted margin is enough or it reaches the character's ``min_steps``; above :data:`HIGH_MARGIN` one notch more,
+up to its target ``steps``. Idle chunks
 (a listening character) are always made at ``min_steps``.
 
 Admission: a say/drive is refused with a ``busy`` error when the characters already generating, plus the new
@@ -111,7 +112,11 @@ class Pacing:
         now = time.perf_counter() if now is None else now
         c = cost.estimate(steps)
         if c is not None and due - (now + rows * c) < LOW_MARGIN:
-            steps = step_down(steps, floor)
+            # As many notches as it takes (a round that grew from 1 to 5 characters needs 4 → 1 at once), not one
+            # per chunk: each chunk still too slow is one the client may not have in time.
+            while c is not None and steps > floor and due - (now + rows * c) < LOW_MARGIN:
+                steps = step_down(steps, floor)
+                c = cost.estimate(steps)
         elif steps < target:
             up = step_up(steps, target)
             cu = cost.estimate(up)
