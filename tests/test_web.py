@@ -1,7 +1,7 @@
 """``mf serve --web`` in a real headless Chromium (tests/web_scenario.py, in a loopback-only network namespace):
 the page connects over WebRTC, a line gives speech energy and ~25 fps video then silence, the browser's own track
 timing puts audio and video together, interrupt stops the sound within a chunk, reconnect works, and a wrong or
-missing token is refused (by the endpoint and on the page)."""
+missing token is refused (by the endpoint and on the page); the 3D rig preview follows the rig on the audio clock."""
 from __future__ import annotations
 
 import json
@@ -67,3 +67,21 @@ def test_interrupt_silences_the_line_and_reconnect_works(seen):
     page = seen["page"]
     assert page["interrupt"]["sound_stopped_ms"] <= 400, page["interrupt"]
     assert page["reconnect"]["rms_during"] > 0.02, page["reconnect"]
+
+
+def test_the_3d_preview_follows_the_rig_on_the_audio_clock(seen):
+    """The head (/head.glb, three.js from the server) has the rig's morph targets; during a line its jaw opens and
+    it rests after; rig frames are applied by the audio track's own playout clock (estimatedPlayoutTimestamp),
+    and the lag between the preview's mouth and the sound the page hears matches the lag between jawOpen and the
+    sound in the server's own chunks of that line; the head pose turns the way docs/RIG.md says."""
+    p = seen["page"]["preview"]
+    assert {"jawOpen", "mouthFunnel", "mouthPucker", "eyeBlinkLeft", "viseme_aa"} <= set(p["targets"])
+    assert p["frames"] > 20 and p["jaw_max"] > 0.3 and p["jaw_after"] < 0.05, p
+    assert p["on_audio_clock"] >= 0.9 and 0 <= p["applied_late_ms"] <= 40, p  # within about one display frame
+    page_lag, server_lag = p["lag"], seen["server_lag"]
+    assert page_lag["r"] > 0.3 and server_lag["r"] > 0.3, (page_lag, server_lag)
+    assert abs(page_lag["lag_ms"] - server_lag["lag_ms"]) <= 40, (page_lag, server_lag)
+    yaw, pitch, roll = (p["pose"][k] for k in ("headYaw", "headPitch", "headRoll"))
+    assert yaw[0] > 0.25  # + yaw: the face turns to the subject's left, the viewer's right (+x)
+    assert pitch[1] < -0.25  # + pitch: it nods down
+    assert roll[0] > 0.25  # + roll: the top of the head tilts to the viewer's right

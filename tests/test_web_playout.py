@@ -61,3 +61,19 @@ def test_a_newer_line_supersedes_what_is_buffered_and_cut_silences_at_once():
     assert not _play(p, N).any()
     ended = [e for e in p.events() if e["event"] == "ended"]
     assert [(e["utterance"], e["interrupted"]) for e in ended] == [(1, True), (2, True)]
+
+
+def test_rig_frames_are_due_with_the_frames_of_their_chunk_and_dropped_with_them():
+    p = Playout()
+    rig = np.arange(8, dtype=np.float32).reshape(4, 2)  # 4 frames × 2 controls
+    p.push(1, 0, *_chunk(0.1), eou=False, interrupted=False, rig=rig)
+    p.push(1, 1, *_chunk(0.2), eou=False, interrupted=False, rig=rig + 10)
+    assert p.rig_due(1279) == []  # nothing before the prebuffer ends
+    due = p.rig_due(1280 + SPF)
+    assert [pos for pos, _ in due] == [1280, 1280 + SPF] and np.array_equal(due[1][1], rig[1])
+    assert p.rig_due(1280 + SPF) == []  # each once
+    _play(p, 1280 + N + SPF)
+    p.cut()  # what was not due yet is gone
+    rest = p.rig_due(10 * N)
+    assert [pos for pos, _ in rest] == [1280 + 2 * SPF, 1280 + 3 * SPF, 1280 + N, 1280 + N + SPF]
+    assert rest[-1][1][0] == 12.0

@@ -2,7 +2,7 @@
 Chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``: no extra package), in a
 loopback-only network namespace.
 
-    python -m tests.web_screenshot docs/img/web-page.png [docs/img/web-obs.png]
+    python -m tests.web_screenshot docs/img/web-page.png [docs/img/web-obs.png [docs/img/web-preview.png]]
 
 (root, or unprivileged user namespaces; it re-runs itself under ``unshare -n``.)
 """
@@ -87,7 +87,7 @@ def wait_js(dt: DevTools, expression: str, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def main(page_png: str, obs_png: str | None) -> None:
+def main(page_png: str, obs_png: str | None, preview_png: str | None = None) -> None:
     from mfruntime.runtime.server import ServeConfig, Server
     from mfruntime.runtime.web.config import WebConfig
     from mfruntime.runtime.web.server import WebServer
@@ -97,7 +97,8 @@ def main(page_png: str, obs_png: str | None) -> None:
     web = WebServer(WebConfig("http://127.0.0.1:0"), server.control_address, server.stream_address).start()
     flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--window-size")] + ["--window-size=820,620"]
     try:
-        for url, out in ((f"{web.address}/?scale=5", page_png), (f"{web.address}/?obs=1&bg=00b140&scale=5", obs_png)):
+        for url, out in ((f"{web.address}/?scale=5", page_png), (f"{web.address}/?obs=1&bg=00b140&scale=5", obs_png),
+                         (f"{web.address}/?scale=5&preview=1", preview_png)):
             if out is None:
                 continue
             dt = DevTools(chromium(), flags)
@@ -114,7 +115,10 @@ def main(page_png: str, obs_png: str | None) -> None:
                     with Client(server.control_address) as c:
                         c.request("say", character="default", text="Good evening, and welcome to the show.")
                     time.sleep(0.8)
-                time.sleep(0.9)  # mid-line
+                if "preview=1" in url:  # the 3D head with its mouth open
+                    wait_js(dt, "window.mfPreview && window.mfPreview.info().jawOpen > 0.45", 30, "an open mouth")
+                else:
+                    time.sleep(0.9)  # mid-line
                 dt.screenshot(out)
                 print(f"wrote {out}")
             finally:
@@ -136,4 +140,4 @@ if __name__ == "__main__":
         sys.stdout.write(r.stdout)
         sys.stderr.write(r.stderr[-2000:] if r.returncode else "")
         sys.exit(r.returncode)
-    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None, sys.argv[3] if len(sys.argv) > 3 else None)

@@ -6,7 +6,11 @@ Data channel messages are JSON objects (docs/WEB.md):
   ``{"id": 3, "op": "set_character", "face_seed": 7}`` — each answered ``{"id": …, "status": "ok", …}`` (the
   server's reply fields) or ``{"id": …, "status": "error", "error": "…"}``;
 * server → page: ``{"event": "started" | "ended", "utterance": n, "interrupted": bool}`` when the line's audio
-  starts and ends in this connection's playout.
+  starts and ends in this connection's playout; ``{"event": "rig", "frames": [[t, [v, …]], …]}`` with the rig
+  frames that became due, each with ``t``, the sender-clock time (Unix ms) at which its audio was sent — the
+  clock of the RTCP sender reports, so the page finds, from the audio track's ``estimatedPlayoutTimestamp``,
+  which rig frame goes with the sound it is playing (the values are named by ``rig_controls`` of the offer's
+  answer).
 
 ``interrupt`` cuts this connection's playout at once (silence and a still face within 20 ms), then asks the
 server to stop generating.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -33,8 +38,17 @@ OPS = ("say", "interrupt", "set_character")
 class Peer:
     character: str
     playout: Playout
+    pacer: Pacer = field(default_factory=Pacer)
     channel: object | None = None
     tasks: list = field(default_factory=list)
+
+    def sent_at_ms(self, position: int) -> float | None:
+        """Wall-clock time (Unix ms) at which the audio at playout ``position`` is (or was) sent; None before the
+        tracks started."""
+        t0 = self.pacer.t0
+        if t0 is None:
+            return None
+        return 1000.0 * (t0 + position / self.playout.sample_rate + time.time() - time.monotonic())
 
 
 async def open_peer(web, character: str, state: dict, sdp: str):
@@ -42,9 +56,8 @@ async def open_peer(web, character: str, state: dict, sdp: str):
     pc = RTCPeerConnection()
     peer = Peer(character, Playout(sample_rate=state["sample_rate"], fps=state["fps"]))
     pc.peer = peer  # type: ignore[attr-defined]
-    pacer = Pacer()
-    pc.addTrack(PlayoutAudioTrack(peer.playout, pacer))
-    pc.addTrack(PlayoutVideoTrack(peer.playout, pacer, (state["width"], state["height"])))
+    pc.addTrack(PlayoutAudioTrack(peer.playout, peer.pacer))
+    pc.addTrack(PlayoutVideoTrack(peer.playout, peer.pacer, (state["width"], state["height"])))
 
     @pc.on("datachannel")
     def on_channel(channel) -> None:
@@ -74,14 +87,20 @@ async def open_peer(web, character: str, state: dict, sdp: str):
 
 
 async def _pump_events(peer: Peer) -> None:
-    """The playout's line events → the data channel, every 20 ms."""
+    """The playout's line events and the rig frames that fell due → the data channel, every 20 ms."""
     while True:
         await asyncio.sleep(0.02)
         events = peer.playout.events()
+        rig = peer.playout.rig_due(peer.playout.position)
         ch = peer.channel
-        if events and ch is not None and getattr(ch, "readyState", "") == "open":
-            for e in events:
-                ch.send(json.dumps(e))
+        if ch is None or getattr(ch, "readyState", "") != "open":
+            continue
+        for e in events:
+            ch.send(json.dumps(e))
+        frames = [[round(t, 1), [round(float(v), 4) for v in row]] for pos, row in rig
+                  if (t := peer.sent_at_ms(pos)) is not None]
+        if frames:
+            ch.send(json.dumps({"event": "rig", "frames": frames}))
 
 
 async def _handle(web, peer: Peer, channel, message) -> None:

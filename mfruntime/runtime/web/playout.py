@@ -14,7 +14,8 @@ Rules (those of the C++/C# players, docs/BRIDGES.md, for one consumer that never
 * A chunk of a newer utterance drops what is buffered of older ones (superseded); ``cut()`` drops everything
   buffered now (a local interrupt: silence and a still face within one 20-ms block).
 * Frame *i* of a chunk placed at position *p* is due at *p + i · sample_rate / fps*; ``frame(position)`` gives the
-  newest frame due, so the face never runs ahead of the voice. Between lines the last frame stays.
+  newest frame due, so the face never runs ahead of the voice. Between lines the last frame stays. Rig frames
+  (the rig stream's controls) are placed the same way and handed out by ``rig_due(position)`` once due.
 """
 from __future__ import annotations
 
@@ -64,14 +65,16 @@ class Playout:
         self._audio: deque[tuple[int, np.ndarray]] = deque()  # (start position, pcm) in order
         self._frames: deque[tuple[int, np.ndarray]] = deque()  # (due position, (H, W, 3) uint8) in order
         self._last_frame: np.ndarray | None = None
+        self._rig: deque[tuple[int, np.ndarray]] = deque()  # (due position, (controls,) float32) in order
         self._lines: deque[_Line] = deque()  # lines not yet reported ended, oldest first
         self._cut_below = 0  # utterances ≤ this are ignored (cut locally)
         self._events: deque[dict] = deque(maxlen=256)
 
     # --- stream side --------------------------------------------------------------------------
     def push(self, utterance: int, seq: int, pcm: np.ndarray, frames: np.ndarray | None, eou: bool,
-             interrupted: bool, arrived: int | None = None) -> None:
-        """A chunk of the stream (decoded). ``arrived``: the playout position now (None: the current position)."""
+             interrupted: bool, arrived: int | None = None, rig: np.ndarray | None = None) -> None:
+        """A chunk of the stream (decoded). ``arrived``: the playout position now (None: the current position);
+        ``rig``: its rig frames (F, controls), if the stream carries them."""
         with self._lock:
             now = self.position if arrived is None else arrived
             if utterance <= self._cut_below:
@@ -95,10 +98,13 @@ class Playout:
             if n:
                 self._audio.append((at, np.asarray(pcm, np.float32)))
                 line.end = at + n
+            step = self.sample_rate // self.fps
             if frames is not None and len(frames):
-                step = self.sample_rate // self.fps
                 for i, f in enumerate(frames):
                     self._frames.append((at + i * step, f))
+            if rig is not None and len(rig):
+                for i, r in enumerate(rig):
+                    self._rig.append((at + i * step, np.asarray(r, np.float32)))
             if eou:
                 line.ended, line.interrupted = True, interrupted
 
@@ -108,6 +114,7 @@ class Playout:
         self.stats.superseded += len(self._audio) - len(kept)
         self._audio = deque((s, p) for s, p in kept if len(p))
         self._frames = deque((s, f) for s, f in self._frames if s <= now)
+        self._rig = deque((s, r) for s, r in self._rig if s <= now)
         line.end = min(line.end, now)
         line.ended, line.interrupted = True, True
 
@@ -144,6 +151,14 @@ class Playout:
             while self._frames and self._frames[0][0] <= position:
                 self._last_frame = self._frames.popleft()[1]
             return self._last_frame
+
+    def rig_due(self, position: int) -> list[tuple[int, np.ndarray]]:
+        """The rig frames due by ``position`` not handed out yet, oldest first, each with its due position."""
+        out = []
+        with self._lock:
+            while self._rig and self._rig[0][0] <= position:
+                out.append(self._rig.popleft())
+        return out
 
     def _events_for(self, position: int) -> None:
         while self._lines:

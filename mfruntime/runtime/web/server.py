@@ -4,7 +4,9 @@ An HTTP endpoint beside the ZeroMQ sockets serves the page (static/, no build st
 internet) and answers its WebRTC offer (``POST /offer``: plain HTTP signalling, one offer → one answer, ICE
 candidates gathered before answering). Each browser connection gets, for one character, an Opus audio track and
 a VP8 video track made from that character's chunks (tracks.py, playout.py) and a data channel ``control`` for
-say / interrupt / set_character and the line started / ended events.
+say / interrupt / set_character, the line started / ended events and the rig stream's frames, each stamped with
+the sender clock time of its audio (for the page's 3D preview: ``/head.glb``, head.py; three.js from
+``static/vendor/``, vendor.py).
 
 The web layer is a client of the server's own protocol: it sends requests to the control socket and subscribes
 to the stream socket on loopback, so it works the same in front of ``mf serve`` and of the Ray gateway.
@@ -16,10 +18,13 @@ context, which loopback pages are; elsewhere put TLS in front (docs/WEB.md).
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
+import hashlib
 import hmac
 import json
 import logging
-import mimetypes
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,7 +38,42 @@ STATIC = Path(__file__).parent / "static"
 MAX_BODY = 256 * 1024  # an offer is a few kB
 MAX_PEERS = 32  # browser connections at once
 MAX_CHECKS = 100  # self-check reports kept
-PAGES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js", "/style.css": "style.css"}
+PAGES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js", "/style.css": "style.css",
+         "/preview.js": "preview.js"}
+TYPES = {".js": "text/javascript; charset=utf-8", ".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8"}
+
+
+@functools.lru_cache(maxsize=1)
+def content_security_policy() -> str:
+    """Same-origin everything; the page's one inline script (its import map) allowed by its hash."""
+    page = (STATIC / "index.html").read_text()
+    hashes = [f"'sha256-{base64.b64encode(hashlib.sha256(m.encode()).digest()).decode()}'"
+              for m in re.findall(r'<script type="importmap">(.*?)</script>', page, re.S)]
+    return ("default-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
+            f"script-src 'self' {' '.join(hashes)}")
+
+
+@functools.lru_cache(maxsize=1)
+def head_file() -> bytes:
+    from mfruntime.runtime.web.head import head_glb
+
+    return head_glb()
+
+
+def static_file(path: str) -> tuple[bytes, str] | None:
+    """(body, content type) of a page file, the preview head or a vendored three.js file; None if none."""
+    if path in PAGES:
+        name = PAGES[path]
+        return (STATIC / name).read_bytes(), TYPES.get(name[name.rfind("."):], "application/octet-stream")
+    if path == "/head.glb":
+        return head_file(), "model/gltf-binary"
+    from mfruntime.runtime.web.vendor import DEST, FILES
+
+    if path.startswith("/vendor/three/") and path[len("/vendor/three/"):] in FILES and path.endswith(".js"):
+        f = DEST / path[len("/vendor/three/"):]
+        if f.is_file():
+            return f.read_bytes(), TYPES[".js"]
+    return None
 
 
 class WebServer:
@@ -80,7 +120,8 @@ class WebServer:
                 with self._peers_lock:
                     peers = [p for p in self._peers.values() if p.character == h["character"]]  # type: ignore[attr-defined]
                 for p in peers:
-                    p.playout.push(h["utterance"], h["seq"], m.pcm, m.frames, h["eou"], h["interrupted"])  # type: ignore[attr-defined]
+                    p.playout.push(h["utterance"], h["seq"], m.pcm, m.frames, h["eou"], h["interrupted"],  # type: ignore[attr-defined]
+                                   rig=m.rig)
 
     # --- WebRTC -------------------------------------------------------------------------------
     async def offer(self, body: dict) -> tuple[int, dict]:
@@ -118,8 +159,12 @@ class WebServer:
             with self._peers_lock:
                 self._opening -= 1
         log.debug("web: offer candidates %s; answer candidates %s", _candidates(body["sdp"]), _candidates(answer.sdp))
+        from mfruntime.rig import CONTROLS
+        from mfruntime.runtime.web.vendor import installed
+
         return 200, {"sdp": answer.sdp, "type": answer.type, "character": character, "width": state["width"],
-                     "height": state["height"], "fps": state["fps"]}
+                     "height": state["height"], "fps": state["fps"], "rig": bool(state.get("rig")),
+                     "rig_controls": list(CONTROLS), "preview": installed()}
 
     def forget(self, pc) -> None:
         with self._peers_lock:
@@ -174,7 +219,7 @@ def _handler(web: WebServer):
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
-            self.send_header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; media-src 'self' blob:")
+            self.send_header("Content-Security-Policy", content_security_policy())
             self.end_headers()
             self.wfile.write(body)
 
@@ -185,11 +230,13 @@ def _handler(web: WebServer):
             path = urlsplit(self.path).path
             if path == "/health":
                 return self._json(200, {"ok": True, "peers": len(web.peers)})
-            name = PAGES.get(path)
-            if name is None:
+            found = static_file(path)
+            if found is None:
+                if path.startswith("/vendor/"):
+                    return self._json(404, {"error": "three.js is not installed for the 3D preview: run python -m "
+                                                     "mfruntime.runtime.web.vendor on the server"})
                 return self._json(404, {"error": f"no page {path}: open / (the character page)"})
-            data = (STATIC / name).read_bytes()
-            self._send(200, data, (mimetypes.guess_type(name)[0] or "application/octet-stream") + "; charset=utf-8")
+            self._send(200, *found)
 
         def do_POST(self):  # noqa: N802
             path = urlsplit(self.path).path

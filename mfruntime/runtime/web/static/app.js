@@ -1,5 +1,6 @@
-// mfruntime character page: one WebRTC connection to `mf serve --web` (docs/WEB.md). No build step, no
-// third-party code. Query: ?character=ID &token=T &obs=1 &bg=transparent|RRGGBB &check=1 &scale=N
+// mfruntime character page: one WebRTC connection to `mf serve --web` (docs/WEB.md). No build step; the 3D rig
+// preview (preview.js) uses three.js, served from ./vendor/three/ when the server has it.
+// Query: ?character=ID &token=T &obs=1 &bg=transparent|RRGGBB &check=1 &scale=N &preview=1 &view=3d &drive=visemes
 "use strict";
 (() => {
   const q = new URLSearchParams(location.search);
@@ -13,7 +14,8 @@
     document.documentElement.style.setProperty("--bg", /^[0-9a-fA-F]{6}$/.test(bg) ? "#" + bg : "transparent");
   }
 
-  let pc = null, channel = null, stream = null, nextId = 1;
+  let pc = null, channel = null, stream = null, nextId = 1, answer = null;
+  let preview = null, previewClock = null;  // the 3D preview, and the audio clock it follows
   const pending = new Map();
   const listeners = new Set();  // line events (started / ended) for the self-check
 
@@ -44,6 +46,8 @@
       const p = pending.get(msg.id);
       pending.delete(msg.id);
       if (msg.status === "ok") p.resolve(msg); else p.reject(new Error(msg.error || "error"));
+    } else if (msg.event === "rig") {
+      if (preview) preview.push(msg.frames);
     } else if (msg.event) {
       listeners.forEach((fn) => fn(msg));
       if (msg.event === "started") setStatus("connected: speaking (line " + msg.utterance + ")", "ok");
@@ -97,6 +101,8 @@
       setStatus("refused: " + (body.error || resp.status), "bad");
       return false;
     }
+    answer = body;
+    if (preview) { preview.setNames(body.rig_controls || []); preview.rest(); }
     const fit = Math.floor(Math.min(512, window.innerWidth - 32) / body.width);
     const scale = Math.max(1, parseInt(q.get("scale"), 10) || fit);
     face.width = body.width * scale;
@@ -115,6 +121,59 @@
   stopBtn.addEventListener("click", () => request("interrupt").catch((err) => setStatus(err.message, "bad")));
   $("volume").addEventListener("input", (e) => { face.volume = Number(e.target.value); });
   $("connect").addEventListener("click", () => connect());
+
+  // ---- the 3D rig preview ----
+  // The audio clock: the sender-clock time (ms) of the sound playing now, from the audio track's
+  // estimatedPlayoutTimestamp (refreshed every 100 ms, extrapolated between), converted from NTP to Unix ms.
+  function startClock() {
+    let base = null;
+    const timer = setInterval(async () => {
+      if (!pc) return;
+      try {
+        const stats = await pc.getStats();
+        stats.forEach((r) => {
+          if (r.type === "inbound-rtp" && r.kind === "audio" && r.estimatedPlayoutTimestamp) {
+            const e = r.estimatedPlayoutTimestamp;
+            base = [e > 3e12 ? e - 2208988800000 : e, performance.now()];
+          }
+        });
+      } catch (err) { base = null; }
+    }, 100);
+    return { now: () => (base ? base[0] + (performance.now() - base[1]) : null), stop: () => clearInterval(timer) };
+  }
+
+  async function showPreview(on) {
+    const canvas = $("preview"), note = $("preview-status");
+    $("preview-on").checked = on;
+    canvas.hidden = !on;
+    if (!on || preview) return preview;
+    if (answer && answer.preview === false) {
+      note.hidden = false;
+      note.textContent = "3D preview unavailable: three.js is not installed on the server (run python -m mfruntime.runtime.web.vendor there).";
+      canvas.hidden = true;
+      return null;
+    }
+    try {
+      const mod = await import("./preview.js");
+      preview = await mod.createPreview(canvas);
+      window.mfPreview = preview;  // for the console (and the docs' screenshot command)
+    } catch (err) {
+      note.hidden = false;
+      note.textContent = "3D preview unavailable: " + (err && err.message || err);
+      canvas.hidden = true;
+      return null;
+    }
+    previewClock = startClock();
+    preview.setClock(previewClock.now);
+    preview.setMode($("preview-mode").value);
+    if (answer) preview.setNames(answer.rig_controls || []);
+    if (answer && !answer.rig) { note.hidden = false; note.textContent = "this character's stream carries no rig frames"; }
+    return preview;
+  }
+  $("preview-on").addEventListener("change", (e) => showPreview(e.target.checked));
+  $("preview-mode").addEventListener("change", (e) => { if (preview) preview.setMode(e.target.value); });
+  if (q.get("drive") === "visemes") $("preview-mode").value = "visemes";
+  if (q.get("view") === "3d") document.body.classList.add("view-3d");
 
   // ---- ?check=1: a self-check of this browser's setup, shown on the page and posted to the server ----
   function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
@@ -189,6 +248,62 @@
 
   function median(xs) { const s = xs.slice().sort((a, b) => a - b); return s.length ? s[s.length >> 1] : null; }
 
+  // The lag (ms) that best lines up a mouth track with the sound: both on a 10-ms grid from t0 to t1, the lag in
+  // ±300 ms maximising the correlation of jaw(t) with level(t + lag). (tests/web_scenario.py does the same on the
+  // server's own chunks.)
+  function bestLag(jaw, levels, t0, t1) {
+    const grid = (pts) => {
+      const out = [];
+      let k = 0, last = 0;
+      for (let t = t0; t < t1; t += 10) {
+        while (k < pts.length && pts[k][0] <= t) last = pts[k++][1];
+        out.push(last);
+      }
+      return out;
+    };
+    const a = grid(jaw), b = grid(levels);
+    let best = null;
+    for (let lag = -30; lag <= 30; lag++) {
+      const x = [], y = [];
+      for (let i = 0; i < a.length; i++) if (i + lag >= 0 && i + lag < b.length) { x.push(a[i]); y.push(b[i + lag]); }
+      const mx = x.reduce((s, v) => s + v, 0) / x.length, my = y.reduce((s, v) => s + v, 0) / y.length;
+      let sxy = 0, sxx = 0, syy = 0;
+      for (let i = 0; i < x.length; i++) { sxy += (x[i] - mx) * (y[i] - my); sxx += (x[i] - mx) ** 2; syy += (y[i] - my) ** 2; }
+      const r = sxy / Math.sqrt(sxx * syy || 1);
+      if (!best || r > best.r) best = { lag_ms: lag * 10, r };
+    }
+    return best;
+  }
+
+  async function checkPreview(m, report) {
+    // The 3D preview: the head's morph targets, the rig on the audio clock during a line, rest after, the head pose.
+    const p = await showPreview(true);
+    if (!p) throw new Error("3D preview: " + $("preview-status").textContent);
+    const r = await request("say", { text: "Open wide, say ah, and close your mouth again." });
+    const started = await nextEvent("started", r.utterance, 30000);
+    const ended = await nextEvent("ended", r.utterance, 60000);
+    await sleep(600);
+    const during = p.log.filter(([t]) => t > started && t < ended);
+    const after = p.log.filter(([t]) => t > ended + 300);
+    const late = during.map(([, , d]) => d).filter((d) => d !== null);
+    const levels = m.levels.filter(([t]) => t > started - 300 && t < ended + 300);
+    const jaw = p.log.filter(([t]) => t > started - 300 && t < ended + 300).map(([t, j]) => [t, j]);
+    const info = p.info();
+    const pose = {};
+    for (const [name, k] of [["headYaw", "forward"], ["headPitch", "forward"], ["headRoll", "up"]]) {
+      const values = answer.rig_controls.map((n) => (n === name ? 0.3 : 0));
+      p.apply(values);
+      pose[name] = p.info()[k];
+    }
+    p.rest();
+    report.preview = {
+      utterance: r.utterance, targets: info.targets, frames: during.length,
+      jaw_max: Math.max(...during.map(([, j]) => j), 0), jaw_after: Math.max(...after.map(([, j]) => j), 0),
+      on_audio_clock: during.length ? late.length / during.length : 0, applied_late_ms: median(late),
+      lag: bestLag(jaw, levels, started - 200, ended + 200), pose,
+    };
+  }
+
   async function selfCheck() {
     const report = { character, userAgent: navigator.userAgent, steps: [] };
     const show = () => { $("report").hidden = false; $("report").textContent = JSON.stringify(report, null, 1); };
@@ -222,6 +337,8 @@
       offsets.push(...(await avOffsets(1500)));
       await nextEvent("ended", r2.utterance, 60000);
       report.av_offset_ms = { median: median(offsets), samples: offsets.length, min: Math.min(...offsets), max: Math.max(...offsets) };
+      // 2b. The 3D rig preview (?preview=1).
+      if (q.get("preview") === "1") await checkPreview(m, report);
       // 3. Interrupt: how long after the button sound and picture stop.
       const r3 = await request("say", { text: "This line is long, and it will be interrupted before it can reach its end, so stop now." });
       await nextEvent("started", r3.utterance, 30000);
@@ -253,5 +370,6 @@
       body: JSON.stringify({ token, result: report }) }).catch(() => {});
   }
 
-  if (q.get("check") === "1") selfCheck(); else connect();
+  if (q.get("check") === "1") selfCheck();
+  else connect().then(() => { if (q.get("preview") === "1" || q.get("view") === "3d") showPreview(true); });
 })();
