@@ -29,7 +29,8 @@ from mfruntime.config import DEFAULT_MEDIA, MIN_STEPS
 GRACE_SECONDS = 0.08  # the clients' default prebuffer: how long after the first chunk playback starts
 # Seconds of margin predicted after the chunk is made: below LOW_MARGIN it gets fewer steps (it would be late, or
 # nearly), above HIGH_MARGIN more. A stream that keeps up gains margin every chunk, so it is never lowered.
-LOW_MARGIN = 0.02
+LOW_MARGIN = 0.05  # a third of a chunk: room for a round that runs slower than measured (2026-12-06: at 0.02, one
+# stall per line in one of three 16-line overload runs)
 HIGH_MARGIN = 0.5
 ADMIT_BUDGET = 0.9  # share of real time the generating characters may need at their min_steps
 EWMA = 0.2  # weight of the newest measurement in the cost model
@@ -99,7 +100,7 @@ class Pacing:
                rows: int = 1) -> int:
         """The steps of chunk ``seq`` of the current utterance. ``rows``: the characters generating in this round
         (a batched server publishes a chunk once all the round's batches have run, so it is ready about
-        ``rows × cost`` from now; ``cost`` is per character: its share of its batch plus its own decoding)."""
+        ``rows × cost`` from now; ``cost`` is per character: its planning, its share of its batch, its decoding)."""
         steps = min(max(self.steps or target, floor), target)
         due = self.deadline(seq)
         if due is None:  # the first chunk of an utterance: no deadline yet, but the round must keep real time

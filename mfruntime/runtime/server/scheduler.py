@@ -216,25 +216,26 @@ class Scheduler:
         rows = max(1, sum(c.generating for c in chars)) if self.batch else 1
         busy, jobs = False, []
         for ch in chars:
+            t0 = time.perf_counter()
             got = ch.step(publish, rows)
             if isinstance(got, ChunkJob):
-                jobs.append((ch, got))
+                jobs.append((ch, got, time.perf_counter() - t0))  # planning the chunk counts towards its cost
             busy |= bool(got)
         if jobs:
             # Each batch is timed; a failed batch marks its jobs, and their characters' next step ends their lines
             # (an interrupted end-of-utterance chunk) while the other batches' characters go on.
             try:
-                runs = run_jobs([job for _, job in jobs])
+                runs = run_jobs([job for _, job, _ in jobs])
             except Exception as exc:  # a planning bug (a job run twice, …): these chunks fail, the engine goes on
                 log.exception("chunk jobs could not be run")
                 runs = []
-                for _, job in jobs:
+                for _, job, _ in jobs:
                     if job.result is None:
                         job.error = exc
             self.batches.update(r.size for r in runs)
-            for ch, job in jobs:
+            for ch, job, planning in jobs:
                 t0 = time.perf_counter()
                 ch.step(publish)  # decode (unless the batch did), publish
-                if job.error is None:  # a character's cost: its share of its batch, plus its own finishing
-                    self.cost.observe(job.steps, job.seconds + time.perf_counter() - t0)
+                if job.error is None:  # a character's cost: its planning, its share of its batch, its finishing
+                    self.cost.observe(job.steps, planning + job.seconds + time.perf_counter() - t0)
         return busy
