@@ -43,6 +43,8 @@ def test_the_endpoint_refuses_a_wrong_or_missing_token_and_a_bad_offer(seen):
         assert code == 403 and "access token" in body["error"]
     code, body = seen["bad_body"]
     assert code == 400 and "sdp" in body["error"]
+    code, body = seen["bad_upscale"]
+    assert code == 400 and "upscale must be a whole number from 1 to 4" in body["error"]
 
 
 def test_the_page_says_what_is_wrong_with_a_wrong_token(seen):
@@ -53,6 +55,7 @@ def test_the_page_says_what_is_wrong_with_a_wrong_token(seen):
 def test_a_line_is_heard_and_seen_in_the_browser(seen):
     page = seen["page"]
     assert page["ok"], page.get("error")
+    assert page["video_size"] == [256, 256]  # the 64-px face travels 4× larger, in blocks (crisp after VP8)
     line = page["line"]
     assert line["rms_during"] > 0.02 and line["rms_after"] < 0.005, line  # speech, then silence
     assert line["frames"] > 10 and 20 <= line["fps"] <= 30, line

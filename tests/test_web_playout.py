@@ -77,3 +77,14 @@ def test_rig_frames_are_due_with_the_frames_of_their_chunk_and_dropped_with_them
     rest = p.rig_due(10 * N)
     assert [pos for pos, _ in rest] == [1280 + 2 * SPF, 1280 + 3 * SPF, 1280 + N, 1280 + N + SPF]
     assert rest[-1][1][0] == 12.0
+
+
+def test_small_frames_travel_enlarged_in_blocks_and_portraits_as_they_are():
+    from mfruntime.runtime.web.tracks import upscaled
+
+    face = np.arange(64 * 64 * 3, dtype=np.uint8).reshape(64, 64, 3)
+    big = upscaled(face, 4)
+    assert big.shape == (256, 256, 3) and np.array_equal(big[::4, ::4], face) and np.array_equal(big[3::4, 3::4], face)
+    assert upscaled(face, 1).shape == (64, 64, 3)
+    assert upscaled(np.zeros((100, 80, 3), np.uint8), 4).shape == (200, 160, 3)  # up to a 256-px long side
+    assert upscaled(np.zeros((256, 384, 3), np.uint8), 4).shape == (256, 384, 3)  # a portrait goes as it is

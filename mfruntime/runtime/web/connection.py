@@ -51,13 +51,14 @@ class Peer:
         return 1000.0 * (t0 + position / self.playout.sample_rate + time.time() - time.monotonic())
 
 
-async def open_peer(web, character: str, state: dict, sdp: str):
-    """A connection for ``character`` answering the browser's offer: (pc, answer)."""
+async def open_peer(web, character: str, state: dict, sdp: str, upscale: int = 1):
+    """A connection for ``character`` answering the browser's offer: (pc, answer). ``upscale``: the video frames
+    are sent that many times larger (each pixel a block), for small faces."""
     pc = RTCPeerConnection()
     peer = Peer(character, Playout(sample_rate=state["sample_rate"], fps=state["fps"]))
     pc.peer = peer  # type: ignore[attr-defined]
     pc.addTrack(PlayoutAudioTrack(peer.playout, peer.pacer))
-    pc.addTrack(PlayoutVideoTrack(peer.playout, peer.pacer, (state["width"], state["height"])))
+    pc.addTrack(PlayoutVideoTrack(peer.playout, peer.pacer, (state["width"], state["height"]), upscale))
 
     @pc.on("datachannel")
     def on_channel(channel) -> None:

@@ -38,6 +38,7 @@ STATIC = Path(__file__).parent / "static"
 MAX_BODY = 256 * 1024  # an offer is a few kB
 MAX_PEERS = 32  # browser connections at once
 MAX_CHECKS = 100  # self-check reports kept
+MAX_UPSCALE = 4  # the offer's "upscale": video frames sent up to 4× their size (each pixel a block)
 PAGES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js", "/style.css": "style.css",
          "/preview.js": "preview.js"}
 TYPES = {".js": "text/javascript; charset=utf-8", ".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8"}
@@ -139,6 +140,9 @@ class WebServer:
         character = body.get("character", "default")
         if not isinstance(character, str):
             return 400, {"error": "character must be a string"}
+        upscale = body.get("upscale", 1)
+        if not isinstance(upscale, int) or isinstance(upscale, bool) or not 1 <= upscale <= MAX_UPSCALE:
+            return 400, {"error": f"upscale must be a whole number from 1 to {MAX_UPSCALE}, got {upscale!r:.20}"}
         with self._peers_lock:  # a slot is taken now, so offers at once cannot pass the limit together
             if len(self._peers) + self._opening >= MAX_PEERS:
                 return 503, {"error": f"{MAX_PEERS} browsers are connected already; try again later"}
@@ -150,7 +154,7 @@ class WebServer:
             except Exception as exc:
                 return 404, {"error": str(exc)}
             try:
-                pc, answer = await open_peer(self, character, state, body["sdp"])
+                pc, answer = await open_peer(self, character, state, body["sdp"], upscale)
             except ValueError as exc:  # an SDP aiortc cannot take
                 return 400, {"error": f"the offer was not accepted: {exc}"}
             with self._peers_lock:
@@ -163,7 +167,7 @@ class WebServer:
         from mfruntime.runtime.web.vendor import installed
 
         return 200, {"sdp": answer.sdp, "type": answer.type, "character": character, "width": state["width"],
-                     "height": state["height"], "fps": state["fps"], "rig": bool(state.get("rig")),
+                     "height": state["height"], "fps": state["fps"], "upscale": upscale, "rig": bool(state.get("rig")),
                      "rig_controls": list(CONTROLS), "preview": installed()}
 
     def forget(self, pc) -> None:

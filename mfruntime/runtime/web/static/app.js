@@ -1,11 +1,15 @@
 // mfruntime character page: one WebRTC connection to `mf serve --web` (docs/WEB.md). No build step; the 3D rig
 // preview (preview.js) uses three.js, served from ./vendor/three/ when the server has it.
-// Query: ?character=ID &token=T &obs=1 &bg=transparent|RRGGBB &check=1 &scale=N &preview=1 &view=3d &drive=visemes
+// Query: ?character=ID &token=T &obs=1 &bg=transparent|RRGGBB &check=1 &scale=N &upscale=N &preview=1 &view=3d
+// &drive=visemes
 "use strict";
 (() => {
   const q = new URLSearchParams(location.search);
   const character = q.get("character") || "default";
   const token = q.get("token") || "";
+  // The server sends the video this many times larger, each pixel a block, so a small face stays crisp through
+  // VP8 (default 4: a 64-px face travels as 256 px; 1 for the native size, which costs the server least).
+  const upscale = Math.min(4, Math.max(1, parseInt(q.get("upscale"), 10) || 4));
   const $ = (id) => document.getElementById(id);
   const face = $("face"), status = $("status"), sayBtn = $("say"), stopBtn = $("interrupt"), text = $("text");
   if (q.get("obs") === "1") {
@@ -91,7 +95,7 @@
     let resp, body;
     try {
       resp = await fetch("offer", { method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ sdp: conn.localDescription.sdp, type: "offer", character, token }) });
+        body: JSON.stringify({ sdp: conn.localDescription.sdp, type: "offer", character, token, upscale }) });
       body = await resp.json();
     } catch (err) {
       setStatus("cannot reach the server: " + err.message, "bad");
@@ -312,6 +316,7 @@
       if (!(await connect())) throw new Error(status.textContent);
       await waitFor(() => channel && channel.readyState === "open" && stream && face.readyState >= 2, 20000, "media and the data channel");
       report.connect_ms = Math.round(performance.now() - tConnect);
+      report.video_size = [face.videoWidth, face.videoHeight];
       const m = meters();
       await sleep(600);
       // 1. A line: speech energy while it plays, silence after, frames at ~25 fps.
