@@ -128,7 +128,8 @@ def test_set_character_chooses_the_renderer_and_says_which(tmp_path, capsys):
     assert s.set_character(large, size=320) == "portrait" and s.frame_size == (320, 320)
     assert s.set_character(large, renderer="model") == "model" and s.frame_size == (64, 64)
     with pytest.raises(ValueError, match="size is the portrait renderer's"):
-        s.set_character(small, size=256)
+        s.set_character(small, renderer="model", size=256)
+    assert s.set_character(small, size=256) == "model"  # auto chose the model: the size was for a portrait
     with pytest.raises(ValueError, match="renderer must be one of auto, model, portrait"):
         s.set_character(small, renderer="3d")
     with pytest.raises(ValueError, match="renderer='model'"):  # a large picture with no face: says what to do
@@ -141,3 +142,10 @@ def test_set_character_chooses_the_renderer_and_says_which(tmp_path, capsys):
     assert "drawn by the portrait renderer at 256×256 px" in capsys.readouterr().out
     assert main(["demo", "--text", "Hi.", "--out", str(out), "--size", "256"]) == 2
     assert "pass --image FILE too" in capsys.readouterr().err
+
+
+def test_frames_have_even_sides_for_video_encoders(rig):
+    """A 3:2 photo at 256 would be 256 × 171, which H.264 and VP8 refuse: both sides are rounded to even."""
+    odd = PortraitRig(rig.image, size=301, face=rig.face)  # the fixture's 384 × 256 image at 301: 301 × 200.7
+    assert odd.width % 2 == 0 and odd.height % 2 == 0 and abs(odd.width - 301) <= 1 and odd.height == 200
+    assert odd.render(FaceControls(jaw_open=0.5)).shape == (odd.height, odd.width, 3)

@@ -53,6 +53,7 @@ def test_round_trip_equals_what_session_yields(server, client):
     assert np.array_equal(np.concatenate([g.pcm for g in got]), np.concatenate([c.pcm for c in local]))
     assert np.array_equal(np.concatenate([g.rig for g in got]), np.concatenate([c.rig for c in local]))
     assert [g.header["pts"] for g in got] == pytest.approx([c.pts for c in local])
+    assert [g.header["steps"] for g in got] == [c.steps for c in local] and local[0].steps == 4  # what made each chunk
 
 
 def test_rig_only_mode_streams_rig_frames_without_pixels(server, client):
@@ -79,7 +80,7 @@ def test_rig_only_mode_streams_rig_frames_without_pixels(server, client):
 
 def test_ping_stats_and_late_joiner_state(server, client):
     pong = client.request("ping")
-    assert pong["protocol"] == 2 and "default" in pong["characters"] and pong["stream"] == server.stream_address
+    assert pong["protocol"] == 3 and "default" in pong["characters"] and pong["stream"] == server.stream_address
     state = client.request("state", character="default")
     assert state["width"] == 64 and state["fps"] == 25 and state["sample_rate"] == 16000 and not state["speaking"]
     stats = client.request("stats")
@@ -103,16 +104,17 @@ def test_two_characters_stream_at_once_on_their_own_topics(server, client):
 
 
 def test_set_character_draws_a_portrait_when_asked_and_says_so(server, client):
-    """Protocol version 2's set_character keeps its meaning (the model redraws the image) unless the request names a
-    renderer; "auto" animates a large image as a portrait: the reply and the stream carry its frame size."""
+    """set_character chooses the renderer as Session does ("auto": a large image is animated as a portrait) unless
+    the request names one; the reply and the stream carry the frame size."""
     from mfruntime.data.render import FaceRenderer, FaceState, Identity
 
     face = np.pad(FaceRenderer(Identity.from_seed(5), 256).render(FaceState()), ((32, 32), (32, 32), (0, 0)), mode="edge")
     png = io.BytesIO()
     Image.fromarray(face).save(png, format="PNG")
-    r = client.request("set_character", character="host", image=png.getvalue())
+    r = client.request("set_character", character="host", image=png.getvalue(), renderer="model")
     assert (r["renderer"], r["width"], r["height"]) == ("model", 64, 64)
-    r = client.request("set_character", character="host", image=png.getvalue(), renderer="auto", size=288)
+    assert client.request("set_character", character="host", image=png.getvalue())["renderer"] == "portrait"
+    r = client.request("set_character", character="host", image=png.getvalue(), size=288)
     assert (r["renderer"], r["width"], r["height"]) == ("portrait", 288, 288)
     with _subscribe(server, ["host"]) as sub:
         client.request("say", character="host", text="Good evening.")
@@ -126,6 +128,8 @@ def test_set_character_draws_a_portrait_when_asked_and_says_so(server, client):
             client.request("set_character", character="host", image=png.getvalue(), **fields)
     with pytest.raises(ServerError, match="go with an 'image'"):
         client.request("set_character", character="host", face_seed=1, renderer="auto")
+    with pytest.raises(ServerError, match="voice"):  # checked before anything changes
+        client.request("set_character", character="host", image=png.getvalue(), renderer="model", voice="xx-nowhere")
     assert client.request("state", character="host")["width"] == 288  # refused requests changed nothing
 
 

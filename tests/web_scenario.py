@@ -125,7 +125,11 @@ def main(out_path: str) -> None:
                         chunks.append({**m.header, "pcm": m.pcm, "rig": m.rig})
         listener = threading.Thread(target=listen, daemon=True)
         listener.start()
-        result["page"] = run_page(browser, f"{web.address}/?check=1&preview=1&token=s3cret", web)
+        from mfruntime.runtime.web.vendor import installed
+
+        result["preview_installed"] = installed()  # without three.js the page is checked without its 3D preview
+        preview = "&preview=1" if result["preview_installed"] else ""
+        result["page"] = run_page(browser, f"{web.address}/?check=1{preview}&token=s3cret", web)
         stop.set()
         listener.join(5)
         preview = (result["page"] or {}).get("preview")

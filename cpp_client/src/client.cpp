@@ -259,9 +259,10 @@ std::optional<std::int64_t> Client::interrupt() {
   return u->as_int();
 }
 
-Value Client::set_character_rgb(const Bytes& rgb, int width, int height, const std::string& voice) {
+Value Client::set_character_rgb(const Bytes& rgb, int width, int height, const std::string& voice,
+                                const std::string& renderer, int size) {
   return roundtrip("set_character", [&](std::int64_t id) {
-    return encode_set_character_rgb(id, cfg_.character, rgb, width, height, voice);
+    return encode_set_character_rgb(id, cfg_.character, rgb, width, height, voice, renderer, size);
   });
 }
 

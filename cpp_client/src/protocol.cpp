@@ -14,7 +14,7 @@ constexpr std::size_t kMaxRequestBytes = 32u * 1024u * 1024u;
 // Largest header values a client accepts (as the C# client): far above any real stream.
 constexpr std::int64_t kMaxSide = 8192, kMaxFrames = 1000, kMaxFps = 1000, kMaxSampleRate = 384000,
                        kMaxSamples = 16 * 1024 * 1024, kMaxControls = 4096,
-                       kMaxRigVersion = std::numeric_limits<int>::max();
+                       kMaxRigVersion = std::numeric_limits<int>::max(), kMaxSteps = 1000;
 constexpr std::size_t kStreamParts = 5;
 
 const Value& header_field(const Value& header, const char* name, Value::Type want) {
@@ -116,6 +116,7 @@ StreamChunk decode_chunk(const ByteView* parts, std::size_t count) {
   c.has_video = header_field(header, "video", Value::Type::Bool).as_bool();
   c.controls = size_field(header, "controls", kMaxControls);
   c.rig_version = size_field(header, "rig_version", kMaxRigVersion);
+  c.steps = size_field(header, "steps", kMaxSteps);
 
   std::string topic_text(reinterpret_cast<const char*>(topic.data), topic.size);
   if (topic_text != c.character)
@@ -169,7 +170,8 @@ std::vector<Bytes> encode_chunk(const StreamChunk& c) {
                              {"interrupted", c.interrupted},
                              {"video", c.has_video},
                              {"controls", c.controls},
-                             {"rig_version", c.rig_version}});
+                             {"rig_version", c.rig_version},
+                             {"steps", c.steps}});
   std::vector<Bytes> parts(kStreamParts);
   parts[0].assign(c.character.begin(), c.character.end());
   parts[1] = pack_value(header);
@@ -214,7 +216,7 @@ Bytes encode_interrupt(std::int64_t id, const std::string& character) {
 }
 
 Bytes encode_set_character_rgb(std::int64_t id, const std::string& character, const Bytes& rgb, int width,
-                               int height, const std::string& voice) {
+                               int height, const std::string& voice, const std::string& renderer, int size) {
   if (width <= 0 || height <= 0 || rgb.size() != static_cast<std::size_t>(width) * height * 3)
     throw std::invalid_argument("set_character: raw RGB must be width x height x 3 bytes (" + std::to_string(width) +
                                 "x" + std::to_string(height) + "x3), got " + std::to_string(rgb.size()));
@@ -224,6 +226,8 @@ Bytes encode_set_character_rgb(std::int64_t id, const std::string& character, co
   r.set("height", height);
   r.set("image", rgb);
   if (!voice.empty()) r.set("voice", voice);
+  if (!renderer.empty()) r.set("renderer", renderer);
+  if (size > 0) r.set("size", static_cast<long long>(size));
   return pack_value(r);
 }
 

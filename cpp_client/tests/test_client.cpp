@@ -120,21 +120,21 @@ class Peer {
         requests_.push_back(r);
       }
       if (!answer) continue;
-      if (stale_first) reply(r.identity, Value::map({{"v", 2}, {"id", 999}, {"status", "ok"}, {"utterance", 77}}));
+      if (stale_first) reply(r.identity, Value::map({{"v", 3}, {"id", 999}, {"status", "ok"}, {"utterance", 77}}));
       reply(r.identity, answer_to(r.body));
     }
   }
 
   static Value answer_to(const Value& req) {
     const std::string op = req.at("op").as_string();
-    Value reply = Value::map({{"v", 2}, {"id", req.at("id")}, {"status", "ok"}});
-    if (op == "ping") reply.set("protocol", 2);
+    Value reply = Value::map({{"v", 3}, {"id", req.at("id")}, {"status", "ok"}});
+    if (op == "ping") reply.set("protocol", 3);
     if (op == "say" || op == "interrupt") reply.set("utterance", 4);
     if (op == "set_outputs") {  // as the server: what was asked, video on and rig on where left out
       reply.set("video", req.find("video") ? req.at("video").as_bool() : true);
       reply.set("rig", req.find("rig") ? req.at("rig").as_bool() : true);
     }
-    if (op == "state") reply = Value::map({{"v", 2}, {"id", req.at("id")}, {"status", "error"}, {"error", "no character 'x'"}});
+    if (op == "state") reply = Value::map({{"v", 3}, {"id", req.at("id")}, {"status", "error"}, {"error", "no character 'x'"}});
     return reply;
   }
 
@@ -221,7 +221,7 @@ TEST(replies_are_matched_by_id_and_stale_ones_skipped) {
   CHECK_EQ(reqs[0].body.at("character").as_string(), std::string("default"));
   CHECK_EQ(reqs[0].body.at("text").as_string(), std::string("Hi."));
   CHECK_THROWS(f.client->state(), mfruntime::ServerError, "no character 'x'");
-  CHECK_EQ(f.client->ping().at("protocol").as_int(), 2);
+  CHECK_EQ(f.client->ping().at("protocol").as_int(), 3);
   mfruntime::OutputSettings rig_only = f.client->set_outputs(false);
   CHECK(!rig_only.video && rig_only.rig);
   mfruntime::OutputSettings no_rig = f.client->set_outputs(std::nullopt, false);

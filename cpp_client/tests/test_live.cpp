@@ -86,7 +86,7 @@ mfruntime::Client& client() {
 TEST(ping_reports_the_protocol_and_the_default_character) {
   mfruntime::Value r = client().ping();
   CHECK_EQ(r.at("status").as_string(), std::string("ok"));
-  CHECK_EQ(r.at("protocol").as_int(), 2);
+  CHECK_EQ(r.at("protocol").as_int(), 3);
   CHECK_EQ(r.at("rig").at("version").as_int(), mfruntime::kRigVersion);
   CHECK(mfruntime::rig_controls_from_ping(r) == mfruntime::rig_controls());  // the names this client knows
   bool found = false;
@@ -170,6 +170,7 @@ TEST(say_streams_every_chunk_and_the_player_plays_it_in_order) {
     // viseme weights summing to 1.
     CHECK(k.has_video);
     CHECK_EQ(k.rig_version, mfruntime::kRigVersion);
+    CHECK(k.steps >= 1 && k.steps <= 50);  // the steps it was made with
     CHECK_EQ(k.controls, static_cast<int>(mfruntime::rig_controls().size()));
     CHECK_EQ(k.rig.size(), static_cast<std::size_t>(k.frames) * static_cast<std::size_t>(k.controls));
     for (int f = 0; f < k.frames && k.has_rig(); ++f) {
@@ -311,7 +312,7 @@ TEST(a_malformed_request_gets_the_servers_error_and_the_client_keeps_working) {
   CHECK_THROWS(c.set_steps(500), mfruntime::ServerError, "steps");
   CHECK_THROWS(c.request("set_outputs", mfruntime::Value::map({{"character", "default"}, {"video", "no"}})),
                mfruntime::ServerError, "must be bool");
-  CHECK_EQ(c.ping().at("protocol").as_int(), 2);
+  CHECK_EQ(c.ping().at("protocol").as_int(), 3);
   mfruntime::Value st = c.stats();
   CHECK(st.at("characters").at("default").at("utterances").as_int() >= 2);
   CHECK(st.at("server").at("errors").as_int() >= 3);
@@ -356,7 +357,7 @@ TEST(close_is_clean) {
 TEST(the_client_goes_on_after_the_server_restarts) {
   Received rx;
   std::unique_ptr<mfruntime::Client> c = make_client(rx);
-  CHECK_EQ(c->ping().at("protocol").as_int(), 2);
+  CHECK_EQ(c->ping().at("protocol").as_int(), 3);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the SUB subscription reaches the server
   CHECK_EQ(c->client_stats().restarts, 0);
 

@@ -59,7 +59,7 @@ TEST(rig_controls_are_the_protocols_list) {
   Value names = Value::array({"jawOpen", "viseme_sil"});
   Value rig = Value::map({{"version", 1}});
   rig.set("controls", names);
-  Value pong = Value::map({{"status", "ok"}, {"protocol", 2}});
+  Value pong = Value::map({{"status", "ok"}, {"protocol", 3}});
   pong.set("rig", rig);
   CHECK(mfruntime::rig_controls_from_ping(pong) == std::vector<std::string>({"jawOpen", "viseme_sil"}));
   CHECK(mfruntime::rig_controls_from_ping(Value::map({{"status", "ok"}})).empty());

@@ -31,7 +31,7 @@ static Bytes read_bytes(const fs::path& p) {
   return Bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
-// The vector's parts STEM.0.bin, STEM.1.bin, ... (five for version 2; bad_stream_version_1_four_parts has four).
+// The vector's parts STEM.0.bin, STEM.1.bin, ... (five since version 2; bad_stream_version_1_four_parts has four).
 constexpr int kMaxParts = 8;
 static std::vector<Bytes> stream_parts(const std::string& stem) {
   std::vector<Bytes> parts;
@@ -63,7 +63,7 @@ static void check_stream_vector(const std::string& stem, const Value& want) {
   CHECK_EQ(std::string(parts[0].begin(), parts[0].end()), want.at("topic").as_string());
   CHECK_EQ(c.character, want.at("topic").as_string());
   CHECK_EQ(c.character, h.at("character").as_string());
-  CHECK_EQ(h.at("v").as_int(), 2);
+  CHECK_EQ(h.at("v").as_int(), 3);
   CHECK_EQ(h.at("v").as_int(), static_cast<std::int64_t>(mfruntime::kProtocolVersion));
   CHECK_EQ(c.utterance, h.at("utterance").as_int());
   CHECK_EQ(c.seq, h.at("seq").as_int());
@@ -80,8 +80,9 @@ static void check_stream_vector(const std::string& stem, const Value& want) {
   CHECK_EQ(c.has_video, h.at("video").as_bool());
   CHECK_EQ(c.controls, h.at("controls").as_int());
   CHECK_EQ(c.rig_version, h.at("rig_version").as_int());
+  CHECK_EQ(c.steps, h.at("steps").as_int());
   CHECK_EQ(c.has_rig(), h.at("controls").as_int() > 0);
-  CHECK_EQ(h.size(), 16u);  // the JSON lists exactly the protocol's header fields, each checked above
+  CHECK_EQ(h.size(), 17u);  // the JSON lists exactly the protocol's header fields, each checked above
   // The header decodes to the JSON's map as a whole, too.
   CHECK(mfruntime::unpack_value(parts[1]) == h);
 
@@ -246,7 +247,7 @@ TEST(decoder_rejects_header_not_a_map_or_garbage) {
 
 TEST(decoder_checks_every_header_field) {
   const char* fields[] = {"character", "utterance", "seq", "pts", "width", "height", "frames", "fps",
-                          "sample_rate", "samples", "eou", "interrupted", "video", "controls", "rig_version"};
+                          "sample_rate", "samples", "eou", "interrupted", "video", "controls", "rig_version", "steps"};
   for (const char* f : fields) {
     CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), f, Value(), true)), ProtocolError,
                  std::string("'") + f + "' is missing");
@@ -259,7 +260,7 @@ TEST(decoder_checks_every_header_field) {
   CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "v", Value("1"))), ProtocolError, "version");
   CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "v", Value(0))), ProtocolError, "version");
   CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "v", Value(1))), ProtocolError,
-               "stream protocol version 1, this client reads 2");
+               "stream protocol version 1, this client reads 3");
   // A bool is not an int, and an int is not a bool.
   CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "seq", Value(true))), ProtocolError, "'seq' must be int");
   CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "eou", Value(1))), ProtocolError, "'eou' must be bool");
@@ -286,6 +287,7 @@ TEST(decoder_rejects_negative_sizes_and_wrong_lengths) {
   CHECK_THROWS(mfruntime::decode_chunk(parts), ProtocolError, "video part");
   CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "controls", Value(-1))), ProtocolError, "negative");
   CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "rig_version", Value(-1))), ProtocolError, "negative");
+  CHECK_THROWS(mfruntime::decode_chunk(with_header(good_parts(), "steps", Value(-1))), ProtocolError, "negative");
   // The rig part: frames × controls × 4 bytes.
   parts = good_parts();
   parts[4].resize(parts[4].size() - 4);  // one value short
@@ -353,13 +355,13 @@ TEST(request_decoder_checks_fields_and_version) {
   CHECK_THROWS(mfruntime::decode_request(mfruntime::pack_value(missing)), ProtocolError, "needs the field 'text'");
   Value v1 = Value::map({{"v", 1}, {"op", "ping"}});
   CHECK_THROWS(mfruntime::decode_request(mfruntime::pack_value(v1)), ProtocolError,
-               "protocol version 1 is not supported; this client speaks version 2");
+               "protocol version 1 is not supported; this client speaks version 3");
   Value outputs = mfruntime::unpack_value(mfruntime::encode_set_outputs(1, "npc", false));
   CHECK(outputs.find("video") && !outputs.at("video").as_bool() && !outputs.find("rig"));  // rig left as it is
   outputs.set("video", "no");
   CHECK_THROWS(mfruntime::decode_request(mfruntime::pack_value(outputs)), ProtocolError,
                "set_outputs: field 'video' must be bool");
-  Value no_character = Value::map({{"v", 2}, {"op", "set_outputs"}, {"video", true}});
+  Value no_character = Value::map({{"v", 3}, {"op", "set_outputs"}, {"video", true}});
   CHECK_THROWS(mfruntime::decode_request(mfruntime::pack_value(no_character)), ProtocolError,
                "set_outputs needs the field 'character'");
   Bytes extra = mfruntime::encode_ping(1);
@@ -385,13 +387,13 @@ TEST(request_decoder_checks_fields_and_version) {
   std::set<std::string> ops;
   for (const Bytes& b : all) {
     Value r = mfruntime::decode_request(b);
-    CHECK_EQ(r.at("v").as_int(), 2);
+    CHECK_EQ(r.at("v").as_int(), 3);
     ops.insert(r.at("op").as_string());
   }
   CHECK_EQ(ops.size(), mfruntime::protocol_ops().size());
   Value portrait = mfruntime::decode_request(mfruntime::encode_set_character_image(15, "a", Bytes{1}, "", "auto", 320));
   CHECK(portrait.at("renderer").as_string() == "auto" && portrait.at("size").as_int() == 320);
-  CHECK(mfruntime::decode_request(all[3]).find("renderer") == nullptr);  // left out: the version-2 default
+  CHECK(mfruntime::decode_request(all[3]).find("renderer") == nullptr);  // left out: the server's default
   Value d = mfruntime::decode_request(all.back());
   CHECK(floats_of(d.at("pcm").as_bytes()) == std::vector<float>(pcm, pcm + 3));
   CHECK_EQ(d.at("sample_rate").as_int(), 22050);

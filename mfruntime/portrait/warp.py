@@ -59,10 +59,11 @@ class PortraitRig:
         face = face if face is not None else find_face(image)
         h, w = image.shape[:2]
         k = size / max(h, w)
-        self.image = np.asarray(Image.fromarray(image).resize((max(1, round(w * k)), max(1, round(h * k))),
-                                                              Image.Resampling.LANCZOS))
+        # Both sides even (H.264 and VP8 in 4:2:0 need it), the long side ``size`` rounded to even.
+        out_w, out_h = (max(2, 2 * round(v * k / 2)) for v in (w, h))
+        self.image = np.asarray(Image.fromarray(image).resize((out_w, out_h), Image.Resampling.LANCZOS))
         self.height, self.width = self.image.shape[:2]
-        self.rest = face.mesh[:, :2] * k  # (468, 2) px at the output size
+        self.rest = face.mesh[:, :2] * np.array([out_w / w, out_h / h])  # (468, 2) px at the output size
         self.face = face
         oval = self.rest[list(FACE_OVAL)]
         self.centre = oval.mean(0)

@@ -18,14 +18,11 @@ import numpy as np
 
 from mfruntime.rig import RIG_VERSION
 
-PROTOCOL_VERSION = 2  # 2: + the rig part, the header's video / controls / rig_version, op set_outputs
+PROTOCOL_VERSION = 3  # 2: + the rig part, the header's video / controls / rig_version, op set_outputs; 3: + steps
 STREAM_PARTS = 5
 MAX_REQUEST_BYTES = 32 * 1024 * 1024  # decoded with an error reply above this
 MAX_SOCKET_MESSAGE_BYTES = 64 * 1024 * 1024  # ZeroMQ drops the connection of a peer that sends more
 MAX_CHARACTER_ID = 64  # bytes of UTF-8
-#: set_character's renderer when the request names none: version 2's meaning (the model redraws the image as its
-#: own face). "auto" must be asked for (Session.set_character's default; docs/PROTOCOL.md).
-PROTOCOL_RENDERER = "model"
 OPS = ("ping", "say", "drive", "idle", "interrupt", "set_character", "set_steps", "set_outputs", "stats", "state")
 
 #: Header keys in the order they are written, with their msgpack types.
@@ -46,6 +43,7 @@ HEADER_FIELDS = {
     "video": bool,  # the video part carries the frames (false: rig-only, the video part is empty)
     "controls": int,  # rig values per frame in the rig part (0: no rig part)
     "rig_version": int,  # the control list the rig part's values are named by (mfruntime.rig.RIG_VERSION)
+    "steps": int,  # denoising steps the chunk was made with (0: no model step — an end marker or an idle chunk)
 }
 
 # What each request needs besides "op" (type, required).
@@ -152,9 +150,10 @@ class StreamChunk:
 
 def encode_chunk(character: str, utterance: int, seq: int, pts: float, frames: np.ndarray | None, pcm: np.ndarray,
                  fps: int, sample_rate: int, eou: bool, interrupted: bool = False, rig: np.ndarray | None = None,
-                 size: tuple[int, int] | None = None, rig_version: int = RIG_VERSION) -> list[bytes]:
+                 size: tuple[int, int] | None = None, rig_version: int = RIG_VERSION, steps: int = 0) -> list[bytes]:
     """A chunk → the five frames of a stream message. frames None: rig-only (the video part is empty; the frame
-    count comes from the PCM, the frame size from ``size`` = (width, height)); rig (F, controls) float32 or None."""
+    count comes from the PCM, the frame size from ``size`` = (width, height)); rig (F, controls) float32 or None;
+    ``steps``: the denoising steps it was made with (0: none)."""
     pcm = np.ascontiguousarray(pcm, dtype="<f4")
     if pcm.ndim != 1:
         raise ValueError(f"pcm must be mono (S,), got {pcm.shape}")
@@ -179,7 +178,7 @@ def encode_chunk(character: str, utterance: int, seq: int, pts: float, frames: n
               "pts": float(pts), "width": int(width), "height": int(height),
               "frames": int(n), "fps": int(fps), "sample_rate": int(sample_rate),
               "samples": int(pcm.shape[0]), "eou": bool(eou), "interrupted": bool(interrupted),
-              "video": frames is not None, "controls": controls, "rig_version": int(rig_version)}
+              "video": frames is not None, "controls": controls, "rig_version": int(rig_version), "steps": int(steps)}
     video = frames.tobytes() if frames is not None else b""
     return [character.encode(), msgpack.packb(header, use_bin_type=True), video, pcm.tobytes(), rig_part]
 
@@ -202,7 +201,8 @@ def decode_chunk(parts: list[bytes]) -> StreamChunk:
             raise ProtocolError(f"stream header field {name!r} must be {typ.__name__}, got {value!r:.40}")
     if topic.decode("utf-8", "replace") != header["character"]:
         raise ProtocolError(f"topic {topic!r} does not match the header's character {header['character']!r}")
-    if min(header["frames"], header["height"], header["width"], header["samples"], header["controls"]) < 0:
+    if min(header["frames"], header["height"], header["width"], header["samples"], header["controls"],
+           header["steps"]) < 0:
         raise ProtocolError("stream header sizes must not be negative")
     want_video = header["frames"] * header["height"] * header["width"] * 3 if header["video"] else 0
     if len(video) != want_video:

@@ -320,7 +320,8 @@ class Session:
           long side (256–512, default 256), moved by the model's rig stream; FaceNotFound (a ValueError) when it
           shows no usable face;
         - "auto" (default): "model" for an image no larger than MODEL_IMAGE_MAX_SIDE (128 px) on its long side,
-          "portrait" for a larger one — or "model" with a warning when this model has no rig head.
+          "portrait" for a larger one — or "model" with a warning when this model has no rig head. ``size`` only
+          applies when the portrait renderer is chosen.
         """
         img = load_image(image)
         chosen = choose_renderer(img, renderer)
@@ -332,7 +333,7 @@ class Session:
                         "as the model's own %d-px face", img.shape[1], img.shape[0], self.size)
             chosen = "model"
         if chosen == "model":
-            if size is not None:
+            if size is not None and renderer == "model":
                 raise ValueError(f"size is the portrait renderer's; the model draws {self.size}-px faces "
                                  "(leave size out, or pass renderer='portrait')")
             square = np.array(square_resize(img, self.size))
@@ -375,10 +376,15 @@ class Session:
         p = self._portrait
         return p.frame_size if p is not None else (self.size, self.size)
 
+    def check_voice(self, voice: Voice | str) -> Voice:
+        """The Voice ``voice`` names, or a ValueError (unknown names fail here, not mid-stream); changes nothing."""
+        v = as_voice(voice, self._voice)
+        speak_timing("a", v, self.sample_rate)
+        return v
+
     def set_voice(self, voice: Voice | str) -> None:
         """The default voice of later say() calls."""
-        v = as_voice(voice, self._voice)
-        speak_timing("a", v, self.sample_rate)  # unknown voice names fail here, not mid-stream
+        v = self.check_voice(voice)
         with self._lock:
             if v != self._voice:
                 self._voice, self._generator = v, None

@@ -61,11 +61,11 @@ def build() -> dict[str, tuple[list[bytes] | bytes, dict]]:
     out: dict[str, tuple[list[bytes] | bytes, dict]] = {}
     f64, f16, p = pattern_frames(4, 64), pattern_frames(4, 16), pattern_pcm(2560)
     rig = pattern_rig(4, len(CONTROLS))
-    parts = encode_chunk("npc-1", 3, 7, 1.12, f64, p, 25, 16000, eou=False, rig=rig)
+    parts = encode_chunk("npc-1", 3, 7, 1.12, f64, p, 25, 16000, eou=False, rig=rig, steps=4)
     out["stream_chunk_64px"] = (parts, _stream_expect(parts, f64, p, rig))
-    parts = encode_chunk("npc-1", 5, 1, 3.36, None, p, 25, 16000, eou=False, rig=rig, size=(64, 64))
+    parts = encode_chunk("npc-1", 5, 1, 3.36, None, p, 25, 16000, eou=False, rig=rig, size=(64, 64), steps=1)
     out["stream_chunk_rig_only"] = (parts, _stream_expect(parts, None, p, rig))
-    parts = encode_chunk("héroïne", 1, 0, 0.0, f16, pattern_pcm(2560), 25, 16000, eou=True, interrupted=True)
+    parts = encode_chunk("héroïne", 1, 0, 0.0, f16, pattern_pcm(2560), 25, 16000, eou=True, interrupted=True, steps=2)
     out["stream_chunk_utf8_topic_eou"] = (parts, _stream_expect(parts, f16, pattern_pcm(2560)))
     empty = np.zeros((0, 64, 64, 3), np.uint8)
     parts = encode_chunk("npc-1", 4, 2, 2.4, empty, np.zeros(0, np.float32), 25, 16000, eou=True, interrupted=True)
@@ -75,6 +75,10 @@ def build() -> dict[str, tuple[list[bytes] | bytes, dict]]:
     head = msgpack.unpackb(good[1], raw=False)
     head["v"] = PROTOCOL_VERSION + 1
     out["bad_stream_future_version"] = ([good[0], msgpack.packb(head), *good[2:]], {"error": "version"})
+    head = msgpack.unpackb(good[1], raw=False)
+    head["v"] = 2
+    del head["steps"]
+    out["bad_stream_version_2"] = ([good[0], msgpack.packb(head), *good[2:]], {"error": "version"})
     out["bad_stream_topic_mismatch"] = ([b"npc-2", *good[1:]], {"error": "topic"})
     with_rig = encode_chunk("npc-1", 3, 7, 1.12, f16, p, 25, 16000, eou=False, rig=rig)
     out["bad_stream_short_rig"] = ([*with_rig[:4], with_rig[4][:-1]], {"error": "rig part"})

@@ -53,7 +53,7 @@ namespace Mfruntime.Tests
             using (var client = Connect(s, sink))
             {
                 var pong = client.Ping();
-                Check.Equal(2L, (long)pong["protocol"], "protocol version");
+                Check.Equal(3L, (long)pong["protocol"], "protocol version");
                 Check.Equal(string.Join(",", RigControls.Names), string.Join(",", client.RigControlNames()),
                             "the server names the rig values as RigControls.Names does");
                 Check.Equal((long)RigControls.Version, (long)((Dictionary<string, object>)pong["rig"])["version"], "rig version");
@@ -84,6 +84,7 @@ namespace Mfruntime.Tests
                     if (i > 0) Check.Equal(got[i - 1].Clock + got[i - 1].Samples, c.Clock, "clocks are continuous");
                     Check.Equal(c.Pts, c.Clock / (double)c.SampleRate, "pts is exactly the sample clock over the rate");
                     Check.True(c.Pcm.All(v => v >= -1 && v <= 1), "pcm in [-1, 1]");
+                    Check.True(c.Steps >= 1 && c.Steps <= 50, "chunk " + i + " says the steps it was made with (" + c.Steps + ")");
                     Check.True(c.HasVideo && c.Controls == RigControls.Names.Length && c.RigVersion == RigControls.Version &&
                                c.Rig.Length == c.Frames * c.Controls, "chunk " + i + " carries a rig frame per video frame");
                     for (int f = 0; f < c.Frames; f++)
@@ -163,7 +164,7 @@ namespace Mfruntime.Tests
                 Check.Throws<ArgumentException>(() => client.SetCharacterImage(new byte[] { 1 }, null, "3d"), "renderer", "unknown renderer");
                 Check.Throws<ServerException>(() => client.SetCharacterImage(new byte[] { 1, 2, 3 }, null, "auto", 320), "image", "the fields reach the server, which reads the image");
                 Check.Throws<ServerException>(() => client.Drive(new float[] { 5f, -5f, 0f }, 16000), null, "audio far outside [-1, 1]");
-                Check.Equal(2L, (long)client.Ping()["protocol"], "still answering");
+                Check.Equal(3L, (long)client.Ping()["protocol"], "still answering");
                 Check.Throws<ServerException>(() => client.Request("set_outputs", Protocol.F("character", "default"), Protocol.F("video", 0L)), "video",
                                               "set_outputs with a number for a bool");
                 var swapped = new MfClient(new ClientSettings { ControlAddress = s.Stream, StreamAddress = s.Control, ConnectTimeoutMs = 1500 });

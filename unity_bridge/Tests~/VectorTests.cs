@@ -58,7 +58,8 @@ namespace Mfruntime.Tests
                 Check.Equal((bool)h["video"], c.HasVideo, name + " video");
                 Check.Equal((long)h["controls"], (long)c.Controls, name + " controls");
                 Check.Equal((long)h["rig_version"], (long)c.RigVersion, name + " rig_version");
-                Check.Equal(string.Join(",", h.Keys), "v,character,utterance,seq,pts,width,height,frames,fps,sample_rate,samples,eou,interrupted,video,controls,rig_version",
+                Check.Equal((long)h["steps"], (long)c.Steps, name + " steps");
+                Check.Equal(string.Join(",", h.Keys), "v,character,utterance,seq,pts,width,height,frames,fps,sample_rate,samples,eou,interrupted,video,controls,rig_version,steps",
                             name + " header keys (every one checked above)");
                 Check.Equal((long)want["video_bytes"], (long)c.Video.Length, name + " video bytes");
                 Check.Equal((long)want["pcm_bytes"], (long)c.Pcm.Length * 4, name + " pcm bytes");
@@ -155,11 +156,11 @@ namespace Mfruntime.Tests
         {
             var h = new List<KeyValuePair<string, object>>
             {
-                Protocol.F("v", 2L), Protocol.F("character", "a"), Protocol.F("utterance", 1L), Protocol.F("seq", 0L),
+                Protocol.F("v", 3L), Protocol.F("character", "a"), Protocol.F("utterance", 1L), Protocol.F("seq", 0L),
                 Protocol.F("pts", 0.0), Protocol.F("width", 1L), Protocol.F("height", 1L), Protocol.F("frames", 2L),
                 Protocol.F("fps", 25L), Protocol.F("sample_rate", 16000L), Protocol.F("samples", 2L),
                 Protocol.F("eou", true), Protocol.F("interrupted", false), Protocol.F("video", true),
-                Protocol.F("controls", 3L), Protocol.F("rig_version", 1L),
+                Protocol.F("controls", 3L), Protocol.F("rig_version", 1L), Protocol.F("steps", 4L),
             };
             foreach (var kv in set) h[h.FindIndex(x => x.Key == kv.Key)] = kv;
             return new List<byte[]> { new byte[] { (byte)'a' }, MsgPackWriter.Encode(h), video ?? new byte[6], pcm ?? new byte[8],
@@ -169,7 +170,7 @@ namespace Mfruntime.Tests
         [Test]
         public static void MalformedInputsGiveClearErrorsNotCrashes()
         {
-            var good = new List<byte[]> { new byte[] { (byte)'a' }, MsgPackWriter.Encode(new Dictionary<string, object> { { "v", 2L } }), new byte[0], new byte[0], new byte[0] };
+            var good = new List<byte[]> { new byte[] { (byte)'a' }, MsgPackWriter.Encode(new Dictionary<string, object> { { "v", 3L } }), new byte[0], new byte[0], new byte[0] };
             Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(good.Take(3).ToList()), "5 parts", "three parts");
             var four = Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(good.Take(4).ToList()), "5 parts", "four parts");
             Check.True(four.Message.Contains("version 1") && four.Message.Contains("update mf serve"), "a four-part message is named as version 1: " + four.Message);
@@ -178,7 +179,8 @@ namespace Mfruntime.Tests
             Func<string, object, List<byte[]>> header = (field, value) => Chunk(null, null, null, Protocol.F(field, value));
             var none = new byte[0];
             var ok = Protocol.DecodeChunk(Chunk(null, null, null));
-            Check.True(ok.HasVideo && ok.Video.Length == 6 && ok.Controls == 3 && ok.RigVersion == 1, "a well-formed chunk decodes");
+            Check.True(ok.HasVideo && ok.Video.Length == 6 && ok.Controls == 3 && ok.RigVersion == 1 && ok.Steps == 4, "a well-formed chunk decodes");
+            Check.Throws<ProtocolException>(() => Protocol.DecodeChunk(Chunk(null, null, null, Protocol.F("steps", -1L))), "out of range", "negative steps");
             Check.Equal("0,0.5,1,0.25,0.75,-1", string.Join(",", ok.Rig), "its rig values, row-major");
             Check.Equal(0.75f, ok.RigValue(1, 1), "frame 1, control 1");
             var end = Protocol.DecodeChunk(Chunk(none, none, none, Protocol.F("frames", 0L), Protocol.F("samples", 0L), Protocol.F("controls", 0L)));

@@ -80,8 +80,9 @@ class Client {
   /// Cuts playback locally at once (the newest utterance seen or started), then asks the server to stop.
   /// Returns the utterance the server cut (none when it was idle).
   std::optional<std::int64_t> interrupt();
-  Value set_character_rgb(const Bytes& rgb, int width, int height, const std::string& voice = "");
-  /// renderer: "auto", "model" or "portrait" (empty: the model, as in protocol version 2); size: a portrait's long
+  Value set_character_rgb(const Bytes& rgb, int width, int height, const std::string& voice = "",
+                          const std::string& renderer = "", int size = 0);
+  /// renderer: "auto", "model" or "portrait" (empty: auto, the model up to 128 px, a portrait above); size: a portrait's long
   /// side (0: the server's default). The reply says the renderer and frame size chosen.
   Value set_character_image(const Bytes& encoded, const std::string& voice = "", const std::string& renderer = "",
                             int size = 0);

@@ -1,4 +1,4 @@
-// The wire format of `mf serve`, protocol version 2 (docs/PROTOCOL.md): stream chunks and control messages.
+// The wire format of `mf serve`, protocol version 3 (docs/PROTOCOL.md): stream chunks and control messages.
 #pragma once
 
 #include <cstddef>
@@ -12,7 +12,7 @@
 
 namespace mfruntime {
 
-constexpr int kProtocolVersion = 2;
+constexpr int kProtocolVersion = 3;
 /// The version of the rig control list this client knows (rig.hpp: rig_controls()).
 constexpr int kRigVersion = 1;
 
@@ -39,6 +39,7 @@ struct StreamChunk {
   bool has_video = true;     // the header's `video`: false in rig-only mode (`video` is then empty)
   int controls = 0;          // rig values per frame (0: no rig part)
   int rig_version = kRigVersion;    // the control list that names the rig values (rig.hpp)
+  int steps = 0;  // denoising steps the chunk was made with (0: none — an end marker, an idle chunk without the model)
   std::vector<std::uint8_t> video;  // frames × height × width × 3, RGB; empty when !has_video
   std::vector<float> pcm;           // samples, mono
   std::vector<float> rig;           // frames × controls, row-major (frame, control); frame i is due with video frame i
@@ -74,9 +75,10 @@ Bytes encode_drive(std::int64_t id, const std::string& character, const float* p
 Bytes encode_interrupt(std::int64_t id, const std::string& character);
 /// Raw RGB pixels, row-major, width × height × 3 bytes.
 Bytes encode_set_character_rgb(std::int64_t id, const std::string& character, const Bytes& rgb, int width,
-                               int height, const std::string& voice = "");
+                               int height, const std::string& voice = "", const std::string& renderer = "",
+                               int size = 0);
 /// An encoded image file (PNG, JPEG, ...). renderer: "model", "portrait" or "auto" (empty: not sent, the server's
-/// version-2 default, the model); size > 0: a portrait's long side in px (docs/PROTOCOL.md).
+/// default, auto); size > 0: a portrait's long side in px (docs/PROTOCOL.md).
 Bytes encode_set_character_image(std::int64_t id, const std::string& character, const Bytes& encoded,
                                  const std::string& voice = "", const std::string& renderer = "", int size = 0);
 /// One of the server's built-in faces.
@@ -95,7 +97,7 @@ Bytes encode_idle(std::int64_t id, const std::string& character, bool on);
 Bytes encode_stats(std::int64_t id, const std::string& character = "");
 Bytes encode_state(std::int64_t id, const std::string& character);
 
-/// The ops of protocol version 2.
+/// The ops of protocol version 3.
 const std::vector<std::string>& protocol_ops();
 
 /// A request's bytes → its map, checked as the server checks it (version, known op, field types). Throws

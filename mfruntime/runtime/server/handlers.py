@@ -19,7 +19,8 @@ import numpy as np
 from mfruntime import __version__
 from mfruntime.rig import CONTROLS, RIG_VERSION
 from mfruntime.runtime.character import decode_image_bytes, decode_raw_rgb, default_character
-from mfruntime.runtime.protocol import OPS, PROTOCOL_RENDERER, PROTOCOL_VERSION, ProtocolError
+from mfruntime.config import DEFAULT_RENDERER
+from mfruntime.runtime.protocol import OPS, PROTOCOL_VERSION, ProtocolError
 from mfruntime.runtime.server.config import ServeConfig
 from mfruntime.runtime.server.scheduler import Character, Scheduler
 
@@ -61,7 +62,7 @@ class Deferrals:
 
 
 class Handlers:
-    """The ops of protocol version 2. ``handle(req)`` → reply fields, or a :class:`Deferred`."""
+    """The ops of protocol version 3. ``handle(req)`` → reply fields, or a :class:`Deferred`."""
 
     def __init__(self, cfg: ServeConfig, scheduler: Scheduler, prepare: queue.Queue, info: Callable[[], dict]) -> None:
         """prepare: the preparation thread's queue; info: the server's {"stream": address, "counters": {...},
@@ -102,19 +103,21 @@ class Handlers:
 
     def _set_character(self, req: dict) -> dict:
         """set_character, on the preparation thread: decode the image, make or update the character, draw it
-        with the renderer asked for (protocol version 2's default: the model; "auto" chooses as Session does)."""
+        with the renderer asked for (default "auto", as Session.set_character chooses)."""
         image = None
         if "image" in req:
             image = decode_image(req["image"], req.get("width"), req.get("height"))
         elif "renderer" in req or "size" in req:
             raise ProtocolError("set_character: 'renderer' and 'size' go with an 'image' (a built-in face is the "
                                 "model's own)")
-        look = {"renderer": req.get("renderer", PROTOCOL_RENDERER), "size": req.get("size")}
+        look = {"renderer": req.get("renderer", DEFAULT_RENDERER), "size": req.get("size")}
         cid = req["character"]
         if cid in self.scheduler.characters:
             ch = self.scheduler.characters[cid]
             if image is None and "face_seed" in req:
                 image = default_character(ch.session.size, req["face_seed"])
+            if "voice" in req:
+                ch.session.check_voice(req["voice"])  # a refused request changes nothing: the voice is checked first
             if image is not None:
                 ch.session.set_character(image, **look)
             if "voice" in req:

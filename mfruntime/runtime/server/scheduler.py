@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from mfruntime.config import DEFAULT_RENDERER
 from mfruntime.engine.batch import ChunkJob, run_jobs
 from mfruntime.runtime.character import default_character
 from mfruntime.runtime.server.deadlines import ADMIT_BUDGET, CostModel, Pacing, admission_error
@@ -163,7 +164,7 @@ class Scheduler:
             raise ValueError(f"the server already runs {self.max_characters} characters (--max-characters)")
 
     def add(self, cid: str, image=None, face_seed: int | None = None, voice: str | None = None,
-            renderer: str = "model", size: int | None = None) -> Character:
+            renderer: str = DEFAULT_RENDERER, size: int | None = None) -> Character:
         self.check_room()
         session = self.make_session()
         session.batched_jobs = self.batch
@@ -216,10 +217,13 @@ class Scheduler:
         rows = max(1, sum(c.generating for c in chars)) if self.batch else 1
         busy, jobs = False, []
         for ch in chars:
+            first = ch.current is None or ch.seq == 0  # a line's first chunk: its planning may include one-off work
             t0 = time.perf_counter()
             got = ch.step(publish, rows)
             if isinstance(got, ChunkJob):
-                jobs.append((ch, got, time.perf_counter() - t0))  # planning the chunk counts towards its cost
+                # Planning the chunk counts towards its cost, except for a line's first chunk, whose planning can
+                # include one-off work (a new character's reference encoding, a driven clip's audio encoding).
+                jobs.append((ch, got, 0.0 if first else time.perf_counter() - t0))
             busy |= bool(got)
         if jobs:
             # Each batch is timed; a failed batch marks its jobs, and their characters' next step ends their lines

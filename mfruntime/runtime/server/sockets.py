@@ -80,7 +80,8 @@ class Server:
     def _enqueue(self, cid: str, chunk: Chunk) -> None:
         h, w = self.characters[cid].session.frame_size if cid in self.characters else (0, 0)
         parts = encode_chunk(cid, chunk.utterance, chunk.seq, chunk.pts, chunk.frames, chunk.pcm, chunk.fps,
-                             chunk.sample_rate, chunk.last, chunk.interrupted, rig=chunk.rig, size=(w, h))
+                             chunk.sample_rate, chunk.last, chunk.interrupted, rig=chunk.rig, size=(w, h),
+                             steps=chunk.steps)
         try:
             self._out.put_nowait(parts)
         except queue.Full:

@@ -297,25 +297,33 @@ namespace Mfruntime
             return null;
         }
 
-        /// <summary>A new face from raw RGB (rows top first, width × height × 3 bytes); applies from the next line.</summary>
-        public void SetCharacter(byte[] rgb, int width, int height, string voice = null)
+        /// <summary>A new face from raw RGB (rows top first, width × height × 3 bytes); applies from the next line.
+        /// <paramref name="renderer"/> and <paramref name="size"/> as for <see cref="SetCharacterImage"/>.</summary>
+        public Dictionary<string, object> SetCharacter(byte[] rgb, int width, int height, string voice = null, string renderer = null, int size = 0)
         {
+            CheckRenderer(renderer, "SetCharacter");
             if (rgb == null || width <= 0 || height <= 0 || rgb.Length != (long)width * height * 3)
                 throw new ArgumentException("SetCharacter needs width × height × 3 bytes of RGB (" + width + "×" + height + " → " +
                                             (long)Math.Max(0, width) * Math.Max(0, height) * 3 + " bytes, got " + (rgb == null ? 0 : rgb.Length) + ")");
-            Request("set_character", Protocol.F("character", Settings.Character), Protocol.F("image", rgb),
-                    Protocol.F("width", (long)width), Protocol.F("height", (long)height), Protocol.F("voice", voice));
+            return Request("set_character", Protocol.F("character", Settings.Character), Protocol.F("image", rgb),
+                           Protocol.F("width", (long)width), Protocol.F("height", (long)height), Protocol.F("voice", voice),
+                           Protocol.F("renderer", renderer), Protocol.F("size", size > 0 ? (object)(long)size : null));
+        }
+
+        private static void CheckRenderer(string renderer, string method)
+        {
+            if (renderer != null && renderer != "auto" && renderer != "model" && renderer != "portrait")
+                throw new ArgumentException(method + ": renderer must be auto, model or portrait, got '" + renderer + "'");
         }
 
         /// <summary>A new face from an encoded image file (PNG, JPEG, ...). <paramref name="renderer"/>: "auto", "model" or
-        /// "portrait" (null: the model, as in protocol version 2; "portrait" animates a photo or painting in its own
+        /// "portrait" (null: auto — the model for an image of at most 128 px, a portrait for a larger one; "portrait" animates a photo or painting in its own
         /// framing, <paramref name="size"/> px on its long side, 0 = the server's default). Returns the reply
         /// (renderer, width, height): the frames of the character's chunks have that size.</summary>
         public Dictionary<string, object> SetCharacterImage(byte[] encoded, string voice = null, string renderer = null, int size = 0)
         {
             if (encoded == null || encoded.Length == 0) throw new ArgumentException("SetCharacterImage needs the bytes of an image file");
-            if (renderer != null && renderer != "auto" && renderer != "model" && renderer != "portrait")
-                throw new ArgumentException("SetCharacterImage: renderer must be auto, model or portrait, got '" + renderer + "'");
+            CheckRenderer(renderer, "SetCharacterImage");
             return Request("set_character", Protocol.F("character", Settings.Character), Protocol.F("image", encoded), Protocol.F("voice", voice),
                            Protocol.F("renderer", renderer), Protocol.F("size", size > 0 ? (object)(long)size : null));
         }

@@ -1,4 +1,4 @@
-// The mf serve wire protocol, version 2 (the package's Documentation~ and the repository's docs/PROTOCOL.md):
+// The mf serve wire protocol, version 3 (the package's Documentation~ and the repository's docs/PROTOCOL.md):
 // stream messages [topic, msgpack header, video, pcm, rig] and control requests/replies (one msgpack map each).
 using System;
 using System.Collections.Generic;
@@ -41,6 +41,9 @@ namespace Mfruntime
         public int Controls;
         /// <summary>The version of the control list that names the rig values (RigControls.Version today).</summary>
         public int RigVersion;
+        /// <summary>The denoising steps the chunk was made with (a server under load may lower them towards the
+        /// character's min_steps); 0 when no model step made it (an end marker, an idle chunk without the model).</summary>
+        public int Steps;
         /// <summary>Frames × Controls values, row-major (frame, control): value c of a row is named by the c-th name of
         /// the control list (RigControls.Names). Null when Controls is 0.</summary>
         public float[] Rig;
@@ -56,7 +59,7 @@ namespace Mfruntime
 
     public static class Protocol
     {
-        public const int Version = 2;
+        public const int Version = 3;
         public const int Parts = 5;
         public const int MaxHeaderBytes = 64 * 1024;
 
@@ -67,10 +70,11 @@ namespace Mfruntime
             new KeyValuePair<string, long>("frames", 1000), new KeyValuePair<string, long>("fps", 1000),
             new KeyValuePair<string, long>("sample_rate", 384000), new KeyValuePair<string, long>("samples", 16 * 1024 * 1024),
             new KeyValuePair<string, long>("controls", 4096), new KeyValuePair<string, long>("rig_version", int.MaxValue),
+            new KeyValuePair<string, long>("steps", 1000),
         };
 
         private static readonly string[] IntFields =
-            { "v", "utterance", "seq", "width", "height", "frames", "fps", "sample_rate", "samples", "controls", "rig_version" };
+            { "v", "utterance", "seq", "width", "height", "frames", "fps", "sample_rate", "samples", "controls", "rig_version", "steps" };
 
         /// <summary>Decode and check a stream message (the five frames as received). Throws ProtocolException for
         /// everything a client must reject: part count, header type and version, missing or mistyped fields,
@@ -126,7 +130,7 @@ namespace Mfruntime
                 throw new ProtocolException("stream header field 'pts' must be a finite time ≥ 0, got " + c.Pts);
             c.Width = (int)ints["width"]; c.Height = (int)ints["height"]; c.Frames = (int)ints["frames"];
             c.Fps = (int)ints["fps"]; c.SampleRate = (int)ints["sample_rate"]; c.Samples = (int)ints["samples"];
-            c.Controls = (int)ints["controls"]; c.RigVersion = (int)ints["rig_version"];
+            c.Controls = (int)ints["controls"]; c.RigVersion = (int)ints["rig_version"]; c.Steps = (int)ints["steps"];
             long wantVideo = c.HasVideo ? (long)c.Frames * c.Height * c.Width * 3 : 0;
             if (video.Length != wantVideo)
                 throw new ProtocolException("video part is " + video.Length + " bytes, the header says " + wantVideo +

@@ -19,7 +19,7 @@
   }
 
   let pc = null, channel = null, stream = null, nextId = 1, answer = null;
-  let preview = null, previewClock = null;  // the 3D preview, and the audio clock it follows
+  let preview = null, previewClock = null, previewLoading = null;  // the 3D preview, the clock it follows
   const pending = new Map();
   const listeners = new Set();  // line events (started / ended) for the self-check
 
@@ -158,10 +158,14 @@
       return null;
     }
     try {
-      const mod = await import("./preview.js");
-      preview = await mod.createPreview(canvas);
+      // One preview per page, however often the box is ticked while it loads.
+      previewLoading = previewLoading || import("./preview.js").then((mod) => mod.createPreview(canvas));
+      const made = await previewLoading;
+      if (preview) return preview;
+      preview = made;
       window.mfPreview = preview;  // for the console (and the docs' screenshot command)
     } catch (err) {
+      previewLoading = null;
       note.hidden = false;
       note.textContent = "3D preview unavailable: " + (err && err.message || err);
       canvas.hidden = true;
@@ -288,11 +292,10 @@
     const ended = await nextEvent("ended", r.utterance, 60000);
     await sleep(600);
     const during = p.log.filter(([t]) => t > started && t < ended);
-    const after = p.log.filter(([t]) => t > ended + 300);
     const late = during.map(([, , d]) => d).filter((d) => d !== null);
     const levels = m.levels.filter(([t]) => t > started - 300 && t < ended + 300);
     const jaw = p.log.filter(([t]) => t > started - 300 && t < ended + 300).map(([t, j]) => [t, j]);
-    const info = p.info();
+    const info = p.info();  // 600 ms after the line ended: the head is back at rest
     const pose = {};
     for (const [name, k] of [["headYaw", "forward"], ["headPitch", "forward"], ["headRoll", "up"]]) {
       const values = answer.rig_controls.map((n) => (n === name ? 0.3 : 0));
@@ -302,7 +305,7 @@
     p.rest();
     report.preview = {
       utterance: r.utterance, targets: info.targets, frames: during.length,
-      jaw_max: Math.max(...during.map(([, j]) => j), 0), jaw_after: Math.max(...after.map(([, j]) => j), 0),
+      jaw_max: Math.max(...during.map(([, j]) => j), 0), jaw_after: info.jawOpen,
       on_audio_clock: during.length ? late.length / during.length : 0, applied_late_ms: median(late),
       lag: bestLag(jaw, levels, started - 200, ended + 200), pose,
     };

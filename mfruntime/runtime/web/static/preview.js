@@ -27,7 +27,8 @@ export async function createPreview(canvas) {
   gltf.scene.traverse((o) => { if (o.isMesh && o.morphTargetDictionary) meshes.push(o); });
   const targets = new Set(meshes.flatMap((m) => Object.keys(m.morphTargetDictionary)));
 
-  let names = [], clock = () => null, mode = "arkit", queue = [], current = null;
+  let names = [], clock = () => null, mode = "arkit", queue = [], current = null, lastShown = 0;
+  const REST_AFTER_MS = 150;  // no rig frame for this long (the line ended, or was cut): relax to rest
   const log = [];  // [performance.now(), jawOpen shown, clock − frame time] per frame applied (self-check)
 
   function apply(values) {
@@ -54,10 +55,16 @@ export async function createPreview(canvas) {
       due = queue.shift();
     }
     if (due) {
+      lastShown = performance.now();
       current = due;
       apply(due[1]);
       log.push([performance.now(), due[1][names.indexOf("jawOpen")] || 0, now === null ? null : now - due[0]]);
       if (log.length > 5000) log.splice(0, 1000);
+    }
+    if (current && performance.now() - lastShown > REST_AFTER_MS) {  // toward rest, a little each display frame
+      const values = current[1].map((v) => v * 0.85);
+      current = values.every((v) => Math.abs(v) < 1e-3) ? null : [current[0], values];
+      apply(current ? values : values.map(() => 0));
     }
     renderer.render(scene, camera);
     requestAnimationFrame(frame);
