@@ -66,6 +66,26 @@ def test_streaming_decode_equals_full_decode_at_any_chunking(codec):
     assert torch.equal(codec.decode(z), full)  # deterministic (seeded noise)
 
 
+def test_rows_of_separate_streams_decode_together_as_each_alone(codec):
+    """decode_stream_rows (a batch of characters): each row the PCM its own stream would give, chunk after chunk,
+    rows starting at different times and with different pitch."""
+    g = torch.Generator().manual_seed(5)
+    a = codec.encode(tone(110.0, 0.8)[None])  # (1, 40, C)
+    b = codec.encode(torch.cat([tone(290.0, 0.5), torch.randn(int(0.3 * SR), generator=g) * 0.05])[None])
+    alone = [codec.new_decode_state(), codec.new_decode_state()]
+    rows = [codec.new_decode_state(), codec.new_decode_state()]
+    codec.decode_stream(b[:, :8], alone[1])  # b is one chunk ahead, in both
+    codec.decode_stream(b[:, :8], rows[1])
+    for i in range(0, 32, 8):
+        za, zb = a[:, i:i + 8], b[:, i + 8:i + 16]
+        ref = [codec.decode_stream(za, alone[0])[0], codec.decode_stream(zb, alone[1])[0]]
+        got = codec.decode_stream_rows([za, zb], rows)
+        for r, o in zip(ref, got):
+            assert o.shape == r.shape and torch.allclose(o, r, atol=1e-6)
+    with pytest.raises(ValueError, match="one state per row"):
+        codec.decode_stream_rows([a[:, :8]], rows)
+
+
 def test_harmonic_codec_bad_input(codec):
     with pytest.raises(ValueError, match="multiple of the hop"):
         codec.encode(torch.zeros(1, 1000))

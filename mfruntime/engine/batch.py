@@ -10,7 +10,9 @@ hands it out; :func:`run_jobs` groups the jobs that can share a forward and runs
 * each row keeps its own ring cache, chunk position, rotations, phonemes, identity and noise: the chunk step
   runs over a :class:`~mfruntime.engine.state.StateBatch` (a stacked copy of the rows' caches, made once per
   chunk), and the commit writes each row's chunk back into its own cache;
-* a batch also decodes its rows' frames in one call of the video decoder;
+* a batch also decodes its rows' frames in one call of the video decoder, synthesises their speech in one call
+  of the audio codec (each row continuing its own synthesis state) and reads their rig controls in one call of
+  the rig head;
 * a group of one runs exactly the single-character path (so one character alone is as fast as before).
 
 Rows are independent: a row's output does not depend on which other rows share its batch, up to float
@@ -51,6 +53,14 @@ class ChunkJob:
     codec: torch.nn.Module | None = None
     identity: torch.Tensor | None = None
     frames: torch.Tensor | None = None
+    # Speech wanted: the audio codec and this character's synthesis state; a batch synthesises its rows' PCM in one
+    # call into ``pcm`` (n·hop,) (each row continuing its own state). Rig wanted: the rig head; a batch reads its
+    # rows' controls in one call into ``rig`` (F, C). Alone, both stay None and the generator makes them.
+    audio_codec: torch.nn.Module | None = None
+    audio_state: object | None = None
+    pcm: torch.Tensor | None = None
+    rig_head: torch.nn.Module | None = None
+    rig: torch.Tensor | None = None
     error: BaseException | None = None  # why its batch failed (then ``result`` stays None)
     seconds: float = 0.0  # its share of its batch's wall time (the batch's seconds / rows), once run
 
@@ -154,6 +164,39 @@ def _run_batch(batch: list[ChunkJob]) -> None:
     for i, job in enumerate(batch):
         job.result = {s: v[i:i + 1] for s, v in out.items()}
     _decode_frames(batch)
+    _decode_speech(batch)
+    _read_rig(batch)
+
+
+def _decode_speech(group: list[ChunkJob]) -> None:
+    """The generated speech of a batch's rows that want it, synthesised in one call per codec."""
+    by_codec: dict[int, list[ChunkJob]] = {}
+    for job in group:
+        if job.audio_codec is not None and job.result is not None and "audio" in job.result:
+            by_codec.setdefault(id(job.audio_codec), []).append(job)
+    for rows in by_codec.values():
+        codec, zs = rows[0].audio_codec, [j.result["audio"][:, 0] for j in rows]  # type: ignore[index]
+        if hasattr(codec, "decode_stream_rows"):  # the harmonic codec: one synthesis for all rows
+            pcm = codec.decode_stream_rows(zs, [j.audio_state for j in rows])
+        else:  # a codec without it (the STFT codec): row by row, as each generator would
+            pcm = [codec.decode_stream(z, j.audio_state)[0] for z, j in zip(zs, rows)]  # type: ignore[union-attr]
+        for job, p in zip(rows, pcm):
+            job.pcm = p
+
+
+def _read_rig(group: list[ChunkJob]) -> None:
+    """The rig controls of a batch's rows that want them, read in one call per rig head (it works per row)."""
+    by_head: dict[int, list[ChunkJob]] = {}
+    for job in group:
+        if job.rig_head is not None and job.result is not None and "video" in job.result:
+            by_head.setdefault(id(job.rig_head), []).append(job)
+    for rows in by_head.values():
+        z = torch.cat([j.net.from_residual(j.result["video"], j.identity)[:, 0] for j in rows])  # type: ignore[index]
+        audio = [j.result.get("audio") for j in rows]  # type: ignore[union-attr]
+        lat = None if any(a is None for a in audio) else torch.cat([a[:, 0] for a in audio])  # type: ignore[index]
+        controls = rows[0].rig_head.controls(z, lat)  # type: ignore[union-attr]  # (B, F, C)
+        for i, job in enumerate(rows):
+            job.rig = controls[i]
 
 
 def _decode_frames(group: list[ChunkJob]) -> None:

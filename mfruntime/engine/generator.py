@@ -196,8 +196,12 @@ class Generator:
                 j = 0 if utt.idle else i  # idle: one chunk of silence, repeated
                 x["audio"] = driven[:, j * s_per:(j + 1) * s_per][:, None]  # (1, 1, S, Ca) clean
 
+            speech = not utt.idle and driven is None and "audio" in x  # generated speech to synthesise
             job = ChunkJob(tr, self.state, x, ph, schedule, tuple(generated),
-                           codec=self.model.video_codec if video and "video" in x else None, identity=self.identity)
+                           codec=self.model.video_codec if video and "video" in x else None, identity=self.identity,
+                           audio_codec=self.model.audio_codec if speech else None,
+                           audio_state=self.audio_state if speech else None,
+                           rig_head=self.model.rig if rig and "video" in x else None)
             if batched:
                 yield job  # the caller denoises it (batch.run_jobs), alone or in one batch with other characters'
                 if job.result is None and job.error is None:
@@ -216,7 +220,8 @@ class Generator:
                     if rig and self.model.rig is not None:
                         # The rig head reads the latents the model made (and, driven, the speech it heard).
                         audio_latents = x["audio"][:, 0] if "audio" in x else None  # (1, S, Ca)
-                        rig_out = self.model.rig.controls(z[:, 0], audio_latents)[0].cpu().numpy()  # (F, C)
+                        rig_t = job.rig if job.rig is not None else self.model.rig.controls(z[:, 0], audio_latents)[0]
+                        rig_out = rig_t.cpu().numpy()  # (F, C): read with the batch's other rows, or here
                 if utt.idle:
                     pcm_out = np.zeros(cfg.media.samples_per_chunk, np.float32)
                 elif driven is not None:  # audio-driven: the audio that came in goes out, untouched
@@ -224,7 +229,9 @@ class Generator:
                 elif "audio" in x:
                     # Generated speech can overshoot full scale a little; the chunk contract (and the wire protocol)
                     # is [-1, 1], so clip here, once, for every consumer.
-                    pcm = self.model.audio_codec.decode_stream(x["audio"][:, 0], self.audio_state)[0].cpu().numpy()
+                    pcm_t = job.pcm if job.pcm is not None else \
+                        self.model.audio_codec.decode_stream(x["audio"][:, 0], self.audio_state)[0]  # or with the batch
+                    pcm = pcm_t.cpu().numpy()
                     pcm_out = np.clip(pcm, -1.0, 1.0)
             yield GeneratedChunk(index=k, pts=k * cfg.media.chunk_seconds, frames=frames, pcm=pcm_out,
                                  latents={s: v.detach() for s, v in x.items()}, rig=rig_out, steps=n,

@@ -225,8 +225,10 @@ class HarmonicCodec(nn.Module):
         y0, y1 = torch.gather(env, -1, pos - 1), torch.gather(env, -1, pos)
         return torch.exp(y0 + w * (y1 - y0))
 
-    def _synthesise(self, params: torch.Tensor, state: HarmonicDecodeState) -> torch.Tensor:
-        """De-normalised parameters (B, n, 2 + K) → PCM (B, n·hop), continuing ``state``."""
+    def _synthesise(self, params: torch.Tensor, state: HarmonicDecodeState,
+                    noise_generators: list[torch.Generator] | None = None) -> torch.Tensor:
+        """De-normalised parameters (B, n, 2 + K) → PCM (B, n·hop), continuing ``state``. ``noise_generators``: one
+        per row (rows of separate streams, each with its own noise), instead of the state's one for the batch."""
         b, n, _ = params.shape
         hop, sr = self.hop, self.sr
         params = params.float()
@@ -264,7 +266,8 @@ class HarmonicCodec(nn.Module):
         fk = torch.linspace(0, nyq, bins)
         noise_dens = (1 - v[:, 1:, None]) * self._density(env[:, 1:].reshape(b * n, -1), fk.expand(b * n, -1)).reshape(b, n, bins)
         gain = torch.sqrt(noise_dens * 8 / (3 * self.env_n))  # periodogram density → white-noise variance
-        white = torch.randn(b, n, 2 * hop, generator=state.generator)
+        white = torch.randn(b, n, 2 * hop, generator=state.generator) if noise_generators is None else \
+            torch.cat([torch.randn(1, n, 2 * hop, generator=g) for g in noise_generators])
         spec = torch.fft.rfft(white * self.sine, dim=-1) * gain
         shaped = torch.fft.irfft(spec, n=2 * hop, dim=-1) * self.sine  # (B, n, 2·hop)
         noise = torch.zeros(b, (n + 1) * hop)
@@ -293,6 +296,36 @@ class HarmonicCodec(nn.Module):
         """Decode the next latent frames (B, n, C) of a stream; equals the matching slice of a full decode."""
         self._check_latents(z, (3,))
         return self._synthesise(z * self.latent_std + self.latent_mean, state)
+
+    def decode_stream_rows(self, zs: list[torch.Tensor], states: list[HarmonicDecodeState]) -> list[torch.Tensor]:
+        """Several streams' next latent frames, each (1, n, C) with its own state, decoded in one synthesis: the
+        same PCM (n·hop,) per row as ``decode_stream`` of each alone (the harmonics a row does not use are zero,
+        and each row draws its noise from its own generator)."""
+        if len(zs) != len(states) or not zs:
+            raise ValueError("decode_stream_rows takes one state per row, and at least one row")
+        for z in zs:
+            self._check_latents(z, (3,))
+            if z.shape[:2] != zs[0].shape[:2] or z.shape[0] != 1:
+                raise ValueError("decode_stream_rows: every row is (1, n, C) with the same n")
+        params = torch.cat(zs) * self.latent_std + self.latent_mean  # (B, n, P)
+        hop = self.hop
+        prev, phase, tail = [], [], []
+        for i, st in enumerate(states):
+            if st.previous is None:  # as _synthesise: fade in from silence at the first frame's pitch
+                p0 = params[i:i + 1, 0].float().clone()
+                p0[:, 1] = p0[:, 1].clamp(0, 1)
+                p0[:, 2:] = -30.0
+                prev.append(p0)
+            else:
+                prev.append(st.previous)
+            phase.append(st.phase if st.phase is not None else torch.zeros(1, dtype=torch.float64))
+            tail.append(st.noise_tail if st.noise_tail is not None else torch.zeros(1, hop))
+        joint = HarmonicDecodeState(torch.cat(prev), torch.cat(phase), torch.cat(tail))
+        pcm = self._synthesise(params, joint, noise_generators=[st.generator for st in states])
+        for i, st in enumerate(states):  # each row's state goes on from where the joint one ended
+            st.previous, st.phase = joint.previous[i:i + 1], joint.phase[i:i + 1]  # type: ignore[index]
+            st.noise_tail = joint.noise_tail[i:i + 1]  # type: ignore[index]
+        return [pcm[i] for i in range(len(zs))]
 
     @torch.no_grad()
     def set_statistics(self, z: torch.Tensor) -> None:

@@ -40,6 +40,7 @@ class Character:
         self.jobs: deque[PendingUtterance] = deque()  # waiting utterances, in order; appended on request
         self.current: tuple | None = None  # (utterance id, chunk iterator, idle, target steps) being generated
         self.seq = 0  # next chunk of the current utterance
+        self.line_size: tuple[int, int] | None = None  # (H, W) of the frames the current line has published
         self.ended = True  # the current utterance's end (eou) has been published
         self.listen = False  # op idle: stream idle chunks (the character listening) whenever nothing is queued
         self.job: ChunkJob | None = None  # batched: this round's chunk, planned, waiting for the batch to run
@@ -108,6 +109,8 @@ class Character:
             return chunk
         self.job = None
         if chunk is not None:
+            if chunk.frames is not None:
+                self.line_size = chunk.frames.shape[1:3]  # (H, W) of this line's frames
             publish(self.cid, chunk)
             if chunk.steps and not self.session.batched_jobs:  # batched: the scheduler measures the round
                 self.cost.observe(chunk.steps, chunk.compute_seconds)
@@ -118,7 +121,8 @@ class Character:
                 return True
         elif not self.ended:  # superseded by a newer utterance, or failed: still close it for receivers
             s = self.session
-            h, w = s.frame_size
+            # The size of the line being ended (a renderer switch since it began changes s.frame_size, not it).
+            h, w = self.line_size if self.line_size is not None and self.seq > 0 else s.frame_size
             frames = np.zeros((0, h, w, 3), np.uint8) if s.outputs["video"] else None  # the header's video as its chunks'
             publish(self.cid, Chunk(utterance=uid, seq=self.seq, pts=s.clock, frames=frames, pcm=np.zeros(0, np.float32),
                                     sample_rate=s.sample_rate, fps=s.fps, last=True, interrupted=True))
