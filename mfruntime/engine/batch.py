@@ -168,13 +168,24 @@ def _run_batch(batch: list[ChunkJob]) -> None:
     _read_rig(batch)
 
 
+def _rows_by(group: list[ChunkJob], part: str, stream: str) -> list[list[ChunkJob]]:
+    """The rows of a batch that want ``part`` (a job field: a codec or the rig head) and have ``stream``'s
+    latents, grouped by that part (one call each)."""
+    by: dict[int, list[ChunkJob]] = {}
+    for job in group:
+        if getattr(job, part) is not None and job.result is not None and stream in job.result:
+            by.setdefault(id(getattr(job, part)), []).append(job)
+    return list(by.values())
+
+
+def _video_latents(rows: list[ChunkJob]) -> torch.Tensor:
+    """(B, F, Cv, h, w): each row's finished video latents, with its identity added back."""
+    return torch.cat([j.net.from_residual(j.result["video"], j.identity)[:, 0] for j in rows])  # type: ignore[index]
+
+
 def _decode_speech(group: list[ChunkJob]) -> None:
     """The generated speech of a batch's rows that want it, synthesised in one call per codec."""
-    by_codec: dict[int, list[ChunkJob]] = {}
-    for job in group:
-        if job.audio_codec is not None and job.result is not None and "audio" in job.result:
-            by_codec.setdefault(id(job.audio_codec), []).append(job)
-    for rows in by_codec.values():
+    for rows in _rows_by(group, "audio_codec", "audio"):
         codec, zs = rows[0].audio_codec, [j.result["audio"][:, 0] for j in rows]  # type: ignore[index]
         if hasattr(codec, "decode_stream_rows"):  # the harmonic codec: one synthesis for all rows
             pcm = codec.decode_stream_rows(zs, [j.audio_state for j in rows])
@@ -186,27 +197,18 @@ def _decode_speech(group: list[ChunkJob]) -> None:
 
 def _read_rig(group: list[ChunkJob]) -> None:
     """The rig controls of a batch's rows that want them, read in one call per rig head (it works per row)."""
-    by_head: dict[int, list[ChunkJob]] = {}
-    for job in group:
-        if job.rig_head is not None and job.result is not None and "video" in job.result:
-            by_head.setdefault(id(job.rig_head), []).append(job)
-    for rows in by_head.values():
-        z = torch.cat([j.net.from_residual(j.result["video"], j.identity)[:, 0] for j in rows])  # type: ignore[index]
+    for rows in _rows_by(group, "rig_head", "video"):
         audio = [j.result.get("audio") for j in rows]  # type: ignore[union-attr]
         lat = None if any(a is None for a in audio) else torch.cat([a[:, 0] for a in audio])  # type: ignore[index]
-        controls = rows[0].rig_head.controls(z, lat)  # type: ignore[union-attr]  # (B, F, C)
+        controls = rows[0].rig_head.controls(_video_latents(rows), lat)  # type: ignore[union-attr]  # (B, F, C)
         for i, job in enumerate(rows):
             job.rig = controls[i]
 
 
 def _decode_frames(group: list[ChunkJob]) -> None:
     """The frames of a batch's rows that want them, decoded in one call per codec (row-independent convolutions)."""
-    by_codec: dict[int, list[ChunkJob]] = {}
-    for job in group:
-        if job.codec is not None and job.result is not None and "video" in job.result:
-            by_codec.setdefault(id(job.codec), []).append(job)
-    for rows in by_codec.values():
-        z = torch.cat([j.net.from_residual(j.result["video"], j.identity)[:, 0] for j in rows])  # type: ignore[index]
+    for rows in _rows_by(group, "codec", "video"):
+        z = _video_latents(rows)
         f = z.shape[1]  # (B, F, Cv, h, w)
         frames = rows[0].codec.decode(z.flatten(0, 1))  # type: ignore[union-attr]  # (B·F, H, W, 3)
         for i, job in enumerate(rows):  # (B·F, H, W, 3) → each row's F frames
