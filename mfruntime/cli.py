@@ -213,10 +213,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from mfruntime.runtime.web.config import WebConfig
 
         web_cfg = WebConfig(args.web, args.web_token)  # address and token checked before the model loads
-        if args.curve_secret:
-            raise UserFacingError("--web cannot be combined with CURVE keys yet (the page's server side talks to the "
-                                  "server's sockets without keys): serve the ZeroMQ sockets on loopback with --web, or "
-                                  "run a second mf serve for the browsers")
     if args.ray:
         from mfruntime.runtime.cluster.gateway import Gateway
 
@@ -239,7 +235,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if web_cfg is not None:
             from mfruntime.runtime.web.server import WebServer
 
-            web.append(WebServer(web_cfg, srv.control_address, srv.stream_address).start())
+            # With CURVE the page's server side is a client of the sockets too, with a key pair made for this run.
+            web.append(WebServer(web_cfg, srv.control_address, srv.stream_address,
+                                 keys=srv.local_client_keys()).start())
             print(f"mf serve: web page {web[0].address}/ (docs/WEB.md)", flush=True)
 
     try:

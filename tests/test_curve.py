@@ -74,3 +74,30 @@ def test_remote_binding_needs_keys_and_key_files_are_checked(keys, tmp_path):
     with pytest.raises(ValueError, match="exists already"):
         write_keypair(keys["root"] / "server", "server")
     assert oct(keys["server"][1].stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_web_layer_is_a_client_of_a_curve_server_with_a_key_made_for_the_run(curve_server, keys):
+    """mf serve --web with CURVE: the page's server side gets a key pair made for this run (admitted in memory, never
+    written to the clients folder), sends requests and receives the stream."""
+    from pathlib import Path
+
+    from mfruntime.runtime.web.config import WebConfig
+    from mfruntime.runtime.web.server import WebServer
+
+    before = sorted(p.name for p in keys["clients"].iterdir())
+    server_key, client_key = curve_server.local_client_keys()
+    assert Path(client_key).is_file() and Path(client_key).parent != keys["clients"]
+    assert curve_server.local_client_keys() == (server_key, client_key)  # one pair per run
+    web = WebServer(WebConfig("http://127.0.0.1:0"), curve_server.control_address, curve_server.stream_address,
+                    keys=(server_key, client_key)).start()
+    try:
+        assert web.request("ping")["status"] == "ok"
+        time.sleep(0.5)  # slow joiner
+        web.request("say", character="default", text="Hello, browsers.")
+        deadline = time.monotonic() + 60
+        while web.stream_messages == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert web.stream_messages > 0
+    finally:
+        web.close()
+    assert sorted(p.name for p in keys["clients"].iterdir()) == before  # nothing written to the allow-list

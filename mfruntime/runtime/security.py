@@ -8,10 +8,14 @@ and secret keys (keep it; written readable by its owner only). ``mf keys`` makes
   ZAP handler (pyzmq's authenticator thread) lets a connection in only if its client key is in that folder,
   so a client without an authorised key completes no handshake and gets nothing from either socket.
 - A client needs the server's public key and its own secret pair.
+- A client inside the server's own process (``mf serve --web``: the page's server side) gets a key pair made for
+  that run, in a private temporary folder, admitted in memory only (``CurveServer.local_client``).
 """
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,12 +81,29 @@ class CurveServer:
     whose public keys are in ``clients_folder``."""
 
     def __init__(self, context: zmq.Context, secret_file: str | Path, clients_folder: str | Path) -> None:
+        self.secret_file = Path(secret_file)
         self.keys = load_keys(secret_file, need_secret=True)
         self.clients_folder = Path(clients_folder)
-        authorised_clients(self.clients_folder)
+        # The allow-list: the folder's keys (read once, at start), plus keys of this process's own clients.
+        self.allowed = {load_keys(k, need_secret=False).public for k in authorised_clients(self.clients_folder)}
+        self._inproc: Path | None = None
         self._auth = ThreadAuthenticator(context)
         self._auth.start()
-        self._auth.configure_curve(domain=ZAP_DOMAIN, location=str(self.clients_folder))
+        self._auth.configure_curve_callback(domain=ZAP_DOMAIN, credentials_provider=self)
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """The ZAP authenticator's question: may this client (its Z85 public key) connect?"""
+        return key in self.allowed
+
+    def local_client(self) -> tuple[Path, Path]:
+        """(the server's key file, a client secret key file) for a client inside this process (the web page's
+        server side): a key pair made for this run in a private temporary folder, admitted without being put in
+        the clients folder, and removed by ``stop``."""
+        if self._inproc is None:
+            self._inproc = Path(tempfile.mkdtemp(prefix="mf-curve-"))  # 0700
+            public, _ = write_keypair(self._inproc, "local")
+            self.allowed.add(load_keys(public, need_secret=False).public)
+        return self.secret_file, self._inproc / "local.key_secret"
 
     def secure(self, sock: zmq.Socket) -> None:
         sock.zap_domain = ZAP_DOMAIN.encode()
@@ -92,6 +113,9 @@ class CurveServer:
 
     def stop(self) -> None:
         self._auth.stop()
+        if self._inproc is not None:
+            shutil.rmtree(self._inproc, ignore_errors=True)
+            self._inproc = None
 
 
 def secure_client(sock: zmq.Socket, server_public_file: str | Path, client_secret_file: str | Path) -> None:

@@ -655,6 +655,13 @@ class Gateway:
         self._router.close(0)
         self._pub.close(linger=500)  # let the end markers leave
 
+    def local_client_keys(self) -> tuple[str, str] | None:
+        """As Server.local_client_keys: keys for a client inside this process (``--web``) when CURVE is on."""
+        if self._curve is None:
+            return None
+        server, client = self._curve.local_client()
+        return str(server), str(client)
+
     def serve_forever(self, on_ready=None) -> None:
         """Bind and serve until stop(); on_ready(gateway) once bound."""
         self._bind()

@@ -74,6 +74,14 @@ class Server:
         """Character id → :class:`~mfruntime.runtime.server.scheduler.Character`."""
         return self.scheduler.characters
 
+    def local_client_keys(self) -> tuple[str, str] | None:
+        """(server key file, client secret key file) for a client inside this process when the sockets use CURVE
+        (``mf serve --web``), else None."""
+        if self._curve is None:
+            return None
+        server, client = self._curve.local_client()
+        return str(server), str(client)
+
     def _info(self) -> dict:
         return {"stream": self.stream_address, "counters": dict(self.counters), "started": self.started}
 

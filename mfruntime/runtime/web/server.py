@@ -80,11 +80,14 @@ def static_file(path: str) -> tuple[bytes, str] | None:
 class WebServer:
     """The HTTP endpoint, the WebRTC connections (an asyncio loop thread) and the link to the server's sockets."""
 
-    def __init__(self, cfg: WebConfig, control: str, stream: str) -> None:
+    def __init__(self, cfg: WebConfig, control: str, stream: str, keys: tuple[str, str] | None = None) -> None:
+        """``keys``: (server key file, client secret key file) when the server's sockets use CURVE."""
         from mfruntime.runtime.client import Client
 
         self.cfg, self.control, self.stream = cfg, control, stream
-        self._client = Client(control, timeout=30)
+        self._keys = {"server_key": keys[0], "client_key": keys[1]} if keys else {}
+        self._client = Client(control, timeout=30, **self._keys)
+        self.stream_messages = 0  # stream messages received (for the page's playouts)
         self._client_lock = threading.Lock()
         self._peers: dict[object, object] = {}  # RTCPeerConnection → Peer (connection.py)
         self._peers_lock = threading.Lock()
@@ -108,7 +111,7 @@ class WebServer:
         """The stream socket → every connected browser's playout of that character."""
         from mfruntime.runtime.client import Subscriber
 
-        with Subscriber(self.stream) as sub:
+        with Subscriber(self.stream, **self._keys) as sub:
             while not self._stop.is_set():
                 try:
                     m = sub.recv(0.2)
@@ -118,6 +121,7 @@ class WebServer:
                     log.warning("web: stream message rejected: %s", exc)
                     continue
                 h = m.header
+                self.stream_messages += 1
                 with self._peers_lock:
                     peers = [p for p in self._peers.values() if p.character == h["character"]]  # type: ignore[attr-defined]
                 for p in peers:
