@@ -166,6 +166,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from mfruntime.runtime.session import Session
 
     start = time.perf_counter()
+    out_dir = Path(args.out).resolve().parent
+    if not out_dir.is_dir():
+        raise UsageError(f"--out {args.out}: the folder {out_dir} does not exist (make it first)")
     if (args.renderer != DEFAULT_RENDERER or args.size is not None) and not args.image:
         raise UsageError("--renderer and --size choose how the --image you give is drawn: pass --image FILE too")
     session = Session(model=args.model, device=args.device, steps=args.steps, backend=args.backend,

@@ -132,8 +132,10 @@ def test_set_character_chooses_the_renderer_and_says_which(tmp_path, capsys):
     assert s.set_character(small, size=256) == "model"  # auto chose the model: the size was for a portrait
     with pytest.raises(ValueError, match="renderer must be one of auto, model, portrait"):
         s.set_character(small, renderer="3d")
-    with pytest.raises(ValueError, match="renderer='model'"):  # a large picture with no face: says what to do
+    with pytest.raises(ValueError, match='--renderer model'):  # a large picture with no face: says what to do
         s.set_character(np.full((300, 300, 3), 90, np.uint8))
+    with pytest.raises(ValueError, match="too small for the portrait renderer"):
+        s.set_character(np.full((40, 40, 3), 90, np.uint8), renderer="portrait")  # says the size, not "no face"
     assert s.renderer == "model"  # a refused image changes nothing
     path = tmp_path / "face.png"
     Image.fromarray(large).save(path)
@@ -142,6 +144,8 @@ def test_set_character_chooses_the_renderer_and_says_which(tmp_path, capsys):
     assert "drawn by the portrait renderer at 256×256 px" in capsys.readouterr().out
     assert main(["demo", "--text", "Hi.", "--out", str(out), "--size", "256"]) == 2
     assert "pass --image FILE too" in capsys.readouterr().err
+    assert main(["demo", "--text", "Hi.", "--out", str(tmp_path / "nowhere" / "x.mp4")]) == 2  # before any work
+    assert "does not exist (make it first)" in capsys.readouterr().err
 
 
 def test_frames_have_even_sides_for_video_encoders(rig):

@@ -43,6 +43,8 @@ def test_the_endpoint_refuses_a_wrong_or_missing_token_and_a_bad_offer(seen):
         assert code == 403 and "access token" in body["error"]
     code, body = seen["bad_body"]
     assert code == 400 and "sdp" in body["error"]
+    code, body = seen["bad_sdp"]
+    assert code == 400 and "SDP could not be read" in body["error"], body
     code, body = seen["bad_upscale"]
     assert code == 400 and "upscale must be a whole number from 1 to 4" in body["error"]
 

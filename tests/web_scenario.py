@@ -107,6 +107,7 @@ def main(out_path: str) -> None:
         result["wrong_token"] = post(f"{web.address}/offer", {"sdp": "x", "type": "offer", "token": "nope"})
         result["no_token"] = post(f"{web.address}/offer", {"sdp": "x", "type": "offer"})
         result["bad_body"] = post(f"{web.address}/offer", {"token": "s3cret", "type": "offer"})
+        result["bad_sdp"] = post(f"{web.address}/offer", {"token": "s3cret", "type": "offer", "sdp": "v=0\r\ngarbage"})
         result["bad_upscale"] = post(f"{web.address}/offer", {"token": "s3cret", "type": "offer", "sdp": "x",
                                                               "upscale": 9})
         from mfruntime.runtime.client import Subscriber

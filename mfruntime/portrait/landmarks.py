@@ -175,6 +175,10 @@ def find_face(image: np.ndarray) -> Face:
     h, w = image.shape[:2]
     faces = detect_faces(image, SHORT_RANGE) or detect_faces(image, FULL_RANGE)
     if not faces:
+        if max(h, w) < 2 * MIN_FACE_PIXELS:
+            raise FaceNotFound(f"the {w}×{h} image is too small for the portrait renderer, which needs a face at least "
+                               f"{MIN_FACE_PIXELS} px wide: give a larger image (an image this small is drawn by the "
+                               "model as its own face: renderer \"model\")")
         raise FaceNotFound(f"no face found in the {w}×{h} image: give a portrait with one face seen from the front, "
                            "eyes and mouth visible, filling at least a quarter of the picture")
     score, box, kp = faces[0]

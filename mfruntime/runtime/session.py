@@ -29,7 +29,7 @@ from mfruntime.data.speech import Voice, synthesize, voice_known
 from mfruntime.data.spoken_text import prepare_text
 from mfruntime.engine.backends import kernels_for, pick_backend, resolve_device
 from mfruntime.config import (DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_MEDIA, DEFAULT_MODEL, DEFAULT_PORTRAIT_SIZE,
-                              DEFAULT_RENDERER, DEFAULT_STEPS, MODEL_IMAGE_MAX_SIDE)
+                              DEFAULT_RENDERER, DEFAULT_STEPS, MODEL_IMAGE_MAX_SIDE, PORTRAIT_SIZES)
 from mfruntime.engine.batch import ChunkJob
 from mfruntime.engine.generator import GenerationOptions, Generator, check_steps
 from mfruntime.engine.utterance import Utterance
@@ -328,14 +328,15 @@ class Session:
         if chosen == "portrait" and not self.has_rig:
             if renderer == "portrait":
                 raise ValueError("a portrait is driven by the rig stream, and this model has no rig head: use the "
-                                 "bundled model or one exported with a rig stage, or renderer='model'")
+                                 "bundled model or one exported with a rig stage, or the renderer \"model\" "
+                                 "(mf demo: --renderer model)")
             log.warning("set_character: this model has no rig head to drive a portrait; the %d×%d image is drawn "
                         "as the model's own %d-px face", img.shape[1], img.shape[0], self.size)
             chosen = "model"
         if chosen == "model":
             if size is not None and renderer == "model":
                 raise ValueError(f"size is the portrait renderer's; the model draws {self.size}-px faces "
-                                 "(leave size out, or pass renderer='portrait')")
+                                 "(leave size out, or choose the renderer \"portrait\": mf demo --renderer portrait)")
             square = np.array(square_resize(img, self.size))
             with self._lock:
                 self._image, self._generator, self._portrait = square, None, None
@@ -343,27 +344,31 @@ class Session:
                      self.size)
             return chosen
         from mfruntime.portrait.drive import PortraitRenderer
-        from mfruntime.portrait.landmarks import FaceNotFound
+        from mfruntime.portrait.landmarks import MIN_FACE_PIXELS, FaceNotFound
 
         try:
             portrait = PortraitRenderer(img, DEFAULT_PORTRAIT_SIZE if size is None else size)
         except FaceNotFound as exc:
             if renderer == "auto":
                 raise FaceNotFound(f"{exc} (an image larger than {MODEL_IMAGE_MAX_SIDE} px is animated as a portrait; to "
-                                   f"have the model redraw it as its own {self.size}-px face, pass renderer='model')") \
-                    from exc
+                                   f"have the model redraw it as its own {self.size}-px face, choose the renderer "
+                                   "\"model\": renderer=\"model\", mf demo --renderer model)") from exc
             raise
         with self._lock:
             self._portrait = portrait
         h, w = portrait.frame_size
         log.info("set_character: the portrait renderer draws the face (%d×%d image → %d×%d frames, face %.0f px wide)",
                  img.shape[1], img.shape[0], w, h, portrait.rig.face_width)
+        if portrait.rig.face_width < MIN_FACE_PIXELS:
+            log.warning("set_character: at %d×%d the face is only %.0f px wide, too small for a clear mouth: choose a "
+                        "larger size (up to %d; mf demo --size %d) or crop the image closer to the face", w, h,
+                        portrait.rig.face_width, PORTRAIT_SIZES[1], PORTRAIT_SIZES[1])
         return chosen
 
-    def set_portrait(self, image, size: int = DEFAULT_PORTRAIT_SIZE) -> None:
+    def set_portrait(self, image, size: int = DEFAULT_PORTRAIT_SIZE) -> str:
         """``set_character(image, renderer="portrait", size=size)``: animate a portrait — a photo, a painting, a
         render — at its own resolution instead of the model's own 64-px face (docs/PORTRAIT.md)."""
-        self.set_character(image, renderer="portrait", size=size)
+        return self.set_character(image, renderer="portrait", size=size)
 
     @property
     def renderer(self) -> str:
@@ -372,7 +377,8 @@ class Session:
 
     @property
     def frame_size(self) -> tuple[int, int]:
-        """(height, width) of the frames chunks carry: the model's, or the portrait's."""
+        """(height, width) of the frames the chunks of the next utterance carry: the model's, or the portrait's (a
+        running utterance keeps the size it started with)."""
         p = self._portrait
         return p.frame_size if p is not None else (self.size, self.size)
 

@@ -23,7 +23,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from mfruntime.runtime.web.playout import Playout
 from mfruntime.runtime.web.tracks import Pacer, PlayoutAudioTrack, PlayoutVideoTrack
@@ -54,7 +54,7 @@ class Peer:
 async def open_peer(web, character: str, state: dict, sdp: str, upscale: int = 1):
     """A connection for ``character`` answering the browser's offer: (pc, answer). ``upscale``: the video frames
     are sent that many times larger (each pixel a block), for small faces."""
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # host candidates only: no STUN server is ever asked
     peer = Peer(character, Playout(sample_rate=state["sample_rate"], fps=state["fps"]))
     pc.peer = peer  # type: ignore[attr-defined]
     pc.addTrack(PlayoutAudioTrack(peer.playout, peer.pacer))

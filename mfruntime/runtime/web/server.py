@@ -159,8 +159,9 @@ class WebServer:
                 return 404, {"error": str(exc)}
             try:
                 pc, answer = await open_peer(self, character, state, body["sdp"], upscale)
-            except ValueError as exc:  # an SDP aiortc cannot take
-                return 400, {"error": f"the offer was not accepted: {exc}"}
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:  # an SDP aiortc cannot take
+                return 400, {"error": "the offer's SDP could not be read: send the browser's own RTCPeerConnection "
+                                      f"offer, unchanged ({type(exc).__name__}: {str(exc)[:120]})"}
             with self._peers_lock:
                 self._peers[pc] = pc.peer  # type: ignore[attr-defined]
         finally:
