@@ -95,7 +95,7 @@ class CurveServer:
         """The ZAP authenticator's question: may this client (its Z85 public key) connect?"""
         return key in self.allowed
 
-    def local_client(self) -> tuple[Path, Path]:
+    def local_client(self) -> tuple[str, str]:
         """(the server's key file, a client secret key file) for a client inside this process (the web page's
         server side): a key pair made for this run in a private temporary folder, admitted without being put in
         the clients folder, and removed by ``stop``."""
@@ -103,7 +103,7 @@ class CurveServer:
             self._inproc = Path(tempfile.mkdtemp(prefix="mf-curve-"))  # 0700
             public, _ = write_keypair(self._inproc, "local")
             self.allowed.add(load_keys(public, need_secret=False).public)
-        return self.secret_file, self._inproc / "local.key_secret"
+        return str(self.secret_file), str(self._inproc / "local.key_secret")
 
     def secure(self, sock: zmq.Socket) -> None:
         sock.zap_domain = ZAP_DOMAIN.encode()

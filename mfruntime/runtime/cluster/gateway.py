@@ -657,10 +657,7 @@ class Gateway:
 
     def local_client_keys(self) -> tuple[str, str] | None:
         """As Server.local_client_keys: keys for a client inside this process (``--web``) when CURVE is on."""
-        if self._curve is None:
-            return None
-        server, client = self._curve.local_client()
-        return str(server), str(client)
+        return None if self._curve is None else self._curve.local_client()
 
     def serve_forever(self, on_ready=None) -> None:
         """Bind and serve until stop(); on_ready(gateway) once bound."""

@@ -77,10 +77,7 @@ class Server:
     def local_client_keys(self) -> tuple[str, str] | None:
         """(server key file, client secret key file) for a client inside this process when the sockets use CURVE
         (``mf serve --web``), else None."""
-        if self._curve is None:
-            return None
-        server, client = self._curve.local_client()
-        return str(server), str(client)
+        return None if self._curve is None else self._curve.local_client()
 
     def _info(self) -> dict:
         return {"stream": self.stream_address, "counters": dict(self.counters), "started": self.started}
